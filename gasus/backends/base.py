@@ -1,0 +1,215 @@
+"""The interface every model backend implements, and the cache that wraps any of them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..cache import Cache, request_key
+from ..errors import BackendError, CacheMissError
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Settings a backend may use; each backend reads the ones that apply to it."""
+
+    base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible server URL"})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the API key"})
+    concurrency: int = field(default=4, metadata={"help": "requests in flight at once (openai)"})
+    timeout: float = field(default=120.0, metadata={"help": "seconds before a request is abandoned"})
+    max_attempts: int = field(default=6, metadata={"help": "tries per request before it is an error"})
+    n_ctx: int = field(default=4096, metadata={"help": "context length (llamacpp)"})
+    n_threads: int | None = field(default=None, metadata={"help": "CPU threads (llamacpp); default all cores"})
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    batch_size: int = field(default=8, metadata={"help": "prompts per forward batch (hf)"})
+
+    def __post_init__(self):
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One model call.
+
+    `messages` are chat messages ({"role", "content"}). With params["template"] == "raw" the
+    single message's content is the whole prompt, sent without a chat template (the Alpaca
+    prompt of a fine-tuned model). `params` holds every decoding setting that changes the output.
+    """
+
+    messages: tuple[dict[str, str], ...]
+    params: dict[str, Any]
+
+    @classmethod
+    def chat(cls, messages: Sequence[dict[str, str]], **params: Any) -> Request:
+        return cls(tuple(dict(m) for m in messages), {"template": "chat", **params})
+
+    @classmethod
+    def raw(cls, prompt: str, **params: Any) -> Request:
+        return cls(({"role": "user", "content": prompt},), {"template": "raw", **params})
+
+    @property
+    def is_raw(self) -> bool:
+        return self.params.get("template") == "raw"
+
+
+class TransientError(BackendError):
+    """A failure worth retrying later (timeout, 5xx, connection); never cached."""
+
+
+class Backend:
+    """A model that completes requests. Backends know nothing of caching.
+
+    Subclasses set `name`, take (target, options) and load their model lazily, on the first
+    call of `complete`: a fully cached run never loads it.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, target: str, options: BackendOptions | None = None):
+        self.target = target
+        self.options = options or BackendOptions()
+        self.cache: Cache | None = None  # set by CachedModel; lets identity() memoise file hashes
+
+    @property
+    def label(self) -> str:
+        """How this model is named in output files."""
+        return f"{self.name}:{self.target}"
+
+    def identity(self) -> str:
+        """What names the model in the cache key (a file's sha256, a remote model's name)."""
+        return self.target
+
+    def cache_params(self) -> dict[str, Any]:
+        """Settings outside the request that change the output (runtime version, chat template)."""
+        return {}
+
+    def complete(self, request: Request) -> dict[str, Any]:
+        """The completion of one request: {"text": str, ...measured extras}."""
+        raise NotImplementedError
+
+    def complete_many(self, requests: Sequence[Request]) -> Iterator[tuple[int, dict[str, Any] | BackendError]]:
+        """(position, completion or error) for each request, in any order, as each finishes."""
+        for i, request in enumerate(requests):
+            try:
+                yield i, self.complete(request)
+            except BackendError as exc:
+                yield i, exc
+
+    def close(self) -> None:
+        """Release the model."""
+
+
+@dataclass
+class CallStats:
+    model_calls: int = 0
+    cache_hits: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one request through the cache."""
+
+    value: dict[str, Any] | None
+    error: str | None
+    cached: bool
+
+
+class CachedModel:
+    """A backend behind the cache: hits cost nothing, misses are stored the moment they arrive.
+
+    Transport failures are returned as errors and never stored, so a rerun asks again.
+    With `offline=True` a miss is a CacheMissError instead of a model call.
+    """
+
+    def __init__(self, backend: Backend, cache: Cache, *, offline: bool = False):
+        self.backend = backend
+        self.cache = cache
+        self.offline = offline
+        self.stats = CallStats()
+        self._identity: str | None = None
+        self._params: dict[str, Any] | None = None
+        backend.cache = cache
+
+    def key(self, request: Request) -> str:
+        if self._identity is None:
+            self._identity = self.backend.identity()
+            self._params = self.backend.cache_params()
+        params = {**request.params, **(self._params or {})}
+        return request_key(self.backend.name, self._identity, list(request.messages), params)
+
+    def misses(self, requests: Sequence[Request]) -> list[int]:
+        """Positions of the requests the cache cannot answer."""
+        return [i for i, r in enumerate(requests) if self.key(r) not in self.cache]
+
+    def run(self, requests: Sequence[Request],
+            on_result: Callable[[int, Result], None] | None = None) -> list[Result]:
+        """Results for all requests in order; `on_result` is told of each as it is known."""
+        results: list[Result | None] = [None] * len(requests)
+        keys = [self.key(r) for r in requests]
+        todo: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            value = self.cache.get(key)
+            if value is not None:
+                self.stats.cache_hits += 1
+                results[i] = Result(value, None, True)
+                if on_result:
+                    on_result(i, results[i])
+            else:
+                todo.setdefault(key, []).append(i)  # identical requests are asked once
+        if todo and self.offline:
+            raise CacheMissError(f"{len(todo)} request(s) are not in the cache and the run is offline")
+        firsts = [positions[0] for positions in todo.values()]
+        for j, outcome in self.backend.complete_many([requests[i] for i in firsts]):
+            i = firsts[j]
+            if isinstance(outcome, BaseException):
+                self.stats.failures += 1
+                result = Result(None, str(outcome) or type(outcome).__name__, False)
+            else:
+                self.stats.model_calls += 1
+                self.cache.put(keys[i], outcome, backend=self.backend.name, model=self.backend.label)
+                result = Result(outcome, None, False)
+            for k in todo[keys[i]]:
+                results[k] = result
+                if on_result:
+                    on_result(k, result)
+        return results  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- file identity
+
+
+def file_sha256(path: str | Path, cache: Cache | None = None) -> str:
+    """sha256 of a file's bytes, memoised in the cache by (path, size, mtime)."""
+    path = Path(path).resolve()
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise BackendError(f"{path}: cannot read the model file: {exc.strerror}") from None
+    memo = f"filehash:{path}:{st.st_size}:{st.st_mtime_ns}"
+    if cache is not None:
+        hit = cache.get(memo)
+        if hit is not None:
+            return hit["sha256"]
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if cache is not None:
+        cache.put(memo, {"sha256": digest}, backend="filehash", model=str(path))
+    return digest
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

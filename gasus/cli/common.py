@@ -1,0 +1,109 @@
+"""What every command shares: the error boundary, --summary-json, dataset options, consoles."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import GasusError
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+class GasusCommand(click.Command):
+    """A command whose GasusErrors become one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GasusError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+        except ValueError as exc:  # configs check themselves in __post_init__ with ValueError
+            if type(exc) is not ValueError:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: everything finished so far is in the cache; rerun to continue.", err=True)
+            ctx.exit(130)
+
+
+class GasusGroup(click.Group):
+    command_class = GasusCommand
+    group_class = type
+
+
+def summary_option(func: Callable) -> Callable:
+    """Adds --summary-json PATH and a `summary` recorder passed to the command."""
+
+    @click.option("--summary-json", "summary_json", type=click.Path(dir_okay=False),
+                  help="Write {command, items, model_calls, cache_hits, failures, seconds} here as JSON.")
+    @functools.wraps(func)
+    def wrapper(*args, summary_json: str | None = None, **kwargs):
+        summary = Summary(click.get_current_context().command_path.split(" ", 1)[-1])
+        result = func(*args, summary=summary, **kwargs)
+        if summary_json:
+            summary.write(summary_json)
+        return result
+
+    return wrapper
+
+
+class Summary:
+    """The machine-readable account of one command run (DESIGN.md keys, plus command-specific extras)."""
+
+    def __init__(self, command: str):
+        self.command = command
+        self.started = time.perf_counter()
+        self.items = 0
+        self.model_calls = 0
+        self.cache_hits = 0
+        self.failures = 0
+        self.extra: dict[str, Any] = {}
+
+    def add_stats(self, stats: Any) -> None:
+        self.model_calls += stats.model_calls
+        self.cache_hits += stats.cache_hits
+        self.failures += stats.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"command": self.command, "items": self.items, "model_calls": self.model_calls,
+                "cache_hits": self.cache_hits, "failures": self.failures,
+                "seconds": round(time.perf_counter() - self.started, 3), **self.extra}
+
+    def write(self, path: str) -> None:
+        from ..io import write_json
+
+        write_json(path, self.to_dict())
+
+
+def dataset_options(func: Callable) -> Callable:
+    """Options that map a dataset's columns to instruction / input / output."""
+    options = [
+        click.option("--format", "fmt", type=click.Choice(["alpaca", "dolly"]), default="alpaca", show_default=True,
+                     help="Field layout: alpaca (instruction/input/output) or dolly (instruction/context/response)."),
+        click.option("--instruction-field", help="Field holding the instruction."),
+        click.option("--input-field", help="Field holding the optional input."),
+        click.option("--output-field", help="Field holding the response."),
+        click.option("--split", default="train", show_default=True, help="Split of a Hugging Face hub dataset."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def load_dataset_arg(source: str, fmt: str, instruction_field: str | None, input_field: str | None,
+                     output_field: str | None, split: str):
+    from ..io import FieldMap, load_examples
+
+    fields = FieldMap.for_format(fmt, instruction=instruction_field, input=input_field, output=output_field)
+    return load_examples(source, fields=fields, split=split)

@@ -1,0 +1,84 @@
+"""gasus select: keep the examples a grader scored highly."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import BadInputError
+from .common import GasusCommand, console, dataset_options, load_dataset_arg, summary_option
+
+
+@click.command(cls=GasusCommand)
+@click.argument("dataset")
+@click.argument("scores", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Where to write the kept examples: Alpaca JSON, or JSON Lines if it ends in .jsonl.")
+@click.option("--threshold", type=float, default=None,
+              help="Keep examples with score >= THRESHOLD (the paper's tau).  [default: 4.5]")
+@click.option("--top-k", type=int, default=None, help="Keep the K best-scored examples; ties go to the earlier row.")
+@click.option("--random", "random_n", type=int, default=None,
+              help="Keep N examples drawn at random (the paper's baseline of equal size); needs no scores.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
+@click.option("--sweep", default=None, help="Comma-separated thresholds: print kept counts for each, write nothing.")
+@dataset_options
+@summary_option
+def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, fmt, instruction_field,
+           input_field, output_field, split, summary):
+    """Select the training subset from a dataset and its scores.
+
+    Scores are joined to examples on their content id; examples whose grade did not
+    parse or failed are never kept and are counted in the summary.
+
+    \b
+    Example:
+      gasus select data.json scores.jsonl -o alpagasus.json            # score >= 4.5
+      gasus select data.json scores.jsonl --sweep 3.5,4,4.5,5
+      gasus select data.json --random 9229 --seed 0 -o random_9k.json
+    """
+    from .. import selection
+
+    rules = [name for name, value in (("--threshold", threshold), ("--top-k", top_k),
+                                      ("--random", random_n), ("--sweep", sweep)) if value is not None]
+    if len(rules) > 1:
+        raise BadInputError(f"choose one of {', '.join(rules)}")
+    if random_n is None and scores is None:
+        raise BadInputError("SCORES is required unless --random is given")
+    if sweep is None and output is None:
+        raise BadInputError("-o/--output is required (except with --sweep)")
+
+    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split)
+    grades = selection.load_grades(scores) if scores else None
+    summary.items = len(examples)
+    out = console()
+
+    if sweep is not None:
+        from rich.table import Table
+
+        thresholds = selection.parse_thresholds(sweep)
+        rows = selection.sweep(examples, grades, thresholds)
+        not_ok = sum(1 for g in grades if not g.ok)
+        table = Table(title=f"Kept examples per threshold ({len(examples)} examples, {not_ok} not gradable)")
+        table.add_column("threshold", justify="right")
+        table.add_column("kept", justify="right")
+        table.add_column("fraction", justify="right")
+        for t, kept, frac in rows:
+            table.add_row(f">= {t:g}", str(kept), f"{frac:.1%}")
+        out.print(table)
+        summary.failures = not_ok
+        summary.extra["sweep"] = [{"threshold": t, "kept": k, "fraction": f} for t, k, f in rows]
+        return
+
+    if random_n is not None:
+        result = selection.select_random(examples, random_n, seed)
+    elif top_k is not None:
+        result = selection.select_top_k(examples, grades, top_k)
+    else:
+        result = selection.select_threshold(examples, grades, selection.PAPER_THRESHOLD if threshold is None else threshold)
+
+    from ..io import write_records
+
+    write_records(output, [e.to_dict() for e in result.kept])
+    summary.failures = result.not_ok
+    summary.extra.update({"kept": len(result.kept), "rule": result.rule})
+    note = f", {result.not_ok} without a usable score" if result.not_ok else ""
+    out.print(f"kept {len(result.kept)} of {result.total} ({result.fraction:.1%}) by {result.rule}{note} -> {output}")

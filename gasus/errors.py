@@ -1,0 +1,33 @@
+"""Errors a user can act on. Only the CLI turns them into a one-line message and exit code 2."""
+
+from __future__ import annotations
+
+
+class GasusError(Exception):
+    """Base class of every error gasus reports to a user."""
+
+
+class BadInputError(GasusError):
+    """A file, option or record the user gave cannot be used as it is."""
+
+
+class BackendError(GasusError):
+    """A model backend could not be created or could not answer."""
+
+
+class MissingDependencyError(GasusError):
+    """An optional package is needed for this code path and is not installed."""
+
+    def __init__(self, package: str, purpose: str, pip_name: str | None = None):
+        self.package = package
+        super().__init__(
+            f"{purpose} needs the '{package}' package: pip install {pip_name or package}"
+        )
+
+
+class CacheError(GasusError):
+    """The cache directory cannot be used."""
+
+
+class CacheMissError(GasusError):
+    """A response was required from the cache or a recording and is not there."""

@@ -1,0 +1,287 @@
+"""Reading datasets in the layouts people keep them in, and writing files atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import BadInputError, MissingDependencyError
+from .records import Example
+
+FORMATS = ("alpaca", "dolly")
+_FORMAT_FIELDS = {
+    "alpaca": ("instruction", "input", "output"),
+    "dolly": ("instruction", "context", "response"),
+}
+_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Which source fields hold the instruction, the input and the response."""
+
+    instruction: str = "instruction"
+    input: str = "input"
+    output: str = "output"
+
+    @classmethod
+    def for_format(cls, fmt: str = "alpaca", *, instruction: str | None = None,
+                   input: str | None = None, output: str | None = None) -> FieldMap:
+        if fmt not in _FORMAT_FIELDS:
+            raise BadInputError(f"unknown format '{fmt}': choose one of {', '.join(FORMATS)}")
+        base = _FORMAT_FIELDS[fmt]
+        return cls(instruction or base[0], input or base[1], output or base[2])
+
+
+# ---------------------------------------------------------------- reading raw rows
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path}: is a directory, not a file") from None
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(
+            f"{path}: not UTF-8 text: undecodable byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        ) from None
+
+
+def _json_error(path: Path, exc: json.JSONDecodeError, line_offset: int = 0) -> BadInputError:
+    return BadInputError(
+        f"{path}: invalid JSON at line {exc.lineno + line_offset}, column {exc.colno}: {exc.msg}"
+    )
+
+
+def read_json(path: str | Path) -> Any:
+    """One JSON document from a file, with errors that name the file, line and column."""
+    path = Path(path)
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _json_error(path, exc) from None
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of a JSON Lines file."""
+    path = Path(path)
+    text = _read_text(path)
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _json_error(path, exc, line_offset=lineno - 1) from None
+
+
+def read_jsonl_objects(path: str | Path) -> list[dict[str, Any]]:
+    """Every line of a JSON Lines file, each required to be an object."""
+    rows = []
+    for lineno, value in iter_jsonl(path):
+        if not isinstance(value, dict):
+            raise BadInputError(f"{path}: line {lineno}: expected a JSON object, got {_type_name(value)}")
+        rows.append(value)
+    return rows
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            type(None): "null", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _rows_from_json(path: Path) -> list[tuple[str, dict]]:
+    data = read_json(path)
+    if isinstance(data, dict):
+        # {"data": [...]} and similar single-key wrappers are common; a bare object is not a dataset.
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(data) == 1 and lists:
+            data = lists[0]
+        else:
+            raise BadInputError(f"{path}: expected a JSON array of records at the top level, got an object")
+    if not isinstance(data, list):
+        raise BadInputError(f"{path}: expected a JSON array of records at the top level, got {_type_name(data)}")
+    rows = []
+    for i, row in enumerate(data):
+        if not isinstance(row, dict):
+            raise BadInputError(f"{path}: row {i}: expected an object, got {_type_name(row)}")
+        rows.append((f"row {i}", row))
+    return rows
+
+
+def _rows_from_jsonl(path: Path) -> list[tuple[str, dict]]:
+    rows = []
+    for lineno, value in iter_jsonl(path):
+        if not isinstance(value, dict):
+            raise BadInputError(f"{path}: line {lineno}: expected a JSON object, got {_type_name(value)}")
+        rows.append((f"line {lineno}", value))
+    return rows
+
+
+def _rows_from_csv(path: Path) -> list[tuple[str, dict]]:
+    text = _read_text(path)
+    try:
+        reader = csv.DictReader(text.splitlines(keepends=True))
+        rows = [(f"line {reader.line_num}", dict(row)) for row in reader]
+    except csv.Error as exc:
+        raise BadInputError(f"{path}: invalid CSV: {exc}") from None
+    for where, row in rows:
+        if None in row:
+            raise BadInputError(f"{path}: {where}: more cells than header columns")
+    return rows
+
+
+def _rows_from_parquet(path: Path) -> list[tuple[str, dict]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingDependencyError("pyarrow", "Reading Parquet") from None
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise BadInputError(f"{path}: not a readable Parquet file: {exc}") from None
+    return [(f"row {i}", row) for i, row in enumerate(table.to_pylist())]
+
+
+def _rows_from_hub(name: str, split: str) -> list[tuple[str, dict]]:
+    try:
+        import datasets
+    except ImportError:
+        raise MissingDependencyError("datasets", "Loading a Hugging Face hub dataset") from None
+    try:
+        ds = datasets.load_dataset(name, split=split)
+    except Exception as exc:  # offline, unknown name, gated: all surface as various types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(
+            f"{name}: cannot load the Hugging Face hub dataset (offline, or no such dataset?): {first}"
+        ) from None
+    return [(f"row {i}", dict(row)) for i, row in enumerate(ds)]
+
+
+def looks_like_hub_name(source: str) -> bool:
+    """'owner/name' that is not a file here and has no data-file suffix."""
+    if source.startswith("hf:"):
+        return True
+    p = Path(source)
+    return (not p.exists() and p.suffix.lower() not in _SUFFIXES and source.count("/") == 1
+            and not source.startswith((".", "/")))
+
+
+def read_rows(source: str | Path, *, split: str = "train") -> list[tuple[str, dict]]:
+    """Raw rows of a dataset file or hub dataset, each with where it came from ("row 3", "line 4")."""
+    source_str = str(source)
+    if looks_like_hub_name(source_str):
+        name = source_str[3:] if source_str.startswith("hf:") else source_str
+        return _rows_from_hub(name, split)
+    path = Path(source_str)
+    kind = _SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        if not path.exists():
+            raise BadInputError(f"{path}: no such file")
+        # Unknown suffix: sniff, JSON array first then JSON Lines.
+        text = _read_text(path).lstrip()
+        kind = "json" if text.startswith("[") else "jsonl"
+    reader = {"json": _rows_from_json, "jsonl": _rows_from_jsonl, "csv": _rows_from_csv,
+              "parquet": _rows_from_parquet}[kind]
+    return reader(path)
+
+
+def _field(row: dict, name: str, where: str, source: str, *, required: bool) -> str:
+    value = row.get(name)
+    if value is None:
+        if required:
+            raise BadInputError(f"{source}: {where}: missing required field '{name}'")
+        return ""
+    if isinstance(value, float) and value != value:  # NaN from CSV/Parquet empties
+        return ""
+    if not isinstance(value, str):
+        raise BadInputError(f"{source}: {where}: field '{name}' must be a string, got {_type_name(value)}")
+    return value
+
+
+def load_examples(source: str | Path, *, fields: FieldMap | None = None,
+                  split: str = "train") -> list[Example]:
+    """The examples of a dataset, in order; the input field may be absent (it counts as "")."""
+    fields = fields or FieldMap()
+    rows = read_rows(source, split=split)
+    if not rows:
+        raise BadInputError(f"{source}: the dataset has no examples")
+    used = {fields.instruction, fields.input, fields.output}
+    examples = []
+    for index, (where, row) in enumerate(rows):
+        instruction = _field(row, fields.instruction, where, str(source), required=True)
+        input_ = _field(row, fields.input, where, str(source), required=False)
+        output = _field(row, fields.output, where, str(source), required=True)
+        extra = {k: v for k, v in row.items() if k not in used}
+        examples.append(Example(index, instruction, input_, output, extra))
+    return examples
+
+
+# ---------------------------------------------------------------- writing atomically
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """A file handle whose content appears at `path` only if the block finishes.
+
+    The data goes to a temporary file in the same directory, is flushed to disk and
+    renamed over the target, so an interrupted command never leaves half a file.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise BadInputError(f"{path}: the directory {parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write records as JSON Lines atomically; returns how many were written."""
+    n = 0
+    with atomic_write(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_json(path: str | Path, value: Any, *, indent: int | None = 2) -> None:
+    with atomic_write(path) as handle:
+        json.dump(value, handle, ensure_ascii=False, indent=indent)
+        handle.write("\n")
+
+
+def write_records(path: str | Path, records: list[dict[str, Any]]) -> int:
+    """JSON Lines when the name ends in .jsonl, else one JSON array (the Alpaca layout)."""
+    if str(path).endswith(".jsonl"):
+        return write_jsonl(path, records)
+    write_json(path, records)
+    return len(records)

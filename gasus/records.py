@@ -1,0 +1,112 @@
+"""The records that flow between stages: frozen dataclasses, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the form every hash in gasus is taken over."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def example_id(instruction: str, input: str, output: str) -> str:
+    """The content id of a triplet (DESIGN.md): identical rows share one id and one grade.
+
+    >>> example_id("Say hi.", "", "Hi.")[:12]
+    'f25ff450dad5'
+    """
+    return sha256_text(canonical_json({"instruction": instruction, "input": input, "output": output}))
+
+
+class _Record:
+    """to_dict / from_dict shared by the records below."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Example(_Record):
+    """One instruction-tuning triplet, with its row index and any extra fields of the source."""
+
+    index: int
+    instruction: str
+    input: str
+    output: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return example_id(self.instruction, self.input, self.output)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Alpaca record: the three fields first, extra fields kept after them."""
+        return {"instruction": self.instruction, "input": self.input, "output": self.output, **self.extra}
+
+
+SCORE_STATUSES = ("ok", "unparsed", "out_of_range", "error")
+
+
+@dataclass(frozen=True)
+class Grade(_Record):
+    """One line of a scores file (DESIGN.md)."""
+
+    id: str
+    index: int
+    score: float | None
+    status: str
+    grader: str
+    dimension: str
+    mode: str
+    raw: str | None
+    probs: dict[str, float] | None = None
+    top_score: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.score is not None
+
+
+@dataclass(frozen=True)
+class Answer(_Record):
+    """One model's answer to one test-set question."""
+
+    testset: str
+    id: str
+    question: str
+    answer: str
+    model: str
+
+
+@dataclass(frozen=True)
+class Judgement(_Record):
+    """A judge's score pair for one question in one answer order ("ab": A shown first)."""
+
+    testset: str
+    id: str
+    order: str
+    scores: list[float] | None
+    status: str
+    raw: str | None
+
+
+@dataclass(frozen=True)
+class Verdict(_Record):
+    """Model A's result on one question after both orders are combined."""
+
+    testset: str
+    id: str
+    verdict: str

@@ -1,0 +1,129 @@
+"""Selecting the training subset from grades: the paper's threshold rule, top-k, and the random baseline."""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BadInputError
+from .io import read_jsonl_objects
+from .records import Example, Grade
+
+PAPER_THRESHOLD = 4.5
+
+
+def load_grades(path: str | Path) -> list[Grade]:
+    """A scores file (DESIGN.md), each line checked for the fields selection relies on."""
+    grades = []
+    for lineno, row in enumerate(read_jsonl_objects(path), start=1):
+        if not isinstance(row.get("id"), str):
+            raise BadInputError(f"{path}: line {lineno}: missing 'id'")
+        score, status = row.get("score"), row.get("status")
+        if status not in ("ok", "unparsed", "out_of_range", "error"):
+            raise BadInputError(f"{path}: line {lineno}: unknown status {status!r}")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+            raise BadInputError(f"{path}: line {lineno}: 'score' must be a number or null")
+        grades.append(Grade(
+            id=row["id"], index=row.get("index", lineno - 1), score=None if score is None else float(score),
+            status=status, grader=row.get("grader", ""), dimension=row.get("dimension", ""),
+            mode=row.get("mode", ""), raw=row.get("raw"), probs=row.get("probs"), top_score=row.get("top_score"),
+        ))
+    return grades
+
+
+def join_scores(examples: Sequence[Example], grades: Sequence[Grade]) -> list[Grade | None]:
+    """The grade of each example, joined on id; ids present on one side only are an error."""
+    by_id = {g.id: g for g in grades}
+    example_ids = {e.id for e in examples}
+    missing = [e for e in examples if e.id not in by_id]
+    extra = [g for g in grades if g.id not in example_ids]
+    if missing:
+        raise BadInputError(
+            f"{len(missing)} example(s) have no score (first: row {missing[0].index}, id {missing[0].id[:12]}); "
+            "were the scores made from another dataset?"
+        )
+    if extra:
+        raise BadInputError(
+            f"{len(extra)} score(s) match no example (first id {extra[0].id[:12]}); "
+            "were the scores made from another dataset?"
+        )
+    return [by_id[e.id] for e in examples]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which examples were kept, and why the rest were not."""
+
+    kept: list[Example]
+    total: int
+    not_ok: int
+    rule: str
+
+    @property
+    def fraction(self) -> float:
+        return len(self.kept) / self.total if self.total else 0.0
+
+
+def _usable(examples: Sequence[Example], grades: Sequence[Grade]) -> tuple[list[tuple[Example, float]], int]:
+    pairs, not_ok = [], 0
+    for example, grade in zip(examples, join_scores(examples, grades)):
+        if grade is not None and grade.ok:
+            pairs.append((example, grade.score))
+        else:
+            not_ok += 1
+    return pairs, not_ok
+
+
+def select_threshold(examples: Sequence[Example], grades: Sequence[Grade],
+                     threshold: float = PAPER_THRESHOLD) -> Selection:
+    """The paper's rule: keep examples whose score is >= threshold."""
+    pairs, not_ok = _usable(examples, grades)
+    kept = [e for e, s in pairs if s >= threshold]
+    return Selection(kept, len(examples), not_ok, f"score >= {threshold:g}")
+
+
+def select_top_k(examples: Sequence[Example], grades: Sequence[Grade], k: int) -> Selection:
+    """The k best-scored examples, ties broken by input order, kept in input order."""
+    if k < 0:
+        raise BadInputError("--top-k must be at least 0")
+    pairs, not_ok = _usable(examples, grades)
+    ranked = sorted(pairs, key=lambda p: (-p[1], p[0].index))[:k]
+    kept = sorted((e for e, _ in ranked), key=lambda e: e.index)
+    return Selection(kept, len(examples), not_ok, f"top {k} by score")
+
+
+def select_random(examples: Sequence[Example], n: int, seed: int = 0) -> Selection:
+    """The paper's random baseline: n examples drawn uniformly with a seed, kept in input order."""
+    if n < 0:
+        raise BadInputError("--random must be at least 0")
+    if n > len(examples):
+        raise BadInputError(f"--random {n} asks for more examples than the dataset has ({len(examples)})")
+    chosen = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return Selection([examples[i] for i in chosen], len(examples), 0, f"random {n} (seed {seed})")
+
+
+def sweep(examples: Sequence[Example], grades: Sequence[Grade],
+          thresholds: Sequence[float]) -> list[tuple[float, int, float]]:
+    """(threshold, kept count, kept fraction) for each threshold, sharing one join."""
+    pairs, _ = _usable(examples, grades)
+    scores = sorted(s for _, s in pairs)
+    total = len(examples)
+    rows = []
+    for t in thresholds:
+        kept = len(scores) - bisect.bisect_left(scores, t)
+        rows.append((t, kept, kept / total if total else 0.0))
+    return rows
+
+
+def parse_thresholds(text: str) -> list[float]:
+    """'3.5,4,4.5' -> [3.5, 4.0, 4.5]."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BadInputError(f"--sweep expects numbers separated by commas, got '{text}'") from None
+    if not values:
+        raise BadInputError("--sweep needs at least one threshold")
+    return values

@@ -1,0 +1,54 @@
+"""Shared fixtures: every test gets its own cache and data dirs, and paths to real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    """Point the cache and every user dir at tmp_path, and keep API keys out of tests."""
+    monkeypatch.setenv("GASUS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.delenv("GASUS_DATA_DIR", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    yield
+
+
+@pytest.fixture
+def mini_alpaca() -> Path:
+    return FIXTURES / "mini_alpaca.json"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or skip the test when it is absent (a fresh clone elsewhere)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def embedded_gguf() -> Path:
+    from gasus.backends import embedded_model_path
+
+    return embedded_model_path()
+
+
+def run_cli(*args: str, input: str | None = None):
+    """Invoke the gasus CLI in-process; returns click's Result."""
+    from click.testing import CliRunner
+
+    from gasus.cli import main
+
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)

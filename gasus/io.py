@@ -55,8 +55,10 @@ def _read_text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
         raise BadInputError(
-            f"{path}: not UTF-8 text: undecodable byte 0x{data[exc.start]:02x} at offset {exc.start}"
+            f"{path}: not UTF-8 text: undecodable byte 0x{data[exc.start]:02x} at line "
+            f"{line} (byte offset {exc.start})"
         ) from None
 
 

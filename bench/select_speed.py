@@ -1,0 +1,73 @@
+"""Selection speed on the 9,229-example Alpaca sample: wall time of whole CLI runs, start-up included.
+
+Target (issue 2): `gasus select --threshold 4.5` and a 5-threshold `--sweep` each under 1 s.
+Prints each run's wall time and its ratio to a bare `python -c pass` measured in the same run.
+
+    .venv/bin/python bench/select_speed.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "alpagasus" / "alpaca_random_9k.json"
+
+
+def wall(cmd: list[str], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    if not args.data.exists():
+        print(f"skipped: {args.data} not found")
+        return 0
+    sys.path.insert(0, str(ROOT))
+    from gasus.io import load_examples
+
+    examples = load_examples(args.data)
+    rng = random.Random(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        scores = Path(tmp) / "scores.jsonl"
+        with scores.open("w") as handle:
+            for e in examples:
+                s = rng.choice([2.0, 3.0, 3.5, 4.0, 4.0, 4.5, 4.5, 5.0])
+                handle.write(json.dumps({"id": e.id, "index": e.index, "score": s, "status": "ok",
+                                         "grader": "synthetic", "dimension": "accuracy", "mode": "generate",
+                                         "raw": f"{s}\nSynthetic.", "probs": None}) + "\n")
+        gasus = [sys.executable, "-m", "gasus"]
+        rows = [
+            ("python -c pass", wall([sys.executable, "-c", "pass"], args.repeat)),
+            ("gasus --help", wall([*gasus, "--help"], args.repeat)),
+            ("select --threshold 4.5", wall([*gasus, "select", str(args.data), str(scores), "--threshold", "4.5",
+                                             "-o", str(Path(tmp) / "kept.json")], args.repeat)),
+            ("select --sweep 3.5,4,4.5,5,5.5", wall([*gasus, "select", str(args.data), str(scores),
+                                                     "--sweep", "3.5,4,4.5,5,5.5"], args.repeat)),
+        ]
+    base = rows[0][1]
+    print(f"{len(examples)} examples, median of {args.repeat} runs each")
+    print(f"{'run':34} {'wall s':>8} {'x python start':>15} {'< 1 s':>6}")
+    for name, seconds in rows:
+        print(f"{name:34} {seconds:8.3f} {seconds / base:15.1f} {'yes' if seconds < 1 else 'NO':>6}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

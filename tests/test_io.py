@@ -1,0 +1,171 @@
+"""Loading datasets in every supported layout, and every class of bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from gasus.errors import BadInputError
+from gasus.io import FieldMap, atomic_write, load_examples, write_jsonl, write_records
+from gasus.records import example_id
+
+ROWS = [
+    {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5", "source": "team"},
+    {"instruction": "Say hello.", "output": "Hello!"},
+    {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5", "source": "team"},
+]
+
+
+def _expected_ids():
+    return [example_id("Add the numbers.", "2 and 3", "5"), example_id("Say hello.", "", "Hello!"),
+            example_id("Add the numbers.", "2 and 3", "5")]
+
+
+def test_json_array(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(ROWS))
+    examples = load_examples(path)
+    assert [e.id for e in examples] == _expected_ids()
+    assert [e.index for e in examples] == [0, 1, 2]
+    assert examples[1].input == ""
+    assert examples[0].extra == {"source": "team"}
+    assert examples[0].to_dict() == ROWS[0]
+
+
+def test_duplicates_keep_places_and_share_an_id(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(ROWS))
+    examples = load_examples(path)
+    assert examples[0].id == examples[2].id
+    assert (examples[0].index, examples[2].index) == (0, 2)
+
+
+def test_id_matches_design_formula():
+    import hashlib
+
+    payload = json.dumps({"instruction": "é", "input": "", "output": "x"}, sort_keys=True,
+                         separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert example_id("é", "", "x") == hashlib.sha256(payload).hexdigest()
+
+
+def test_jsonl(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n\n")
+    assert [e.id for e in load_examples(path)] == _expected_ids()
+
+
+def test_csv(tmp_path):
+    path = tmp_path / "d.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["instruction", "input", "output", "source"])
+        writer.writeheader()
+        for row in ROWS:
+            writer.writerow(row)
+    examples = load_examples(path)
+    assert [e.id for e in examples] == _expected_ids()
+    assert examples[1].extra == {"source": ""}
+
+
+def test_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.Table.from_pylist(ROWS), path)
+    examples = load_examples(path)
+    assert [e.id for e in examples] == _expected_ids()
+    assert examples[1].input == ""  # a null input counts as ""
+
+
+def test_dolly_format_and_field_mapping(tmp_path):
+    path = tmp_path / "dolly.jsonl"
+    path.write_text(json.dumps({"instruction": "Say hello.", "context": "", "response": "Hello!", "category": "x"}) + "\n")
+    examples = load_examples(path, fields=FieldMap.for_format("dolly"))
+    assert examples[0].id == example_id("Say hello.", "", "Hello!")
+    assert examples[0].extra == {"category": "x"}
+    custom = tmp_path / "custom.json"
+    custom.write_text(json.dumps([{"q": "Say hello.", "a": "Hello!"}]))
+    examples = load_examples(custom, fields=FieldMap.for_format(instruction="q", output="a"))
+    assert examples[0].id == example_id("Say hello.", "", "Hello!")
+
+
+def test_hub_dataset_offline_is_a_clear_error():
+    pytest.importorskip("datasets")
+    with pytest.raises(BadInputError, match=r"^nobody-here/no-such-dataset: cannot load the Hugging Face hub dataset"):
+        load_examples("nobody-here/no-such-dataset")
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("missing.json", None, r"missing\.json: no such file"),
+    ("bad.json", '[{"instruction": "a", "output": "b"},\n {"instruction": }]',
+     r"bad\.json: invalid JSON at line 2, column 18: Expecting value"),
+    ("bad.jsonl", '{"instruction": "a", "output": "b"}\n{"instruction": "a", \n',
+     r"bad\.jsonl: invalid JSON at line 2, column 22: Expecting property name"),
+    ("top.json", '"just a string"', r"top\.json: expected a JSON array of records at the top level, got a string"),
+    ("obj.json", '{"a": 1, "b": 2}', r"obj\.json: expected a JSON array of records at the top level, got an object"),
+    ("row.json", '[{"instruction": "a", "output": "b"}, 7]', r"row\.json: row 1: expected an object, got a number"),
+    ("line.jsonl", '[1, 2]\n', r"line\.jsonl: line 1: expected a JSON object, got an array"),
+    ("noinst.json", '[{"instruction": "a", "output": "b"}, {"output": "b"}]',
+     r"noinst\.json: row 1: missing required field 'instruction'"),
+    ("noout.jsonl", '{"instruction": "a"}\n', r"noout\.jsonl: line 1: missing required field 'output'"),
+    ("type.json", '[{"instruction": "a", "output": 5}]', r"type\.json: row 0: field 'output' must be a string, got a number"),
+    ("input.json", '[{"instruction": "a", "input": ["x"], "output": "b"}]',
+     r"input\.json: row 0: field 'input' must be a string, got an array"),
+    ("empty.json", "[]", r"empty\.json: the dataset has no examples"),
+    ("empty.jsonl", "\n", r"empty\.jsonl: the dataset has no examples"),
+])
+def test_bad_input(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(BadInputError, match=message):
+        load_examples(path)
+
+
+def test_undecodable_bytes(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(b'{"instruction": "tea", "output": "b"}\n{"instruction": "caf\xe9", "output": "b"}\n')
+    with pytest.raises(BadInputError, match=r"latin\.jsonl: not UTF-8 text: undecodable byte 0xe9 at line 2 \(byte offset 58\)"):
+        load_examples(path)
+
+
+def test_directory_is_not_a_file(tmp_path):
+    with pytest.raises(BadInputError, match="is a directory"):
+        load_examples(tmp_path)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as handle:
+            handle.write("half")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.jsonl"
+    write_jsonl(target, [{"a": 1}])
+
+    def rows():
+        yield {"a": 2}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_jsonl(target, rows())
+    assert target.read_text() == '{"a": 1}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_write_records_layouts(tmp_path):
+    write_records(tmp_path / "a.json", [{"x": 1}])
+    write_records(tmp_path / "a.jsonl", [{"x": 1}])
+    assert json.loads((tmp_path / "a.json").read_text()) == [{"x": 1}]
+    assert (tmp_path / "a.jsonl").read_text() == '{"x": 1}\n'
+
+
+def test_write_into_missing_directory(tmp_path):
+    with pytest.raises(BadInputError, match="does not exist"):
+        write_jsonl(tmp_path / "nope" / "x.jsonl", [])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +22,8 @@ class BackendOptions:
     concurrency: int = field(default=4, metadata={"help": "requests in flight at once (openai)"})
     timeout: float = field(default=120.0, metadata={"help": "seconds before a request is abandoned"})
     max_attempts: int = field(default=6, metadata={"help": "tries per request before it is an error"})
+    retry_base: float = field(default=1.0, metadata={"help": "seconds of the first retry's backoff; doubles each try (openai)"})
+    retry_max: float = field(default=60.0, metadata={"help": "longest wait between tries, Retry-After included (openai)"})
     n_ctx: int = field(default=4096, metadata={"help": "context length (llamacpp)"})
     n_threads: int | None = field(default=None, metadata={"help": "CPU threads (llamacpp); default all cores"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
@@ -32,6 +34,10 @@ class BackendOptions:
             raise ValueError("concurrency must be at least 1")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be more than 0 seconds")
+        if self.retry_base < 0 or self.retry_max < 0:
+            raise ValueError("retry waits cannot be negative")
 
 
 @dataclass(frozen=True)
@@ -150,13 +156,19 @@ class CachedModel:
         return [i for i, r in enumerate(requests) if self.key(r) not in self.cache]
 
     def run(self, requests: Sequence[Request],
-            on_result: Callable[[int, Result], None] | None = None) -> list[Result]:
-        """Results for all requests in order; `on_result` is told of each as it is known."""
+            on_result: Callable[[int, Result], None] | None = None,
+            refresh: Collection[int] = ()) -> list[Result]:
+        """Results for all requests in order; `on_result` is told of each as it is known.
+
+        Positions in `refresh` are asked again even when cached (a grade that did not parse);
+        a new answer replaces the cached one, a failure leaves it in place.
+        """
         results: list[Result | None] = [None] * len(requests)
         keys = [self.key(r) for r in requests]
+        refresh_keys = {keys[i] for i in refresh}
         todo: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
-            value = self.cache.get(key)
+            value = None if key in refresh_keys else self.cache.get(key)
             if value is not None:
                 self.stats.cache_hits += 1
                 results[i] = Result(value, None, True)

@@ -1,0 +1,301 @@
+"""Any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp server) over HTTP with httpx.
+
+`--concurrency N` requests are in flight at once (N asyncio workers on a private event loop).
+429, 5xx, connection errors, timeouts and malformed replies are retried with exponential
+backoff and jitter, honouring Retry-After, at most `max_attempts` tries. The API key is read
+from the environment when the client is made, sent only in the Authorization header, and
+scrubbed from every error message: it never reaches a cache key, a cached value or a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import BackendError
+from ..parsing import SCORE_TOKENS
+from .base import Backend, BackendOptions, Request, TransientError
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+TOP_LOGPROBS = 20  # the most the chat-completions API returns
+
+
+class FatalError(BackendError):
+    """A reply that no retry or other request will change (bad key, unknown model, no logprobs)."""
+
+
+def public_url(url: str) -> str:
+    """The URL without any user:password part (which must not reach a cache key)."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date.
+
+    >>> retry_after_seconds("2")
+    2.0
+    >>> retry_after_seconds("Wed, 21 Oct 2015 07:28:05 GMT", now=1445412480.0)
+    5.0
+    >>> retry_after_seconds("soon") is None
+    True
+    """
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class OpenAIBackend(Backend):
+    """`openai:MODEL` against `--base-url` (default the OpenAI API)."""
+
+    name = "openai"
+
+    def __init__(self, target: str, options: BackendOptions | None = None):
+        super().__init__(target, options)
+        self.base_url = (self.options.base_url or DEFAULT_BASE_URL).rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise BackendError(f"--base-url must start with http:// or https://, got '{self.base_url}'")
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        self.attempts = 0  # HTTP requests sent, retries included
+
+    def cache_params(self) -> dict[str, Any]:
+        # Two servers may serve different weights under one model name.
+        return {"base_url": public_url(self.base_url)}
+
+    # -------------------------------------------------------------- secrets
+
+    def _api_key(self) -> str | None:
+        key = os.environ.get(self.options.api_key_env) or None
+        if key is None and self.base_url == DEFAULT_BASE_URL:
+            raise BackendError(f"the OpenAI API needs a key: set {self.options.api_key_env} "
+                               "(or name another variable with --api-key-env)")
+        return key
+
+    def _scrub(self, text: str) -> str:
+        key = os.environ.get(self.options.api_key_env)
+        return text.replace(key, "***") if key else text
+
+    # -------------------------------------------------------------- one request
+
+    def request_body(self, request: Request) -> tuple[str, dict[str, Any]]:
+        """(path, JSON body) of a request."""
+        p = request.params
+        mode = p.get("mode", "generate")
+        body: dict[str, Any] = {"model": self.target, "temperature": float(p.get("temperature", 0)),
+                                "seed": self.options.seed}
+        if request.is_raw:
+            if mode != "generate":
+                raise BackendError(f"mode '{mode}' needs a chat request")
+            body.update(prompt=request.messages[0]["content"], max_tokens=int(p.get("max_tokens", 256)))
+            return "/completions", body
+        body["messages"] = [{"role": m["role"], "content": m["content"]} for m in request.messages]
+        if mode == "expected":
+            body.update(max_tokens=1, logprobs=True, top_logprobs=TOP_LOGPROBS)
+        elif mode in ("generate", "score"):
+            body["max_tokens"] = int(p.get("max_tokens", 8 if mode == "score" else 256))
+            if p.get("stop"):
+                body["stop"] = list(p["stop"])
+        else:
+            raise BackendError(f"unknown mode '{mode}' (generate, score or expected)")
+        return "/chat/completions", body
+
+    def read_reply(self, request: Request, data: Any) -> dict[str, Any]:
+        """The cached value of a reply: text, usage, and for expected mode the score logprobs."""
+        try:
+            choice = data["choices"][0]
+            usage = data.get("usage") or {}
+            text = choice["text"] if request.is_raw else choice["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            raise TransientError("the server's reply is not a completion (no choices[0] text)") from None
+        value: dict[str, Any] = {
+            "text": text or "", "finish_reason": choice.get("finish_reason"),
+            "usage": {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens")},
+        }
+        for k in self.usage:
+            self.usage[k] += usage.get(k) or 0
+        if request.params.get("mode") == "expected":
+            value["logprobs"] = self._score_logprobs(choice)
+        return value
+
+    def _score_logprobs(self, choice: dict[str, Any]) -> dict[str, float]:
+        try:
+            top = choice["logprobs"]["content"][0]["top_logprobs"]
+        except (KeyError, IndexError, TypeError):
+            raise FatalError(
+                f"{self.label}: the server returned no top_logprobs, which --mode expected needs; "
+                "use --mode generate or score with this grader"
+            ) from None
+        # " 4" and "4" both mean the score 4: their probabilities add up.
+        mass: dict[str, float] = {}
+        for entry in top:
+            token = str(entry.get("token", "")).strip()
+            if token in SCORE_TOKENS and entry.get("logprob") is not None:
+                mass[token] = mass.get(token, 0.0) + math.exp(float(entry["logprob"]))
+        return {k: math.log(v) for k, v in mass.items() if v > 0}
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(self.options.retry_max, retry_after) + random.uniform(0, 0.1 * self.options.retry_base)
+        ceiling = min(self.options.retry_max, self.options.retry_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)  # "equal jitter": never zero, never in lockstep
+
+    async def _call(self, client: Any, request: Request) -> dict[str, Any]:
+        import httpx
+
+        path, body = self.request_body(request)
+        last = "no attempt made"
+        for attempt in range(1, self.options.max_attempts + 1):
+            retry_after = None
+            self.attempts += 1
+            try:
+                response = await asyncio.wait_for(client.post(self.base_url + path, json=body),
+                                                  timeout=self.options.timeout)
+            except (asyncio.TimeoutError, httpx.TimeoutException):
+                last = f"no reply within {self.options.timeout:g} s"
+            except httpx.TransportError as exc:
+                last = f"connection error: {type(exc).__name__}: {exc}"
+            else:
+                status = response.status_code
+                if status == 200:
+                    try:
+                        return self.read_reply(request, response.json())
+                    except ValueError:
+                        last = "the server's reply is not valid JSON"
+                    except TransientError as exc:
+                        last = str(exc)
+                elif status in (401, 403, 404):
+                    raise FatalError(f"{self.label}: HTTP {status} from {public_url(self.base_url)}: "
+                                     f"{_error_message(response)}")
+                elif status == 429 or status == 408 or status >= 500:
+                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                    last = f"HTTP {status}: {_error_message(response)}"
+                else:
+                    raise BackendError(f"HTTP {status}: {_error_message(response)}")
+            if attempt < self.options.max_attempts:
+                await asyncio.sleep(self._backoff(attempt, retry_after))
+        raise TransientError(f"gave up after {self.options.max_attempts} tries; last: {last}")
+
+    # -------------------------------------------------------------- many requests
+
+    def complete(self, request: Request) -> dict[str, Any]:
+        for _, outcome in self.complete_many([request]):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        raise BackendError("no result")  # unreachable: complete_many yields once per request
+
+    def complete_many(self, requests: Sequence[Request]) -> Iterator[tuple[int, dict[str, Any] | BackendError]]:
+        """Results as they arrive, from `concurrency` workers on an event loop in a helper thread.
+
+        A fatal reply (bad key, unknown model, no logprobs) stops the run with a BackendError.
+        Closing the iterator (Ctrl-C) cancels what is in flight.
+        """
+        if not requests:
+            return
+        headers = {"Content-Type": "application/json"}
+        key = self._api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        done: queue.Queue = queue.Queue()
+        loop = asyncio.new_event_loop()
+        main: dict[str, asyncio.Task] = {}
+
+        async def run_all() -> None:
+            import httpx
+
+            todo: asyncio.Queue = asyncio.Queue()
+            for i in range(len(requests)):
+                todo.put_nowait(i)
+            limits = httpx.Limits(max_connections=self.options.concurrency)
+            async with httpx.AsyncClient(headers=headers, limits=limits, timeout=self.options.timeout) as client:
+
+                async def worker() -> None:
+                    while True:
+                        try:
+                            i = todo.get_nowait()
+                        except asyncio.QueueEmpty:
+                            return
+                        try:
+                            done.put((i, await self._call(client, requests[i])))
+                        except FatalError as exc:
+                            done.put((i, FatalError(self._scrub(str(exc)))))
+                            return
+                        except BackendError as exc:
+                            done.put((i, type(exc)(self._scrub(str(exc)))))
+
+                workers = [asyncio.ensure_future(worker()) for _ in range(min(self.options.concurrency, len(requests)))]
+                try:
+                    await asyncio.gather(*workers)
+                finally:
+                    for w in workers:
+                        w.cancel()
+
+        def thread_main() -> None:
+            asyncio.set_event_loop(loop)
+            main["task"] = loop.create_task(run_all())
+            try:
+                loop.run_until_complete(main["task"])
+            except BaseException as exc:  # cancelled, or a bug: the consumer must not wait forever
+                done.put((None, exc))
+            finally:
+                done.put((None, None))
+                loop.close()
+
+        thread = threading.Thread(target=thread_main, name="gasus-openai", daemon=True)
+        thread.start()
+        try:
+            while True:
+                try:
+                    i, outcome = done.get(timeout=0.2)  # a timeout keeps Ctrl-C responsive
+                except queue.Empty:
+                    continue
+                if i is None:
+                    if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+                        raise BackendError(f"the HTTP client failed: {outcome!r}")
+                    if outcome is None:
+                        return
+                    continue
+                if isinstance(outcome, FatalError):
+                    raise outcome
+                yield i, outcome
+        finally:
+            task = main.get("task")
+            if task is not None and not task.done() and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(task.cancel)
+                except RuntimeError:  # the loop closed in between
+                    pass
+            thread.join(timeout=5)
+
+
+def _error_message(response: Any) -> str:
+    """The server's error message, short."""
+    try:
+        data = response.json()
+        message = data.get("error", {}).get("message") if isinstance(data.get("error"), dict) else data.get("error")
+        if message:
+            return str(message)[:200]
+    except (ValueError, AttributeError):
+        pass
+    return (response.text or response.reason_phrase or "")[:200].replace("\n", " ")
+

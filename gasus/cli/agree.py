@@ -1,0 +1,71 @@
+"""gasus agree: how a grader's scores agree with reference labels or with another grader."""
+
+from __future__ import annotations
+
+import click
+
+from .common import GasusCommand, console, summary_option
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+@click.command(cls=GasusCommand)
+@click.argument("scores", type=click.Path(dir_okay=False))
+@click.argument("labels", type=click.Path(dir_okay=False))
+@click.option("--threshold", type=float, default=4.5, show_default=True,
+              help="Keep rule score >= THRESHOLD (the paper's tau) for precision/recall/F1 and kappa.")
+@click.option("--score-field", type=click.Choice(["score", "top_score"]), default="score", show_default=True,
+              help="Which score to use: score, or top_score (the most likely score of --mode expected).")
+@click.option("--label-field", default=None,
+              help="Field of LABELS holding the keep label.  [default: its one true/false field]")
+@summary_option
+def agree(scores, labels, threshold, score_field, label_field, summary):
+    """Measure how a grader's scores agree with reference keep labels or another grader.
+
+    LABELS is either a labels file, lines {"index": N, "kept_by_...": true|false} joined to
+    SCORES on index (prints ROC AUC, and precision, recall and F1 of score >= THRESHOLD), or
+    another scores file joined on id (prints Spearman's rank correlation of the scores and
+    Cohen's kappa of the two keep decisions). Grades that are not "ok" are never kept.
+
+    \b
+    Example:
+      gasus agree scores.jsonl ../shared/data/alpagasus/claude_t45_labels_dev.jsonl
+      gasus agree scores_smollm.jsonl scores_gpt4o.jsonl --threshold 4
+    """
+    from rich.table import Table
+
+    from .. import agree as ag
+
+    result = ag.agree(scores, labels, threshold=threshold, score_field=score_field, label_field=label_field)
+    summary.items = result["joined"]
+    summary.extra.update(result)
+    table = Table(title=f"Agreement of {scores} with {labels}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    if result["kind"] == "labels":
+        rows = [
+            ("examples joined on index", str(result["joined"])),
+            ("scores without a label", str(result["unlabelled"])),
+            ("grades not ok (never kept)", str(result["not_ok"])),
+            (f"kept by {result['label_field']}", f"{result['label_kept']} ({result['base_rate']:.1%})"),
+            (f"kept by {score_field} >= {threshold:g}", str(result["grader_kept"])),
+            ("ROC AUC", _fmt(result["roc_auc"])),
+            ("precision", _fmt(result["precision"])),
+            ("recall", _fmt(result["recall"])),
+            ("F1", _fmt(result["f1"])),
+        ]
+    else:
+        rows = [
+            ("examples joined on id", str(result["joined"])),
+            ("scored by both", str(result["both_scored"])),
+            ("Spearman's rho", _fmt(result["spearman"])),
+            (f"kept (>= {threshold:g}) by first / second / both",
+             f"{result['kept_first']} / {result['kept_second']} / {result['kept_both']}"),
+            ("same keep decision", f"{result['decision_agreement']:.1%}"),
+            ("Cohen's kappa", _fmt(result["cohen_kappa"])),
+        ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console().print(table)

@@ -1,0 +1,197 @@
+"""gasus grade: rate every triplet of a dataset 0-5 with a grader LLM (the paper's step 1)."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import BadInputError
+from .common import GasusCommand, console, dataset_options, load_dataset_arg, summary_option
+
+
+def grader_options(func):
+    """Options that reach the grader's backend."""
+    options = [
+        click.option("--base-url", help="OpenAI-compatible server URL (openai: graders).  [default: the OpenAI API]"),
+        click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+                     help="Environment variable holding the API key (openai: graders); the key is never stored."),
+        click.option("--concurrency", type=int, default=4, show_default=True,
+                     help="Requests in flight at once (openai: graders)."),
+        click.option("--timeout", type=float, default=120.0, show_default=True,
+                     help="Seconds before a request is abandoned and retried (openai: graders)."),
+        click.option("--max-attempts", type=int, default=6, show_default=True,
+                     help="Tries per request, with exponential backoff, before it is an error (openai: graders)."),
+        click.option("--n-ctx", type=int, default=4096, show_default=True,
+                     help="Context length of a GGUF grader (llamacpp: graders)."),
+        click.option("--threads", type=int, default=None,
+                     help="CPU threads of a GGUF grader (llamacpp: graders).  [default: all cores]"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+class GradeProgress:
+    """A rich progress bar on stderr: done, from cache, failed, rate of new grades, ETA."""
+
+    def __init__(self, total: int):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        err = console(stderr=True)
+        self.progress = Progress(
+            TextColumn("grading"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[green]{task.fields[cached]} from cache"), TextColumn("[red]{task.fields[failed]} failed"),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=err, transient=True, disable=not err.is_terminal,  # no bar in logs and pipes
+        )
+        self.task = self.progress.add_task("grading", total=total, cached=0, failed=0, rate="")
+        self.cached = self.failed = self.fresh = 0
+        self.started: float | None = None
+
+    def __enter__(self):
+        import time
+
+        self.started = time.perf_counter()
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def __call__(self, i, grade, from_cache) -> None:
+        import time
+
+        if from_cache:
+            self.cached += 1
+        else:
+            self.fresh += 1
+        if grade.status != "ok":
+            self.failed += 1
+        elapsed = time.perf_counter() - (self.started or time.perf_counter())
+        rate = f"{self.fresh / elapsed:.1f} graded/s" if self.fresh and elapsed > 0 else ""
+        self.progress.update(self.task, advance=1, cached=self.cached, failed=self.failed, rate=rate)
+
+
+@click.command(cls=GasusCommand)
+@click.argument("dataset")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Scores file to write (JSON Lines, one line per input row, in order).  Needed unless --dry-run.")
+@click.option("--grader", "grader_spec", default=None,
+              help="Grader model spec: llamacpp:FILE.gguf (or FILE.gguf), openai:MODEL, replay:FILE.jsonl.  "
+                   "[default: the embedded SmolLM2-135M-Instruct]")
+@click.option("--dimension", type=click.Choice(["accuracy", "helpfulness"]), default="accuracy", show_default=True,
+              help="What the paper's prompt asks the grader to rate.")
+@click.option("--prompt-file", type=click.Path(dir_okay=False),
+              help="A custom template: the user message with {instruction}, {input}, {output}, optionally after "
+                   "a '[system]' line and system text, then a '[user]' line.")
+@click.option("--mode", type=click.Choice(["generate", "score", "expected"]), default="generate", show_default=True,
+              help="generate: score line and explanation, 256 tokens (the paper); score: stop after the score "
+                   "line; expected: one forward pass, probability-weighted mean of the scores 0-5.")
+@click.option("--limit", type=int, default=None, help="Grade only the first N examples.")
+@click.option("--retry-failed", is_flag=True,
+              help="Ask again for examples whose cached grade did not parse or was out of range.")
+@click.option("--dry-run", is_flag=True,
+              help="Call no model: count the calls the run still needs and, for API graders, estimate tokens and cost.")
+@click.option("--price-table", type=click.Path(dir_okay=False),
+              help='JSON {"MODEL": [input, output]} in USD per 1M tokens, over the built-in prices (--dry-run).')
+@grader_options
+@dataset_options
+@summary_option
+def grade(dataset, output, grader_spec, dimension, prompt_file, mode, limit, retry_failed, dry_run, price_table,
+          base_url, api_key_env, concurrency, timeout, max_attempts, n_ctx, threads, fmt, instruction_field,
+          input_field, output_field, split, summary):
+    """Grade every (instruction, input, response) triplet 0-5 with an LLM, as AlpaGasus does.
+
+    Uses the paper's prompt (accuracy, or its helpfulness variant) at temperature 0. Every
+    call is cached: a rerun grades nothing twice and does not even load the model, and a
+    killed run continues where it stopped. Grades that do not parse, are out of range or
+    failed keep their status and raw text; they never get a made-up score.
+
+    \b
+    Example:
+      gasus grade data.json -o scores.jsonl                      # embedded SmolLM2, offline
+      gasus grade data.json -o scores.jsonl --mode expected --limit 100
+      gasus grade data.json -o scores.jsonl --grader openai:gpt-4o-mini --concurrency 8
+      gasus grade data.json --grader openai:gpt-4o-mini --dry-run
+      gasus select data.json scores.jsonl -o alpagasus.json       # then keep score >= 4.5
+    """
+    from .. import grade as gr
+    from ..backends import BackendOptions, CachedModel, load_backend
+    from ..cache import Cache
+
+    if output is None and not dry_run:
+        raise BadInputError("-o/--output is required (except with --dry-run)")
+    if limit is not None and limit < 1:
+        raise BadInputError("--limit must be at least 1")
+    if threads is not None and threads < 1:
+        raise BadInputError("--threads must be at least 1")
+    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split)
+    if limit is not None:
+        examples = examples[:limit]
+    prompt = gr.grading_prompt(dimension, prompt_file)
+    options = BackendOptions(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout,
+                             max_attempts=max_attempts, n_ctx=n_ctx, n_threads=threads)
+    model = CachedModel(load_backend(grader_spec, options), Cache())
+    summary.items = len(examples)
+    summary.extra.update({"grader": model.backend.label, "dimension": dimension, "mode": mode})
+    out = console()
+
+    if dry_run:
+        prices = gr.load_price_table(price_table) if price_table else None
+        plan = gr.plan_grading(examples, model, prompt=prompt, mode=mode, prices=prices)
+        summary.extra["dry_run"] = plan.to_dict()
+        out.print(f"{plan.examples} examples ({plan.unique} distinct): {plan.unique - plan.misses} in the cache, "
+                  f"{plan.misses} model call(s) needed with {model.backend.label}", soft_wrap=True)
+        if model.backend.name == "openai" and plan.misses:
+            if plan.cost_usd is None:
+                cost = "no price known for this model: give --price-table"
+            else:
+                dollars = f"{plan.cost_usd:,.2f}" if plan.cost_usd >= 1 else f"{plan.cost_usd:.4f}"
+                cost = f"at most about ${dollars} at ${plan.price[0]:g}/${plan.price[1]:g} per 1M tokens"
+            out.print(f"estimated {plan.input_tokens:,} input tokens (~{gr.CHARS_PER_TOKEN:g} characters each) and "
+                      f"at most {plan.output_tokens:,} output tokens: {cost}", soft_wrap=True)
+        return
+
+    try:
+        with GradeProgress(len(examples)) as progress:
+            grades = gr.grade_examples(examples, model, prompt=prompt, dimension=dimension, mode=mode,
+                                       retry_failed=retry_failed, on_grade=progress)
+    finally:
+        summary.add_stats(model.stats)
+        model.backend.close()
+    gr.write_scores(output, grades)
+    statuses = gr.status_counts(grades)
+    hist = gr.histogram(grades)
+    summary.extra.update({"statuses": statuses, "histogram": hist, "output": output})
+    render_summary(out, grades, hist, statuses, model.stats, output)
+
+
+def render_summary(out, grades, hist, statuses, stats, output) -> None:
+    from rich.table import Table
+
+    ok = statuses["ok"]
+    table = Table(title=f"Scores of {len(grades)} examples (paper's buckets)")
+    table.add_column("score", justify="right")
+    table.add_column("examples", justify="right")
+    table.add_column("share of scored", justify="right")
+    for name, count in hist.items():
+        table.add_row(name, str(count), f"{count / ok:.1%}" if ok else "-")
+    out.print(table)
+    status_table = Table(title="Status")
+    for name in statuses:
+        status_table.add_column(name, justify="right")
+    status_table.add_row(*(str(v) for v in statuses.values()))
+    out.print(status_table)
+    kept = sum(1 for g in grades if g.ok and g.score >= 4.5)
+    if any(g.top_score is not None for g in grades):
+        top = sum(1 for g in grades if g.ok and g.top_score >= 4.5)
+        out.print(f"most likely score >= 4.5: {top} of {len(grades)}", soft_wrap=True)
+    out.print(f"score >= 4.5 (the paper's rule): {kept} of {len(grades)}; "
+              f"{stats.model_calls} model call(s), {stats.cache_hits} from cache, {stats.failures} failed -> {output}",
+              soft_wrap=True)

@@ -1,0 +1,435 @@
+"""gasus train: presets and checks, the label mask, a few CPU steps with the embedded model,
+reloading and generating, an overfit run, LoRA with resume, and one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from pathlib import Path
+
+import pytest
+
+from gasus.errors import BadInputError
+from gasus.io import load_examples
+from gasus.prompts import alpaca_prompt
+from gasus.train import (
+    PRESETS,
+    BatchPlan,
+    TrainConfig,
+    converted_gguf_dir,
+    plan_batches,
+    resolve_base,
+    resolve_precision,
+    training_rows,
+)
+from tests.conftest import FIXTURES, run_cli
+
+MINI = FIXTURES / "mini_alpaca.json"
+NO_GPU = {"device": "cpu", "name": "x86_64", "count": 2, "bf16": False, "tf32": False}
+BF16_GPU = {"device": "cuda", "name": "NVIDIA A100", "count": 4, "bf16": True, "tf32": True}
+
+
+@pytest.fixture(scope="session")
+def base_cache(tmp_path_factory) -> Path:
+    """A gasus cache dir holding the embedded GGUF dequantized to safetensors, converted once
+    per session (about 25 s): tests that train point GASUS_CACHE_DIR here or use the dir."""
+    from gasus.backends import embedded_model_path
+
+    root = tmp_path_factory.mktemp("gasus-cache")
+    converted_gguf_dir(embedded_model_path(), cache_dir=root)
+    return root
+
+
+@pytest.fixture
+def base_dir(base_cache) -> Path:
+    (path,) = (base_cache / "models").iterdir()
+    return path
+
+
+@pytest.fixture
+def one_thread():
+    """CI shares two cores among several jobs; two torch threads there spin against each other
+    and a step swings from 4 s to 40 s. One thread keeps the training tests steady."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def load_model(path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), AutoTokenizer.from_pretrained(path)
+
+
+# ---------------------------------------------------------------- configs and checks (fast)
+
+
+def test_presets_hold_the_papers_settings():
+    seven = TrainConfig.from_preset("alpagasus-7b")
+    assert (seven.epochs, seven.learning_rate, seven.batch_size, seven.max_length, seven.weight_decay,
+            seven.warmup_ratio, seven.lr_scheduler, seven.precision, seven.max_steps) == (
+        3.0, 2e-5, 128, 512, 0.0, 0.03, "cosine", "bf16", None)
+    thirteen = TrainConfig.from_preset("alpagasus-13b")
+    assert (thirteen.epochs, thirteen.learning_rate) == (5.0, 1e-5)
+    assert {k: v for k, v in thirteen.to_dict().items() if k not in ("preset", "epochs", "learning_rate")} == \
+        {k: v for k, v in seven.to_dict().items() if k not in ("preset", "epochs", "learning_rate")}
+    smoke = TrainConfig.from_preset("cpu-smoke")
+    assert (smoke.batch_size, smoke.max_length, smoke.max_steps, smoke.precision) == (4, 128, 4, "auto")
+    assert set(PRESETS) == {"alpagasus-7b", "alpagasus-13b", "cpu-smoke"}
+    from gasus.cli.train import PRESET_NAMES
+
+    assert PRESET_NAMES == tuple(PRESETS)  # the CLI lists them without importing gasus.train
+
+
+def test_overrides_replace_preset_values_and_none_keeps_them():
+    config = TrainConfig.from_preset("alpagasus-7b", epochs=1, learning_rate=None, max_steps=7, seed=3)
+    assert (config.epochs, config.learning_rate, config.max_steps, config.seed, config.preset) == (1, 2e-5, 7, 3, "alpagasus-7b")
+
+
+def test_global_batch_splits_like_alpaca():
+    config = TrainConfig.from_preset("alpagasus-7b")
+    assert plan_batches(config, world_size=4) == BatchPlan(4, 4, 8)  # Alpaca: 4 GPUs x 4 x 8 accumulation
+    assert plan_batches(config, world_size=1) == BatchPlan(1, 4, 32)
+    assert plan_batches(TrainConfig.from_preset("alpagasus-7b", batch_size=6), 1) == BatchPlan(1, 2, 3)
+    assert plan_batches(TrainConfig.from_preset("alpagasus-7b", micro_batch_size=16), 2).global_batch_size == 128
+    with pytest.raises(BadInputError, match="does not split evenly over 3 processes"):
+        plan_batches(config, world_size=3)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_size": 0}, "the batch size must be at least 1, got 0"),
+    ({"learning_rate": 0.0}, "the learning rate must be above 0, got 0.0"),
+    ({"epochs": -1.0}, "epochs must be above 0, got -1.0"),
+    ({"max_steps": 0}, "max steps must be at least 1, got 0"),
+    ({"warmup_ratio": 1.0}, "the warmup ratio must be in [0, 1), got 1.0"),
+    ({"precision": "fp16"}, "unknown precision 'fp16': choose one of auto, bf16, fp32"),
+    ({"batch_size": 6, "micro_batch_size": 4}, "the batch size 6 is not a multiple of the per-device batch size 4"),
+])
+def test_config_rejects_bad_values(overrides, message):
+    with pytest.raises(ValueError) as info:
+        TrainConfig.from_preset("alpagasus-7b", **overrides)
+    assert str(info.value) == message
+
+
+def test_unknown_preset_and_setting():
+    with pytest.raises(ValueError, match="unknown preset 'llama-70b'"):
+        TrainConfig.from_preset("llama-70b")
+    with pytest.raises(ValueError, match="unknown training setting\\(s\\): lr"):
+        TrainConfig.from_preset("cpu-smoke", lr=1e-3)
+
+
+def test_precision_bf16_and_tf32_on_gpus_fp32_on_cpu():
+    seven = TrainConfig.from_preset("alpagasus-7b")
+    assert resolve_precision(seven, BF16_GPU) == (True, True, [])
+    assert resolve_precision(TrainConfig.from_preset("cpu-smoke"), NO_GPU) == (False, False, [])
+    assert resolve_precision(TrainConfig.from_preset("cpu-smoke"), BF16_GPU) == (True, True, [])
+    assert resolve_precision(TrainConfig.from_preset("alpagasus-7b", precision="fp32"), BF16_GPU) == (False, False, [])
+    assert resolve_precision(seven, NO_GPU) == (False, False, [
+        "the alpagasus-7b preset trains in bf16, which needs a GPU with bf16 (found no GPU): training in fp32 instead"])
+    with pytest.raises(BadInputError) as info:
+        resolve_precision(TrainConfig.from_preset("alpagasus-13b", fp32_fallback=False), NO_GPU)
+    assert str(info.value) == ("the alpagasus-13b preset trains in bf16, which needs a GPU with bf16 (found no GPU); "
+                               "train on a GPU that has it, or use --precision fp32")
+    with pytest.raises(BadInputError) as info:
+        resolve_precision(TrainConfig.from_preset("cpu-smoke", precision="bf16", fp32_fallback=False),
+                          {**BF16_GPU, "name": "Tesla V100", "bf16": False, "tf32": False})
+    assert str(info.value) == ("--precision bf16 trains in bf16, which needs a GPU with bf16 (found Tesla V100); "
+                               "train on a GPU that has it, or use --precision fp32")
+
+
+def test_resolve_base(tmp_path, embedded_gguf):
+    assert resolve_base(None).kind == "gguf" and resolve_base(None).location == str(embedded_gguf)
+    assert resolve_base(str(embedded_gguf)).kind == "gguf"
+    assert resolve_base("hf:HuggingFaceTB/SmolLM2-135M").location == "HuggingFaceTB/SmolLM2-135M"
+    assert resolve_base("huggyllama/llama-7b").kind == "hub"
+    (tmp_path / "empty").mkdir()
+    cases = {
+        str(tmp_path / "missing.gguf"): "no such GGUF file",
+        str(tmp_path / "empty"): "the directory has no config.json (not a transformers model)",
+        "./runs/nothing-here": "no such file or directory",
+        str(MINI): "not a .gguf file or a model directory",
+    }
+    for spec, message in cases.items():
+        with pytest.raises(BadInputError) as info:
+            resolve_base(spec)
+        assert str(info.value) == f"base model {spec}: {message}"
+
+
+def test_training_rows_use_the_alpaca_prompt():
+    examples = load_examples(MINI)
+    rows = training_rows(examples)
+    assert rows[2] == {"prompt": alpaca_prompt("Translate the sentence into French.", "Good morning, my friend."),
+                       "completion": "Bonjour, mon ami."}
+    assert rows[0]["prompt"].endswith("### Instruction:\nName the largest planet in the solar system.\n\n### Response:")
+
+
+# ---------------------------------------------------------------- the command line (fast paths)
+
+
+def test_help_has_description_and_example():
+    result = run_cli("train", "--help")
+    assert result.exit_code == 0
+    flat = " ".join(result.output.split())
+    assert "Fine-tune a model on instruction data with the AlpaGasus (Stanford Alpaca) recipe." in flat
+    assert "Example:\n    gasus train kept.json -o runs/smoke --preset cpu-smoke" in result.output
+    for option in ("--base", "--preset", "--epochs", "--lr", "--batch-size", "--max-length", "--max-steps",
+                   "--seed", "--lora", "--resume", "--summary-json"):
+        assert option in result.output
+
+
+@pytest.mark.parametrize("code", [
+    "import gasus.train",
+    "from gasus.cli import main; main(['train', '--help'])",
+    "from gasus.cli import main; main(['train', '--show-fsdp-config'])",
+])
+def test_train_help_and_module_import_nothing_heavy(code):
+    import subprocess
+    import sys
+
+    heavy = ["torch", "transformers", "trl", "datasets", "peft", "accelerate"]
+    probe = f"""
+import sys, json
+try:
+    {code}
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == []
+
+
+def test_show_fsdp_config_prints_the_shipped_file():
+    result = run_cli("train", "--show-fsdp-config")
+    assert result.exit_code == 0
+    path = Path(result.output.strip())
+    assert path.name == "fsdp.yaml" and path.is_file()
+    import yaml
+
+    config = yaml.safe_load(path.read_text())
+    assert config["distributed_type"] == "FSDP" and config["mixed_precision"] == "bf16"
+    assert config["fsdp_config"]["fsdp_sharding_strategy"] == "FULL_SHARD"
+    assert config["fsdp_config"]["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert config["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+    assert config["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_empty_dataset_is_a_one_line_error(tmp_path):
+    (tmp_path / "empty.json").write_text("[]")
+    line = one_line_error(run_cli("train", str(tmp_path / "empty.json"), "-o", str(tmp_path / "out")))
+    assert line == f"Error: {tmp_path / 'empty.json'}: the dataset has no examples"
+    assert not (tmp_path / "out").exists()
+
+
+def test_batch_that_does_not_split_is_a_one_line_error(tmp_path):
+    line = one_line_error(run_cli("train", str(MINI), "-o", str(tmp_path / "out"), "--batch-size", "6",
+                                  "--per-device-batch-size", "4"))
+    assert line == "Error: the batch size 6 is not a multiple of the per-device batch size 4"
+
+
+def test_missing_base_model_is_a_one_line_error(tmp_path):
+    line = one_line_error(run_cli("train", str(MINI), "-o", str(tmp_path / "out"), "--base", str(tmp_path / "no.gguf")))
+    assert line == f"Error: base model {tmp_path / 'no.gguf'}: no such GGUF file"
+
+
+def test_unknown_hub_model_offline_is_a_one_line_error(tmp_path):
+    result = run_cli("train", str(MINI), "-o", str(tmp_path / "out"), "--base", "gasus-test/no-such-model",
+                     "--precision", "fp32")
+    assert one_line_error(result).startswith(
+        "Error: base model gasus-test/no-such-model: cannot be found: not a local file or directory, and not "
+        "loadable from the Hugging Face hub (offline, gated, or no such model?): ")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU path")
+def test_bf16_preset_without_gpu_and_without_fallback_is_a_one_line_error(tmp_path):
+    line = one_line_error(run_cli("train", str(MINI), "-o", str(tmp_path / "out"), "--preset", "alpagasus-7b",
+                                  "--no-fp32-fallback"))
+    assert line == ("Error: the alpagasus-7b preset trains in bf16, which needs a GPU with bf16 (found no GPU); "
+                    "train on a GPU that has it, or use --precision fp32")
+
+
+def test_output_dir_with_files_is_a_one_line_error(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    line = one_line_error(run_cli("train", str(MINI), "-o", str(out), "--preset", "cpu-smoke"))
+    assert line == (f"Error: {out}: the output directory already holds files; choose an empty one "
+                    "(or pass --resume to continue an interrupted run)")
+    line = one_line_error(run_cli("train", str(MINI), "-o", str(tmp_path / "new"), "--preset", "cpu-smoke", "--resume"))
+    assert line == f"Error: {tmp_path / 'new'}: no checkpoint to resume from in {tmp_path / 'new' / 'checkpoints'}"
+
+
+@pytest.mark.slow  # needs the converted model's tokenizer
+def test_max_length_below_the_prompt_is_a_one_line_error(tmp_path, base_dir):
+    line = one_line_error(run_cli("train", str(MINI), "-o", str(tmp_path / "out"), "--base", str(base_dir),
+                                  "--preset", "cpu-smoke", "--max-length", "60"))
+    # The 40 prompts are 34 to 83 tokens long (SmolLM2's tokenizer); 6 have 60 or more; row 4 is the longest.
+    assert line == ("Error: the max length 60 is below the prompt length of 6 of 40 examples (longest prompt: "
+                    "83 tokens, row 4), leaving no room for the response: use a max length of at least 84")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- the label mask
+
+
+@pytest.mark.slow
+def test_label_mask_covers_exactly_the_response_tokens(tmp_path, base_dir):
+    from gasus.train import build_trainer
+
+    examples = load_examples(MINI)
+    model, tokenizer = load_model(base_dir)
+    trainer = build_trainer(examples, TrainConfig.from_preset("cpu-smoke"), model, tokenizer, tmp_path / "out")
+    data = trainer.train_dataset
+    assert len(data) == 40
+    eos = tokenizer.eos_token_id
+
+    # Row 0, Alpaca's template without input: 38 prompt tokens masked, then the response and EOS.
+    ids, labels = data[0]["input_ids"], data[0]["labels"]
+    assert (len(ids), labels.count(-100)) == (50, 38)
+    assert labels == [-100] * 38 + ids[38:]
+    assert tokenizer.decode(ids[:38]) == alpaca_prompt("Name the largest planet in the solar system.")
+    assert tokenizer.decode(ids[38:]) == "Jupiter is the largest planet in the solar system.<|im_end|>"
+
+    # Row 2, the template with input.
+    ids, labels = data[2]["input_ids"], data[2]["labels"]
+    assert labels == [-100] * 57 + [30904, 24583, 28, 1091, 744, 89, 30, eos]
+    assert tokenizer.decode(ids[:57]) == alpaca_prompt("Translate the sentence into French.", "Good morning, my friend.")
+
+    # Every row: the masked part is exactly the tokenized prompt, the rest exactly the response + EOS.
+    for example, row in zip(examples, data, strict=True):
+        prompt_ids = tokenizer(alpaca_prompt(example.instruction, example.input))["input_ids"]
+        n = len(prompt_ids)
+        assert row["input_ids"][:n] == prompt_ids
+        assert row["labels"] == [-100] * n + row["input_ids"][n:]
+        assert tokenizer.decode(row["labels"][n:]) == example.output + tokenizer.eos_token
+        assert row["labels"][-1] == eos
+
+
+# ---------------------------------------------------------------- training runs
+
+
+@pytest.mark.slow
+def test_train_cli_steps_with_the_embedded_model_reload_and_generate(tmp_path, base_cache, monkeypatch, one_thread):
+    import torch
+
+    from gasus.train import detect_hardware
+
+    # The default base is the embedded GGUF; its conversion is memoised in the cache dir.
+    monkeypatch.setenv("GASUS_CACHE_DIR", str(base_cache))
+    converted = next((base_cache / "models").iterdir())
+    converted_mtime = (converted / "model.safetensors").stat().st_mtime_ns
+    out = tmp_path / "run"
+    result = run_cli("train", str(MINI), "-o", str(out), "--preset", "alpagasus-7b", "--batch-size", "4",
+                     "--max-length", "128", "--max-steps", "2", "--summary-json", str(tmp_path / "summary.json"))
+    assert result.exit_code == 0, result.output
+    assert (converted / "model.safetensors").stat().st_mtime_ns == converted_mtime
+
+    gpu_bf16 = detect_hardware()["bf16"]
+    note = ("the alpagasus-7b preset trains in bf16, which needs a GPU with bf16 (found no GPU): "
+            "training in fp32 instead")
+    if not gpu_bf16:
+        assert f"Note: {note}" in result.stderr
+    assert result.stdout.startswith("trained 2 steps on 40 examples in ")
+    assert result.stdout.rstrip().endswith(f"-> {out}")
+
+    assert sorted(p.name for p in out.iterdir()) == [
+        "chat_template.jinja", "config.json", "generation_config.json", "manifest.json", "model.safetensors",
+        "tokenizer.json", "tokenizer_config.json"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["rows"] == 40
+    assert manifest["data"]["sha256"] == hashlib.sha256(MINI.read_bytes()).hexdigest()
+    assert manifest["data"]["source"] == str(MINI)
+    assert manifest["settings"] == TrainConfig.from_preset("alpagasus-7b", batch_size=4, max_length=128,
+                                                           max_steps=2).to_dict()
+    assert manifest["run"]["per_device_batch_size"] * manifest["run"]["gradient_accumulation_steps"] == 4
+    assert manifest["run"]["precision"] == ("bf16" if gpu_bf16 else "fp32")
+    assert manifest["notes"] == ([] if gpu_bf16 else [note])
+    assert manifest["base"]["kind"] == "gguf" and manifest["base"]["spec"] == "embedded"
+    assert manifest["base"]["loaded_from"] == str(converted)
+    assert manifest["base"]["sha256"] == converted.name.removeprefix("gguf-")
+    assert manifest["libraries"]["transformers"] == importlib.metadata.version("transformers")
+    assert manifest["libraries"]["trl"] == importlib.metadata.version("trl")
+    run = manifest["train"]
+    assert run["steps"] == 2 and [h["step"] for h in run["loss_history"]] == [1, 2]
+    assert run["tokens"] > 0 and run["train_seconds"] > 0
+    assert run["tokens_per_second"] == round(run["tokens"] / run["train_seconds"], 2)
+    assert run["wall_seconds"] >= run["train_seconds"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["items"], summary["steps"], summary["output"]) == (40, 2, str(out))
+
+    # The checkpoint reloads with plain transformers, differs from the base, and generates.
+    model, tokenizer = load_model(out)
+    base, _ = load_model(converted)
+    trained, original = model.state_dict(), base.state_dict()
+    assert trained.keys() == original.keys()
+    assert any(not torch.equal(trained[k], original[k]) for k in trained)
+    prompt = tokenizer(alpaca_prompt("Name the largest planet in the solar system."), return_tensors="pt")
+    n = prompt["input_ids"].shape[1]
+    generated = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    again = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    assert torch.equal(generated[:, :n], prompt["input_ids"])
+    assert n < generated.shape[1] <= n + 8
+    assert torch.equal(generated, again)
+    assert tokenizer.decode(generated[0, n:], skip_special_tokens=True).strip() != ""
+
+
+@pytest.mark.slow
+def test_overfits_four_examples(tmp_path, base_dir, one_thread):
+    from gasus.train import train
+
+    examples = load_examples(MINI)[:4]
+    config = TrainConfig.from_preset("cpu-smoke", learning_rate=1e-4, lr_scheduler="constant", max_steps=3,
+                                     epochs=10)
+    result = train(examples, config, tmp_path / "out", base=str(base_dir))
+    losses = result.losses
+    assert len(losses) == 3
+    assert losses[-1] <= losses[0] / 2, losses
+    assert result.manifest["data"]["rows"] == 4 and result.manifest["data"]["sha256"] is None
+
+
+@pytest.mark.slow
+def test_lora_run_resumes_from_its_checkpoint(tmp_path, base_dir, one_thread):
+    import torch
+
+    from gasus.train import train
+
+    examples = load_examples(MINI)[:8]
+    out = tmp_path / "out"
+    first = TrainConfig.from_preset("cpu-smoke", lora=True, learning_rate=1e-3, max_steps=1, save_steps=1,
+                                    keep_checkpoints=True)
+    train(examples, first, out, base=str(base_dir))
+    assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-1"]
+    with pytest.raises(BadInputError, match="already holds a finished run"):
+        train(examples, first, out, base=str(base_dir))
+
+    second = TrainConfig.from_preset("cpu-smoke", lora=True, learning_rate=1e-3, max_steps=2, save_steps=1)
+    result = train(examples, second, out, base=str(base_dir), resume=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest == json.loads(json.dumps(result.manifest))
+    assert manifest["run"]["resumed_from"] == "checkpoint-1"
+    assert manifest["train"]["steps"] == 2
+    assert [h["step"] for h in manifest["train"]["loss_history"]] == [1, 2]
+    assert manifest["settings"]["lora"] is True
+    assert not (out / "checkpoints").exists()
+
+    # The adapters are merged: the directory is a plain model, and its weights moved.
+    assert not (out / "adapter_config.json").exists()
+    model, _ = load_model(out)
+    base, _ = load_model(base_dir)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(model.state_dict()[name], base.state_dict()[name])
+    assert torch.equal(model.state_dict()["model.layers.0.input_layernorm.weight"],
+                       base.state_dict()["model.layers.0.input_layernorm.weight"])

@@ -79,3 +79,10 @@ def test_console_script_exit_code_for_bad_input(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == f"Error: {tmp_path / 'none.json'}: no such file"
     assert "Traceback" not in result.stderr
+
+
+def test_summary_names_the_command_however_invoked(tmp_path):
+    summary = tmp_path / "s.json"
+    subprocess.run([sys.executable, "-m", "gasus", "cache", "stats", "--summary-json", str(summary)],
+                   check=True, capture_output=True)
+    assert json.loads(summary.read_text())["command"] == "cache stats"

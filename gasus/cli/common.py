@@ -49,13 +49,29 @@ def summary_option(func: Callable) -> Callable:
                   help="Write {command, items, model_calls, cache_hits, failures, seconds} here as JSON.")
     @functools.wraps(func)
     def wrapper(*args, summary_json: str | None = None, **kwargs):
-        summary = Summary(click.get_current_context().command_path.split(" ", 1)[-1])
-        result = func(*args, summary=summary, **kwargs)
+        summary = Summary(_command_name(click.get_current_context()))
+        try:
+            result = func(*args, summary=summary, **kwargs)
+        except GasusError as exc:
+            # A run that failed part-way still accounts for what it did (and says why it stopped).
+            if summary_json:
+                summary.extra["error"] = str(exc)
+                summary.write(summary_json)
+            raise
         if summary_json:
             summary.write(summary_json)
         return result
 
     return wrapper
+
+
+def _command_name(ctx: click.Context) -> str:
+    """'cache export' for `gasus cache export`, however the program itself was invoked."""
+    names = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names))
 
 
 class Summary:

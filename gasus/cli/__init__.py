@@ -16,6 +16,11 @@ from .common import GasusGroup
 COMMANDS = {
     "select": "gasus.cli.select:select",
     "cache": "gasus.cli.cache:cache",
+    "train": "gasus.cli.train:train",
+    "grade": "gasus.cli.grade:grade",
+    "agree": "gasus.cli.agree:agree",
+    "generate": "gasus.cli.generate:generate",
+    "judge": "gasus.cli.judge:judge",
 }
 
 

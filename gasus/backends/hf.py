@@ -1,0 +1,206 @@
+"""`hf:PATH_OR_ID`: a transformers causal LM (a hub id, or a local dir such as `gasus train`'s output).
+
+Batched greedy generation with left padding; bf16 on a GPU, float32 on the CPU. Raw requests
+(the Alpaca prompt) are tokenized as they are; chat requests go through the tokenizer's chat
+template. torch and transformers are imported on first use only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendError, MissingDependencyError
+from ..records import canonical_json, sha256_text
+from .base import Backend, BackendOptions, Request, file_sha256
+
+# Files whose bytes decide what the model writes: weights, config, tokenizer.
+_MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".gguf", ".txt", ".jinja")
+
+
+def _import_torch_transformers():
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "transformers", "The hf backend", "torch transformers") from None
+    return torch, transformers
+
+
+class HFBackend(Backend):
+    """A transformers model; `target` is a local directory or a hub id, optionally `id@revision`."""
+
+    name = "hf"
+
+    def __init__(self, target: str, options: BackendOptions | None = None):
+        super().__init__(target, options)
+        path = Path(target).expanduser()
+        self.local_dir: Path | None = path if path.is_dir() else None
+        if self.local_dir is None and (target.startswith((".", "/", "~")) or path.exists()):
+            raise BackendError(f"{target}: not a model directory (hf: takes a directory or a hub id)")
+        self.model_id, _, revision = target.partition("@") if self.local_dir is None else (target, "", "")
+        self.revision = revision or None
+        self._tokenizer = None
+        self._model = None
+        self._device = None
+
+    # -------------------------------------------------------------- identity
+
+    def identity(self) -> str:
+        """sha256 over the model directory's files (weights, config, tokenizer); a hub model's
+        id and the commit its revision resolves to."""
+        if self.local_dir is not None:
+            files = sorted(p for p in self.local_dir.rglob("*")
+                           if p.is_file() and p.suffix in _MODEL_FILE_SUFFIXES and not p.name.startswith("."))
+            if not any(p.suffix in (".safetensors", ".bin", ".gguf") for p in files):
+                raise BackendError(f"{self.local_dir}: no model weights (*.safetensors or *.bin) in the directory")
+            h = hashlib.sha256()
+            for p in files:
+                h.update(f"{p.relative_to(self.local_dir).as_posix()}\0{file_sha256(p, self.cache)}\n".encode())
+            return h.hexdigest()
+        return f"{self.model_id}@{self._hub_commit()}"
+
+    def _hub_commit(self) -> str:
+        try:
+            import huggingface_hub
+        except ImportError:
+            raise MissingDependencyError("huggingface_hub", "The hf backend") from None
+        revision = self.revision or "main"
+        try:
+            snapshot = huggingface_hub.snapshot_download(self.model_id, revision=revision, local_files_only=True,
+                                                         allow_patterns=["config.json"])
+            return Path(snapshot).name
+        except Exception:  # not in the local hub cache: ask the hub
+            pass
+        try:
+            return huggingface_hub.HfApi().model_info(self.model_id, revision=revision).sha or revision
+        except Exception as exc:  # offline, gated, unknown id
+            raise BackendError(f"hf:{self.target}: cannot resolve the model on the Hugging Face hub: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+    def cache_params(self) -> dict[str, Any]:
+        torch, _ = _import_torch_transformers()
+        tokenizer = self._load_tokenizer()
+        template = getattr(tokenizer, "chat_template", None)
+        return {"transformers": importlib.metadata.version("transformers"),
+                "dtype": "bfloat16" if self._use_cuda(torch) else "float32",
+                "chat_template": sha256_text(canonical_json(template)) if template else None}
+
+    # -------------------------------------------------------------- loading
+
+    @staticmethod
+    def _use_cuda(torch) -> bool:
+        return bool(torch.cuda.is_available())
+
+    def _source(self) -> tuple[str, dict[str, Any]]:
+        if self.local_dir is not None:
+            ggufs = sorted(self.local_dir.glob("*.gguf"))
+            has_weights = any(self.local_dir.glob("*.safetensors")) or any(self.local_dir.glob("*.bin"))
+            if ggufs and not has_weights:
+                return str(self.local_dir), {"gguf_file": ggufs[0].name}
+            return str(self.local_dir), {}
+        return self.model_id, {"revision": self.revision} if self.revision else {}
+
+    def _load_tokenizer(self):
+        if self._tokenizer is None:
+            _, transformers = _import_torch_transformers()
+            source, kwargs = self._source()
+            try:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+            except Exception as exc:  # OSError for a missing model, ValueError for a bad one
+                raise BackendError(f"hf:{self.target}: cannot load the tokenizer: {str(exc).splitlines()[0]}") from None
+            tokenizer.padding_side = "left"  # generation continues from the right end of every row
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
+    def _load(self):
+        if self._model is None:
+            torch, transformers = _import_torch_transformers()
+            tokenizer = self._load_tokenizer()
+            source, kwargs = self._source()
+            cuda = self._use_cuda(torch)
+            dtype = torch.bfloat16 if cuda else torch.float32
+            try:
+                # transformers 4.56 renamed torch_dtype to dtype (the old name warns from then on).
+                major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+                dtype_arg = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+                model = transformers.AutoModelForCausalLM.from_pretrained(source, **{dtype_arg: dtype}, **kwargs)
+            except Exception as exc:
+                raise BackendError(f"hf:{self.target}: cannot load the model: {str(exc).splitlines()[0]}") from None
+            self._device = torch.device("cuda" if cuda else "cpu")
+            model.to(self._device)
+            model.eval()
+            if model.generation_config.pad_token_id is None:
+                model.generation_config.pad_token_id = tokenizer.pad_token_id
+            self._model = model
+        return self._model, self._tokenizer
+
+    # -------------------------------------------------------------- generation
+
+    def _prompt_text(self, request: Request, tokenizer) -> str:
+        if request.is_raw:
+            return request.messages[0]["content"]
+        if not getattr(tokenizer, "chat_template", None):
+            raise BackendError(f"hf:{self.target}: the tokenizer has no chat template; use the Alpaca prompt")
+        return tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
+
+    def _generate(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
+        torch, _ = _import_torch_transformers()
+        model, tokenizer = self._load()
+        params = requests[0].params
+        # A chat template already holds the special tokens it needs; a raw prompt gets the
+        # tokenizer's usual ones (BOS for LLaMA), as in training.
+        add_special = requests[0].is_raw
+        texts = [self._prompt_text(r, tokenizer) for r in requests]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special).to(self._device)
+        temperature = float(params.get("temperature") or 0)
+        sampling: dict[str, Any] = {"do_sample": False}
+        if temperature > 0:
+            torch.manual_seed(self.options.seed)
+            sampling = {"do_sample": True, "temperature": temperature}
+        with torch.inference_mode():
+            out = model.generate(**batch, max_new_tokens=int(params.get("max_tokens") or 256),
+                                 pad_token_id=tokenizer.pad_token_id, **sampling)
+        new = out[:, batch["input_ids"].shape[1]:]
+        results = []
+        for row in new:
+            n_tokens = int((row != tokenizer.pad_token_id).sum())
+            results.append({"text": tokenizer.decode(row, skip_special_tokens=True), "completion_tokens": n_tokens})
+        return results
+
+    def complete(self, request: Request) -> dict[str, Any]:
+        return self._generate([request])[0]
+
+    def complete_many(self, requests: Sequence[Request]) -> Iterator[tuple[int, dict[str, Any] | BackendError]]:
+        """Batches of `batch_size` requests that share their decoding settings, longest prompts first
+        so that rows of one batch need little padding."""
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(canonical_json(r.params), []).append(i)
+        size = max(1, self.options.batch_size)
+        for positions in groups.values():
+            positions = sorted(positions, key=lambda i: -sum(len(m["content"]) for m in requests[i].messages))
+            for start in range(0, len(positions), size):
+                chunk = positions[start:start + size]
+                try:
+                    outputs = self._generate([requests[i] for i in chunk])
+                except BackendError as exc:
+                    for i in chunk:
+                        yield i, exc
+                    continue
+                except RuntimeError as exc:  # CUDA out of memory and similar
+                    err = BackendError(f"hf:{self.target}: generation failed: {str(exc).splitlines()[0]}")
+                    for i in chunk:
+                        yield i, err
+                    continue
+                for i, value in zip(chunk, outputs):
+                    yield i, value
+
+    def close(self) -> None:
+        self._model = None
+        self._tokenizer = None

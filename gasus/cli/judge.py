@@ -1,0 +1,110 @@
+"""gasus judge: a judge LLM compares two models' answers, in both orders."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import BadInputError
+from .common import GasusCommand, console, summary_option
+from .generate import model_options, open_model, progress_callback
+
+
+@click.command(cls=GasusCommand)
+@click.argument("answers_a", type=click.Path(dir_okay=False))
+@click.argument("answers_b", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Judgements file to write (JSON Lines: testset, id, order, scores, status, raw).")
+@click.option("--judge", "judge_spec", default=None,
+              help="Judge model spec (llamacpp:FILE.gguf, openai:MODEL, hf:..., replay:FILE.jsonl).  "
+                   "[default: the embedded SmolLM2-135M]")
+@click.option("--order", type=click.Choice(["both", "ab", "ba"]), default="both", show_default=True,
+              help="Answer orders to judge: ab shows A's answer as Assistant 1, ba shows B's first.")
+@click.option("--rule", type=click.Choice(["paper", "strict"]), default="paper", show_default=True,
+              help="paper: win = wins both orders or wins one and ties one; strict (FastChat): "
+                   "a win needs both orders.")
+@click.option("--max-new-tokens", type=int, default=256, show_default=True,
+              help="Most tokens per judge reply (the paper's evaluation script uses 256).")
+@click.option("--verdicts", "verdicts_path", type=click.Path(dir_okay=False),
+              help="Also write one verdict per question (testset, id, verdict from A's side) here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Also draw the Win/Tie/Lose counts per test set as a stacked bar chart (PNG).")
+@click.option("--title", default=None, help="Title of the table and plot.  [default: A vs B from the file names]")
+@click.option("--bootstrap", "n_resamples", type=int, default=1000, show_default=True,
+              help="Bootstrap resamples for the 95% interval of the winning score.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@model_options
+@summary_option
+def judge(answers_a, answers_b, output, judge_spec, order, rule, max_new_tokens, verdicts_path, plot_path, title,
+          n_resamples, seed, base_url, api_key_env, concurrency, batch_size, n_ctx, offline, summary):
+    """Judge model A's answers against model B's with the paper's judge prompt.
+
+    Answers are joined on (testset, id). Each question is judged in both orders, each
+    order its own cached call, and the orders are combined into a Win/Tie/Lose for A.
+    Prints the table of the paper's Figure 5, the winning score
+    (#Win - #Lose) / #Testset + 1 with a bootstrap 95% interval, and how much the answer
+    order sways the judge.
+
+    \b
+    Example:
+      gasus judge alpagasus.jsonl alpaca52k.jsonl -o judgements.jsonl --judge openai:gpt-4o
+      gasus judge a.jsonl b.jsonl -o j.jsonl --plot out/a_vs_b.png --verdicts verdicts.jsonl
+    """
+    from pathlib import Path
+
+    from .. import judge as jd
+    from .. import report
+    from ..io import write_jsonl
+
+    if max_new_tokens < 1:
+        raise BadInputError("--max-new-tokens must be at least 1")
+    if n_resamples < 1:
+        raise BadInputError("--bootstrap must be at least 1")
+    if plot_path and not plot_path.lower().endswith(".png"):
+        raise BadInputError(f"{plot_path}: --plot writes a PNG; give a file name ending in .png")
+    pairs = jd.pair_answers(jd.load_answers(answers_a), jd.load_answers(answers_b), answers_a, answers_b)
+    orders = jd.ORDER_CHOICES[order]
+    model = open_model(judge_spec, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+                       batch_size=batch_size, n_ctx=n_ctx, offline=offline)
+    progress, on_result = progress_callback(len(pairs) * len(orders), "judging")
+    failures: list[str] = []
+
+    def record(i, result):
+        on_result(i, result)
+        if result.error is not None:
+            failures.append(result.error)
+
+    try:
+        with progress:
+            judgements = jd.run_judge(model, pairs, orders, max_tokens=max_new_tokens, on_result=record)
+    finally:
+        model.backend.close()
+    write_jsonl(output, (j.to_dict() for j in judgements))
+    result = jd.summarize(judgements, rule=rule, orders=orders, n_resamples=n_resamples, seed=seed)
+    if verdicts_path:
+        write_jsonl(verdicts_path, (v.to_dict() for v in result.verdicts.verdicts))
+
+    title = title or f"{Path(answers_a).stem} vs {Path(answers_b).stem} ({rule} rule, order {order})"
+    out = console()
+    out.print(report.verdict_table(result.tallies, title=title))
+    out.print(report.bias_text(result.bias))
+    statuses = [j.status for j in judgements]
+    not_ok = {s: statuses.count(s) for s in ("unparsed", "out_of_range", "error") if s in statuses}
+    if not_ok:
+        detail = ", ".join(f"{n} {s}" for s, n in not_ok.items())
+        out.print(f"{sum(not_ok.values())} of {len(judgements)} judgements have no usable score pair ({detail}); "
+                  f"their questions are left out of the verdicts")
+    if failures:
+        console(stderr=True).print(f"first failure: {failures[0]}", markup=False)
+    if plot_path:
+        report.plot_verdicts(result.tallies, plot_path, title=title)
+        out.print(f"plot -> {plot_path}")
+    out.print(f"{len(judgements)} judgements -> {output}")
+
+    summary.items = len(judgements)
+    summary.add_stats(model.stats)
+    summary.extra.update({
+        "rule": rule, "orders": list(orders), "questions": len(pairs),
+        "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
+        "testsets": [t.to_dict() for t in result.tallies],
+        "position_bias": result.bias.to_dict(),
+    })

@@ -28,6 +28,13 @@ RULES = ("paper", "strict")
 VERDICTS = ("win", "tie", "lose")
 # AlpaGasus's evaluation script asks the judge for at most 256 tokens at temperature 0.
 JUDGE_MAX_TOKENS = 256
+JUDGE_MODES = ("generate", "score")
+# `--mode score`: the judge may write only the paper's first line, two scores from 1 to 10.
+# Local GGUF judges are held to it by this grammar; API judges stop at the line's end.
+PAIR_GRAMMAR = r'''root ::= score " " score "\n"
+score ::= [1-9] | "10"
+'''
+PAIR_MAX_TOKENS = 8
 
 
 # ---------------------------------------------------------------- answers in, pairs out
@@ -109,21 +116,32 @@ def judge_messages(question: str, answer_1: str, answer_2: str) -> list[dict[str
     ]
 
 
-def judge_request(pair: AnswerPair, order: str, *, max_tokens: int = JUDGE_MAX_TOKENS) -> Request:
-    """The request for one order: "ab" shows A's answer as Assistant 1, "ba" shows B's first."""
+def judge_request(pair: AnswerPair, order: str, *, max_tokens: int = JUDGE_MAX_TOKENS,
+                  mode: str = "generate") -> Request:
+    """The request for one order: "ab" shows A's answer as Assistant 1, "ba" shows B's first.
+
+    Mode "generate" is the paper's: the judge writes its pair and explanation. Mode "score"
+    stops after the pair line, under a grammar where the backend supports one.
+    """
     first, second = (pair.answer_a, pair.answer_b) if order == "ab" else (pair.answer_b, pair.answer_a)
-    return Request.chat(judge_messages(pair.question, first, second), temperature=0, max_tokens=max_tokens)
+    messages = judge_messages(pair.question, first, second)
+    if mode == "generate":
+        return Request.chat(messages, temperature=0, max_tokens=max_tokens)
+    if mode == "score":
+        return Request.chat(messages, temperature=0, max_tokens=PAIR_MAX_TOKENS, mode="score",
+                            grammar=PAIR_GRAMMAR, stop=["\n"])
+    raise BadInputError(f"unknown judge mode '{mode}': choose {' or '.join(JUDGE_MODES)}")
 
 
 def run_judge(model: CachedModel, pairs: Sequence[AnswerPair], orders: Sequence[str] = ORDERS, *,
-              max_tokens: int = JUDGE_MAX_TOKENS,
+              max_tokens: int = JUDGE_MAX_TOKENS, mode: str = "generate",
               on_result: Callable[[int, Result], None] | None = None) -> list[Judgement]:
     """One judgement per (pair, order), each order its own cached call; parsing happens here, on read."""
     for order in orders:
         if order not in ORDERS:
             raise BadInputError(f"unknown order '{order}': choose ab or ba")
     jobs = [(pair, order) for pair in pairs for order in orders]
-    results = model.run([judge_request(p, o, max_tokens=max_tokens) for p, o in jobs], on_result)
+    results = model.run([judge_request(p, o, max_tokens=max_tokens, mode=mode) for p, o in jobs], on_result)
     judgements = []
     for (pair, order), result in zip(jobs, results):
         if result.value is None:

@@ -303,6 +303,29 @@ def test_embedded_judge_both_orders(tmp_path, small_answers, embedded_gguf):
             json.loads((tmp_path / "s2.json").read_text())["cache_hits"]) == (0, 3)
 
 
+def test_embedded_judge_score_mode_gives_verdicts(tmp_path, small_answers, embedded_gguf):
+    """`--mode score` holds the GGUF judge to the paper's pair line with a grammar: the embedded
+    model then always writes a pair. It rates every answer 10, so both orders tie everywhere."""
+    a, b = small_answers
+    args = ["judge", str(a), str(b), "-o", str(tmp_path / "j.jsonl"), "--judge", f"llamacpp:{embedded_gguf}",
+            "--mode", "score", "--verdicts", str(tmp_path / "v.jsonl"), "--bootstrap", "100",
+            "--summary-json", str(tmp_path / "s.json")]
+    first = run_cli(*args)
+    assert first.exit_code == 0, first.output
+    judgements = [json.loads(line) for line in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert [(j["id"], j["order"], j["status"], j["scores"], j["raw"]) for j in judgements] == [
+        (i, o, "ok", [10.0, 10.0], "10 10") for i in ("1", "2", "3") for o in ("ab", "ba")]
+    verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert verdicts == [{"testset": "vicuna", "id": i, "verdict": "tie"} for i in ("1", "2", "3")]
+    assert re.search(r"│ vicuna +│ +0 │ +3 │ +0 │ +1\.000 \[1\.000, 1\.000\] │", first.output)
+    assert "orders agree on 3/3 questions (100%)" in first.output
+    assert json.loads((tmp_path / "s.json").read_text())["model_calls"] == 6
+    again = run_cli(*args)
+    assert again.output == first.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert (summary["model_calls"], summary["cache_hits"]) == (0, 6)
+
+
 _ECHO = "[System]\nWe would like to request your feedback on"
 EMBEDDED_JUDGEMENTS = [
     ("1", "ab", "unparsed", None, "[System]\nThe capital of France is Paris.\n"),

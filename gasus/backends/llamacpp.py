@@ -2,7 +2,8 @@
 
 Three ways to answer a request (`params["mode"]`):
 - "generate" (default): sample up to `max_tokens` tokens greedily;
-- "score": the same, under a grammar that lets the model write only a 0-5 score line;
+- "score": the same, under a grammar that lets the model write only a 0-5 score line (or
+  the grammar the request names in params["grammar"], such as the judge's score pair);
 - "expected": no sampling at all: one forward pass and the log-probabilities of the score
   tokens "0".."5" at the answer position. The KV cache of the longest prefix shared with the
   previous prompt is kept, so a batch of grading prompts pays only for its unshared tokens.
@@ -155,7 +156,7 @@ class LlamaCppBackend(Backend):
         self._formatter: Any = None
         self._eos_text = ""
         self._score_ids: list[int] | None = None
-        self._grammar: Any = None
+        self._grammars: dict[str, Any] = {}
         self._prompt_end = 0  # how many leading tokens of llm.input_ids are a prompt decoded in blocks
         # What the model did since it was loaded; the speed benchmark reads these.
         self.prompt_tokens = 0        # prompt tokens of the requests answered
@@ -257,7 +258,8 @@ class LlamaCppBackend(Backend):
         self._check_fits(tokens, max_tokens)
         kwargs: dict[str, Any] = {}
         if mode == "score":
-            kwargs["grammar"] = self._score_grammar()
+            # A request may bring its own grammar (the judge's score pair); it is then part of the key.
+            kwargs["grammar"] = self._compiled_grammar(request.params.get("grammar") or SCORE_GRAMMAR)
         if not request.is_raw and self._eos_text:
             kwargs["stop"] = [self._eos_text]
         if request.params.get("stop"):
@@ -278,12 +280,15 @@ class LlamaCppBackend(Backend):
                 "usage": {"prompt_tokens": out["usage"]["prompt_tokens"],
                           "completion_tokens": out["usage"]["completion_tokens"]}}
 
-    def _score_grammar(self) -> Any:
-        if self._grammar is None:
+    def _compiled_grammar(self, text: str) -> Any:
+        if text not in self._grammars:
             from llama_cpp import LlamaGrammar
 
-            self._grammar = LlamaGrammar.from_string(SCORE_GRAMMAR, verbose=False)
-        return self._grammar
+            try:
+                self._grammars[text] = LlamaGrammar.from_string(text, verbose=False)
+            except ValueError as exc:
+                raise BackendError(f"the request's grammar does not compile: {exc}") from None
+        return self._grammars[text]
 
     def score_token_ids(self) -> list[int]:
         """The vocabulary ids of "0".."5"; each must be a single token."""

@@ -22,8 +22,11 @@ from .generate import model_options, open_model, progress_callback
 @click.option("--rule", type=click.Choice(["paper", "strict"]), default="paper", show_default=True,
               help="paper: win = wins both orders or wins one and ties one; strict (FastChat): "
                    "a win needs both orders.")
+@click.option("--mode", type=click.Choice(["generate", "score"]), default="generate", show_default=True,
+              help="generate: the paper's, the judge writes its pair and an explanation; score: the judge "
+                   "writes only the pair line (a grammar holds GGUF judges to it), far faster.")
 @click.option("--max-new-tokens", type=int, default=256, show_default=True,
-              help="Most tokens per judge reply (the paper's evaluation script uses 256).")
+              help="Most tokens per judge reply in generate mode (the paper's evaluation script uses 256).")
 @click.option("--verdicts", "verdicts_path", type=click.Path(dir_okay=False),
               help="Also write one verdict per question (testset, id, verdict from A's side) here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
@@ -34,7 +37,7 @@ from .generate import model_options, open_model, progress_callback
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @model_options
 @summary_option
-def judge(answers_a, answers_b, output, judge_spec, order, rule, max_new_tokens, verdicts_path, plot_path, title,
+def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_tokens, verdicts_path, plot_path, title,
           n_resamples, seed, base_url, api_key_env, concurrency, batch_size, n_ctx, offline, summary):
     """Judge model A's answers against model B's with the paper's judge prompt.
 
@@ -48,6 +51,7 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, max_new_tokens,
     Example:
       gasus judge alpagasus.jsonl alpaca52k.jsonl -o judgements.jsonl --judge openai:gpt-4o
       gasus judge a.jsonl b.jsonl -o j.jsonl --plot out/a_vs_b.png --verdicts verdicts.jsonl
+      gasus judge a.jsonl b.jsonl -o j.jsonl --mode score          # embedded judge, pair line only
     """
     from pathlib import Path
 
@@ -75,7 +79,8 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, max_new_tokens,
 
     try:
         with progress:
-            judgements = jd.run_judge(model, pairs, orders, max_tokens=max_new_tokens, on_result=record)
+            judgements = jd.run_judge(model, pairs, orders, max_tokens=max_new_tokens, mode=mode,
+                                     on_result=record)
     finally:
         model.backend.close()
     write_jsonl(output, (j.to_dict() for j in judgements))

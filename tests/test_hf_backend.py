@@ -75,6 +75,11 @@ def test_identity_follows_the_files(hf_model_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(hf_model_dir, copy)
     assert HFBackend(str(copy)).identity() == a  # content, not location
+    # A training run's manifest (wall times) and kept checkpoints are not the model.
+    (copy / "manifest.json").write_text('{"wall_seconds": 12.5}')
+    (copy / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    (copy / "checkpoints" / "checkpoint-1" / "model.safetensors").write_bytes(b"other weights")
+    assert HFBackend(str(copy)).identity() == a
     config = json.loads((copy / "config.json").read_text())
     config["rms_norm_eps"] = 1e-6
     (copy / "config.json").write_text(json.dumps(config))

@@ -53,8 +53,11 @@ class HFBackend(Backend):
         """sha256 over the model directory's files (weights, config, tokenizer); a hub model's
         id and the commit its revision resolves to."""
         if self.local_dir is not None:
-            files = sorted(p for p in self.local_dir.rglob("*")
-                           if p.is_file() and p.suffix in _MODEL_FILE_SUFFIXES and not p.name.startswith("."))
+            # Only the top level is what transformers loads: a training run's checkpoints/ and its
+            # manifest.json (which holds wall times) must not change the model's identity.
+            files = sorted(p for p in self.local_dir.iterdir()
+                           if p.is_file() and p.suffix in _MODEL_FILE_SUFFIXES and not p.name.startswith(".")
+                           and p.name != "manifest.json")
             if not any(p.suffix in (".safetensors", ".bin", ".gguf") for p in files):
                 raise BackendError(f"{self.local_dir}: no model weights (*.safetensors or *.bin) in the directory")
             h = hashlib.sha256()

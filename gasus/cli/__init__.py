@@ -21,6 +21,7 @@ COMMANDS = {
     "agree": "gasus.cli.agree:agree",
     "generate": "gasus.cli.generate:generate",
     "judge": "gasus.cli.judge:judge",
+    "run": "gasus.cli.run:run",
 }
 
 

@@ -123,3 +123,53 @@ def load_dataset_arg(source: str, fmt: str, instruction_field: str | None, input
 
     fields = FieldMap.for_format(fmt, instruction=instruction_field, input=input_field, output=output_field)
     return load_examples(source, fields=fields, split=split)
+
+
+_MODEL_OPTIONS = [
+    click.option("--base-url", help="OpenAI-compatible server URL (openai: models).  [default: the OpenAI API]"),
+    click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+                 help="Environment variable holding the API key (openai: models); the key is never stored."),
+    click.option("--concurrency", type=int, default=4, show_default=True,
+                 help="Requests in flight at once (openai: models)."),
+    click.option("--timeout", type=float, default=120.0, show_default=True,
+                 help="Seconds before a request is abandoned and retried (openai: models)."),
+    click.option("--max-attempts", type=int, default=6, show_default=True,
+                 help="Tries per request, with exponential backoff, before it is an error (openai: models)."),
+    click.option("--batch-size", type=int, default=8, show_default=True,
+                 help="Prompts per forward batch (hf: models)."),
+    click.option("--n-ctx", type=int, default=4096, show_default=True,
+                 help="Context length of a GGUF model (llamacpp: models)."),
+    click.option("--threads", type=int, default=None,
+                 help="CPU threads of a GGUF model (llamacpp: models).  [default: all cores]"),
+    click.option("--offline", is_flag=True,
+                 help="Answer only from the cache; a request it does not hold is an error."),
+]
+_MODEL_OPTION_NAMES = ("base_url", "api_key_env", "concurrency", "timeout", "max_attempts", "batch_size",
+                       "n_ctx", "threads", "offline")
+
+
+def model_options(func: Callable) -> Callable:
+    """The options that reach a model's backend, passed to the command as one `model_opts` dict."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        model_opts = {name: kwargs.pop(name) for name in _MODEL_OPTION_NAMES}
+        return func(*args, model_opts=model_opts, **kwargs)
+
+    for option in reversed(_MODEL_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def open_model(spec: str | None, model_opts: dict[str, Any]):
+    """The CachedModel a spec names, with the backend options given on the command line."""
+    from ..backends import BackendOptions, CachedModel, load_backend
+    from ..cache import Cache
+    from ..errors import BadInputError
+
+    opts = dict(model_opts)
+    if opts["threads"] is not None and opts["threads"] < 1:
+        raise BadInputError("--threads must be at least 1")
+    offline = opts.pop("offline")
+    opts["n_threads"] = opts.pop("threads")
+    return CachedModel(load_backend(spec, BackendOptions(**opts)), Cache(), offline=offline)

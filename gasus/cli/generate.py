@@ -2,42 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import click
 
 from ..errors import BackendError
-from .common import GasusCommand, console, summary_option
-
-
-def model_options(func: Callable) -> Callable:
-    """Options that reach the backend a model spec names (shared by generate and judge)."""
-    options = [
-        click.option("--base-url", help="OpenAI-compatible server URL (openai: specs)."),
-        click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
-                     help="Environment variable holding the API key (openai: specs)."),
-        click.option("--concurrency", type=int, default=4, show_default=True,
-                     help="Requests in flight at once (openai: specs)."),
-        click.option("--batch-size", type=int, default=8, show_default=True,
-                     help="Prompts per forward batch (hf: specs)."),
-        click.option("--n-ctx", type=int, default=4096, show_default=True,
-                     help="Context length of a GGUF model (llamacpp: specs)."),
-        click.option("--offline", is_flag=True,
-                     help="Answer only from the cache; a request it does not hold is an error."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def open_model(spec: str | None, *, base_url, api_key_env, concurrency, batch_size, n_ctx, offline):
-    """The CachedModel a spec names, with the backend options given on the command line."""
-    from ..backends import BackendOptions, CachedModel, load_backend
-    from ..cache import Cache
-
-    options = BackendOptions(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-                             batch_size=batch_size, n_ctx=n_ctx)
-    return CachedModel(load_backend(spec, options), Cache(), offline=offline)
+from .common import GasusCommand, console, model_options, open_model, summary_option
 
 
 def progress_callback(total: int, description: str):
@@ -73,7 +41,7 @@ def progress_callback(total: int, description: str):
 @model_options
 @summary_option
 def generate(model_spec, testsets, output, max_new_tokens, limit, prompt_style, model_name, testsets_dir,
-             base_url, api_key_env, concurrency, batch_size, n_ctx, offline, summary):
+             model_opts, summary):
     """Answer the paper's test questions with a model, greedily.
 
     MODEL_SPEC is llamacpp:FILE.gguf (or FILE.gguf; "default" is the embedded
@@ -91,8 +59,7 @@ def generate(model_spec, testsets, output, max_new_tokens, limit, prompt_style, 
     from ..testsets import load_testsets
 
     questions = load_testsets(list(testsets), testsets_dir, limit=limit)
-    model = open_model(model_spec, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-                       batch_size=batch_size, n_ctx=n_ctx, offline=offline)
+    model = open_model(model_spec, model_opts)
     progress, on_result = progress_callback(len(questions), "answering")
     try:
         with progress:

@@ -5,29 +5,15 @@ from __future__ import annotations
 import click
 
 from ..errors import BadInputError
-from .common import GasusCommand, console, dataset_options, load_dataset_arg, summary_option
-
-
-def grader_options(func):
-    """Options that reach the grader's backend."""
-    options = [
-        click.option("--base-url", help="OpenAI-compatible server URL (openai: graders).  [default: the OpenAI API]"),
-        click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
-                     help="Environment variable holding the API key (openai: graders); the key is never stored."),
-        click.option("--concurrency", type=int, default=4, show_default=True,
-                     help="Requests in flight at once (openai: graders)."),
-        click.option("--timeout", type=float, default=120.0, show_default=True,
-                     help="Seconds before a request is abandoned and retried (openai: graders)."),
-        click.option("--max-attempts", type=int, default=6, show_default=True,
-                     help="Tries per request, with exponential backoff, before it is an error (openai: graders)."),
-        click.option("--n-ctx", type=int, default=4096, show_default=True,
-                     help="Context length of a GGUF grader (llamacpp: graders)."),
-        click.option("--threads", type=int, default=None,
-                     help="CPU threads of a GGUF grader (llamacpp: graders).  [default: all cores]"),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+from .common import (
+    GasusCommand,
+    console,
+    dataset_options,
+    load_dataset_arg,
+    model_options,
+    open_model,
+    summary_option,
+)
 
 
 class GradeProgress:
@@ -100,11 +86,11 @@ class GradeProgress:
               help="Call no model: count the calls the run still needs and, for API graders, estimate tokens and cost.")
 @click.option("--price-table", type=click.Path(dir_okay=False),
               help='JSON {"MODEL": [input, output]} in USD per 1M tokens, over the built-in prices (--dry-run).')
-@grader_options
+@model_options
 @dataset_options
 @summary_option
 def grade(dataset, output, grader_spec, dimension, prompt_file, mode, limit, retry_failed, dry_run, price_table,
-          base_url, api_key_env, concurrency, timeout, max_attempts, n_ctx, threads, fmt, instruction_field,
+          model_opts, fmt, instruction_field,
           input_field, output_field, split, summary):
     """Grade every (instruction, input, response) triplet 0-5 with an LLM, as AlpaGasus does.
 
@@ -122,22 +108,16 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, mode, limit, ret
       gasus select data.json scores.jsonl -o alpagasus.json       # then keep score >= 4.5
     """
     from .. import grade as gr
-    from ..backends import BackendOptions, CachedModel, load_backend
-    from ..cache import Cache
 
     if output is None and not dry_run:
         raise BadInputError("-o/--output is required (except with --dry-run)")
     if limit is not None and limit < 1:
         raise BadInputError("--limit must be at least 1")
-    if threads is not None and threads < 1:
-        raise BadInputError("--threads must be at least 1")
     examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split)
     if limit is not None:
         examples = examples[:limit]
     prompt = gr.grading_prompt(dimension, prompt_file)
-    options = BackendOptions(base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout,
-                             max_attempts=max_attempts, n_ctx=n_ctx, n_threads=threads)
-    model = CachedModel(load_backend(grader_spec, options), Cache())
+    model = open_model(grader_spec, model_opts)
     summary.items = len(examples)
     summary.extra.update({"grader": model.backend.label, "dimension": dimension, "mode": mode})
     out = console()

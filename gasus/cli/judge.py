@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from ..errors import BadInputError
-from .common import GasusCommand, console, summary_option
-from .generate import model_options, open_model, progress_callback
+from .common import GasusCommand, console, model_options, open_model, summary_option
+from .generate import progress_callback
 
 
 @click.command(cls=GasusCommand)
@@ -38,7 +38,7 @@ from .generate import model_options, open_model, progress_callback
 @model_options
 @summary_option
 def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_tokens, verdicts_path, plot_path, title,
-          n_resamples, seed, base_url, api_key_env, concurrency, batch_size, n_ctx, offline, summary):
+          n_resamples, seed, model_opts, summary):
     """Judge model A's answers against model B's with the paper's judge prompt.
 
     Answers are joined on (testset, id). Each question is judged in both orders, each
@@ -67,8 +67,7 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
         raise BadInputError(f"{plot_path}: --plot writes a PNG; give a file name ending in .png")
     pairs = jd.pair_answers(jd.load_answers(answers_a), jd.load_answers(answers_b), answers_a, answers_b)
     orders = jd.ORDER_CHOICES[order]
-    model = open_model(judge_spec, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-                       batch_size=batch_size, n_ctx=n_ctx, offline=offline)
+    model = open_model(judge_spec, model_opts)
     progress, on_result = progress_callback(len(pairs) * len(orders), "judging")
     failures: list[str] = []
 

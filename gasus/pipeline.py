@@ -1,0 +1,285 @@
+"""The whole recipe from one TOML file: grade, select (and a random baseline of equal size),
+fine-tune both subsets, answer the test sets with both models, judge filtered vs baseline.
+
+Every stage writes plain files under `out_dir` and can be rerun: model calls come from the
+cache, and a trained model whose manifest matches the data and settings is reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInputError, GasusError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str = field(metadata={"help": "The instruction dataset to filter (any format gasus reads)."})
+    format: str = field(default="alpaca", metadata={"help": "alpaca or dolly field layout."})
+
+
+@dataclass(frozen=True)
+class GradeConfig:
+    grader: str | None = field(default=None, metadata={"help": "Grader model spec; none: the embedded model."})
+    mode: str = field(default="generate", metadata={"help": "generate (the paper's), score or expected."})
+    dimension: str = field(default="accuracy", metadata={"help": "accuracy or helpfulness."})
+
+    def __post_init__(self):
+        if self.mode not in ("generate", "score", "expected"):
+            raise ValueError(f"[grade] mode must be generate, score or expected, got '{self.mode}'")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    threshold: float | None = field(default=None, metadata={"help": "Keep score >= threshold (4.5 if top_k is unset)."})
+    top_k: int | None = field(default=None, metadata={"help": "Keep the k best-scored examples instead."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random baseline of equal size."})
+
+    def __post_init__(self):
+        if self.threshold is not None and self.top_k is not None:
+            raise ValueError("[select] give threshold or top_k, not both")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError("[select] top_k must be at least 1")
+
+
+@dataclass(frozen=True)
+class TrainStageConfig:
+    base: str | None = field(default=None, metadata={"help": "Base model; none: the embedded SmolLM2-135M."})
+    preset: str = field(default="alpagasus-7b", metadata={"help": "alpagasus-7b, alpagasus-13b or cpu-smoke."})
+    overrides: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "Any TrainConfig setting (epochs, learning_rate, batch_size, max_length, max_steps, seed, ...)."})
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    testsets: tuple[str, ...] = field(default=("all",), metadata={"help": "Test sets to answer."})
+    limit: int | None = field(default=None, metadata={"help": "First N questions of each test set."})
+    max_new_tokens: int = field(default=1024, metadata={"help": "Most tokens per answer (the paper: 1024)."})
+    testsets_dir: str | None = field(default=None, metadata={"help": "Where the test set files are."})
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    judge: str | None = field(default=None, metadata={"help": "Judge model spec; none: the embedded model."})
+    mode: str = field(default="generate", metadata={"help": "generate (the paper's) or score (pair line only)."})
+    order: str = field(default="both", metadata={"help": "both, ab or ba."})
+    rule: str = field(default="paper", metadata={"help": "paper or strict."})
+
+    def __post_init__(self):
+        if self.mode not in ("generate", "score"):
+            raise ValueError(f"[judge] mode must be generate or score, got '{self.mode}'")
+        if self.order not in ("both", "ab", "ba"):
+            raise ValueError(f"[judge] order must be both, ab or ba, got '{self.order}'")
+        if self.rule not in ("paper", "strict"):
+            raise ValueError(f"[judge] rule must be paper or strict, got '{self.rule}'")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run of the recipe; each table of the TOML file fills one stage's settings."""
+
+    out_dir: Path
+    data: DataConfig
+    grade: GradeConfig = GradeConfig()
+    select: SelectConfig = SelectConfig()
+    train: TrainStageConfig = TrainStageConfig()
+    generate: GenerateConfig = GenerateConfig()
+    judge: JudgeConfig = JudgeConfig()
+
+
+_SECTIONS = {"data": DataConfig, "grade": GradeConfig, "select": SelectConfig, "train": TrainStageConfig,
+             "generate": GenerateConfig, "judge": JudgeConfig}
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """A RunConfig from TOML; relative paths are taken from the file's directory."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: cannot read the config: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInputError(f"{path}: invalid TOML: {exc}") from None
+    here = path.resolve().parent
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"out_dir"})
+    if unknown:
+        raise BadInputError(f"{path}: unknown setting(s) {', '.join(unknown)}; tables: {', '.join(_SECTIONS)}")
+    if "data" not in raw or "path" not in raw.get("data", {}):
+        raise BadInputError(f"{path}: [data] path is required")
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        values = dict(raw.get(name, {}))
+        if not isinstance(values, dict):
+            raise BadInputError(f"{path}: [{name}] must be a table")
+        if name == "train":
+            known = {"base", "preset"}
+            values = {"base": values.get("base"), "preset": values.get("preset", "alpagasus-7b"),
+                      "overrides": {k: v for k, v in values.items() if k not in known}}
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(values) - names)
+        if extra:
+            raise BadInputError(f"{path}: unknown setting(s) in [{name}]: {', '.join(extra)}")
+        if name == "generate" and "testsets" in values:
+            ts = values["testsets"]
+            values["testsets"] = (ts,) if isinstance(ts, str) else tuple(ts)
+        try:
+            sections[name] = cls(**values)
+        except ValueError as exc:
+            raise BadInputError(f"{path}: {exc}") from None
+        except TypeError as exc:
+            raise BadInputError(f"{path}: [{name}]: {exc}") from None
+
+    def resolve(p: str | None) -> str | None:
+        return None if p is None else str(here / p) if not Path(p).is_absolute() else p
+
+    sections["data"] = dataclasses.replace(sections["data"], path=resolve(sections["data"].path))
+    if sections["generate"].testsets_dir:
+        sections["generate"] = dataclasses.replace(sections["generate"],
+                                                   testsets_dir=resolve(sections["generate"].testsets_dir))
+    return RunConfig(out_dir=Path(resolve(raw.get("out_dir", "gasus-run"))), **sections)
+
+
+# ---------------------------------------------------------------- running
+
+
+@dataclass
+class StageReport:
+    name: str
+    seconds: float
+    detail: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _train_is_current(model_dir: Path, examples_sha256: str, settings: dict[str, Any], base: str | None) -> bool:
+    """A finished run (manifest present) on the same examples, settings and base."""
+    from .io import read_json
+    from .train import resolve_base
+
+    manifest_path = model_dir / "manifest.json"
+    if not manifest_path.exists():
+        return False
+    manifest = read_json(manifest_path)
+    return (manifest.get("data", {}).get("examples_sha256") == examples_sha256
+            and manifest.get("settings") == settings
+            and manifest.get("base", {}).get("spec") == resolve_base(base).spec)
+
+
+def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
+    """Run every stage in order; returns what each did."""
+    from . import judge as jd
+    from . import report
+    from .backends import BackendOptions, CachedModel, load_backend
+    from .cache import Cache
+    from .generate import generate_answers
+    from .grade import grade_examples, grading_prompt, write_scores
+    from .io import FieldMap, load_examples, write_jsonl, write_records
+    from .records import canonical_json, sha256_text
+    from .selection import PAPER_THRESHOLD, select_random, select_threshold, select_top_k
+    from .testsets import load_testsets
+    from .train import TrainConfig, train
+
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Cache()
+    reports: list[StageReport] = []
+
+    def done(name: str, started: float, detail: str, **summary: Any) -> None:
+        reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary))
+        if on_stage:
+            on_stage(reports[-1])
+
+    # grade
+    t = time.perf_counter()
+    examples = load_examples(config.data.path, fields=FieldMap.for_format(config.data.format))
+    grader = CachedModel(load_backend(config.grade.grader, BackendOptions()), cache)
+    try:
+        grades = grade_examples(examples, grader, prompt=grading_prompt(config.grade.dimension),
+                                dimension=config.grade.dimension, mode=config.grade.mode)
+    finally:
+        grader.backend.close()
+    write_scores(out / "scores.jsonl", grades)
+    done("grade", t, f"{len(grades)} examples graded ({grader.stats.model_calls} model calls)",
+         model_calls=grader.stats.model_calls, cache_hits=grader.stats.cache_hits, failures=grader.stats.failures)
+
+    # select, and the random baseline of the same size
+    t = time.perf_counter()
+    if config.select.top_k is not None:
+        kept = select_top_k(examples, grades, config.select.top_k)
+    else:
+        kept = select_threshold(examples, grades, config.select.threshold or PAPER_THRESHOLD)
+    if not kept.kept:
+        raise GasusError(f"the selection kept no example ({kept.rule}); lower the threshold or use top_k")
+    baseline = select_random(examples, len(kept.kept), config.select.seed)
+    write_records(out / "filtered.json", [e.to_dict() for e in kept.kept])
+    write_records(out / "baseline.json", [e.to_dict() for e in baseline.kept])
+    done("select", t, f"kept {len(kept.kept)} of {kept.total} by {kept.rule}; baseline: {baseline.rule}",
+         kept=len(kept.kept))
+
+    # train both
+    models = {}
+    for name, subset in (("filtered", kept.kept), ("baseline", baseline.kept)):
+        t = time.perf_counter()
+        settings = TrainConfig.from_preset(config.train.preset, **config.train.overrides)
+        model_dir = out / "models" / name
+        ids_sha = sha256_text(canonical_json([e.id for e in subset]))
+        if _train_is_current(model_dir, ids_sha, settings.to_dict(), config.train.base):
+            done(f"train {name}", t, f"reused {model_dir} (same data and settings)")
+        else:
+            if model_dir.exists():
+                shutil.rmtree(model_dir)
+            result = train(subset, settings, model_dir, base=config.train.base,
+                           data_source=out / f"{name}.json")
+            run = result.manifest["train"]
+            done(f"train {name}", t, f"{run['steps']} steps, loss {run['train_loss']:.3f} -> {model_dir}",
+                 tokens_per_second=run["tokens_per_second"])
+        models[name] = model_dir
+
+    # answer the test sets with both models
+    questions = load_testsets(list(config.generate.testsets), config.generate.testsets_dir,
+                              limit=config.generate.limit)
+    answer_files = {}
+    for name, model_dir in models.items():
+        t = time.perf_counter()
+        model = CachedModel(load_backend(f"hf:{model_dir}", BackendOptions()), cache)
+        try:
+            result = generate_answers(model, questions, model_name=name, max_new_tokens=config.generate.max_new_tokens)
+        finally:
+            model.backend.close()
+        if result.failed:
+            raise GasusError(f"{len(result.failed)} answers of the {name} model failed: {result.failed[0][1]}")
+        answer_files[name] = out / "answers" / f"{name}.jsonl"
+        answer_files[name].parent.mkdir(exist_ok=True)
+        write_jsonl(answer_files[name], (a.to_dict() for a in result.answers))
+        done(f"generate {name}", t, f"{len(result.answers)} answers ({model.stats.model_calls} model calls)",
+             model_calls=model.stats.model_calls, cache_hits=model.stats.cache_hits)
+
+    # judge filtered (A) against baseline (B)
+    t = time.perf_counter()
+    pairs = jd.pair_answers(jd.load_answers(answer_files["filtered"]), jd.load_answers(answer_files["baseline"]),
+                            answer_files["filtered"], answer_files["baseline"])
+    orders = jd.ORDER_CHOICES[config.judge.order]
+    judge_model = CachedModel(load_backend(config.judge.judge, BackendOptions()), cache)
+    try:
+        judgements = jd.run_judge(judge_model, pairs, orders, mode=config.judge.mode)
+    finally:
+        judge_model.backend.close()
+    write_jsonl(out / "judgements.jsonl", (j.to_dict() for j in judgements))
+    result = jd.summarize(judgements, rule=config.judge.rule, orders=orders)
+    write_jsonl(out / "verdicts.jsonl", (v.to_dict() for v in result.verdicts.verdicts))
+    report.plot_verdicts(result.tallies, out / "verdicts.png", title="filtered vs random baseline")
+    done("judge", t, f"{len(judgements)} judgements ({judge_model.stats.model_calls} model calls)",
+         model_calls=judge_model.stats.model_calls, report=result)
+    return reports

@@ -8,6 +8,7 @@ cache, and a trained model whose manifest matches the data and settings is reuse
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import sys
 import time
@@ -143,7 +144,7 @@ def load_run_config(path: str | Path) -> RunConfig:
             raise BadInputError(f"{path}: [{name}]: {exc}") from None
 
     def resolve(p: str | None) -> str | None:
-        return None if p is None else str(here / p) if not Path(p).is_absolute() else p
+        return None if p is None else os.path.normpath(here / p)
 
     sections["data"] = dataclasses.replace(sections["data"], path=resolve(sections["data"].path))
     if sections["generate"].testsets_dir:
@@ -281,5 +282,6 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     write_jsonl(out / "verdicts.jsonl", (v.to_dict() for v in result.verdicts.verdicts))
     report.plot_verdicts(result.tallies, out / "verdicts.png", title="filtered vs random baseline")
     done("judge", t, f"{len(judgements)} judgements ({judge_model.stats.model_calls} model calls)",
-         model_calls=judge_model.stats.model_calls, report=result)
+         model_calls=judge_model.stats.model_calls, cache_hits=judge_model.stats.cache_hits,
+         failures=judge_model.stats.failures, report=result)
     return reports

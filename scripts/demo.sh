@@ -31,3 +31,10 @@ $gasus agree "$out/scores.jsonl" "$out/labels.jsonl" --threshold 2 || true
 echo "== rerun: every grade comes from the cache"
 $gasus grade fixtures/mini_alpaca.json -o "$out/scores.jsonl" --mode "$mode" --summary-json "$out/grade-rerun.json"
 cat "$out/grade-rerun.json"; echo
+
+echo "== the whole recipe at toy scale: grade, select + random baseline, train both, answer, judge"
+if [ -d ../shared/data/alpagasus/test_sets ]; then
+  $gasus run fixtures/smoke_run.toml --summary-json "$out/run.json"
+else
+  echo "(skipped: fixtures/smoke_run.toml reads the test sets from ../shared/data/alpagasus/test_sets)"
+fi

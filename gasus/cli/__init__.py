@@ -6,6 +6,7 @@ Commands are imported lazily by name, so `gasus --help` loads none of the heavy 
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
 
@@ -50,3 +51,8 @@ def main():
       gasus grade fixtures/mini_alpaca.json -o scores.jsonl
       gasus select fixtures/mini_alpaca.json scores.jsonl -o kept.json
     """
+    # gasus draws its own progress; the libraries' bars and info lines would interleave with
+    # it. Read when those libraries are imported; set any of them to override.
+    for name, value in (("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"),
+                        ("TRANSFORMERS_VERBOSITY", "error")):
+        os.environ.setdefault(name, value)

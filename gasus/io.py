@@ -91,14 +91,17 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
             raise _json_error(path, exc, line_offset=lineno - 1) from None
 
 
-def read_jsonl_objects(path: str | Path) -> list[dict[str, Any]]:
-    """Every line of a JSON Lines file, each required to be an object."""
-    rows = []
+def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line, each required to be a JSON object."""
     for lineno, value in iter_jsonl(path):
         if not isinstance(value, dict):
             raise BadInputError(f"{path}: line {lineno}: expected a JSON object, got {_type_name(value)}")
-        rows.append(value)
-    return rows
+        yield lineno, value
+
+
+def read_jsonl_objects(path: str | Path) -> list[dict[str, Any]]:
+    """Every line of a JSON Lines file, each required to be an object."""
+    return [row for _, row in iter_jsonl_objects(path)]
 
 
 def _type_name(value: Any) -> str:
@@ -126,12 +129,7 @@ def _rows_from_json(path: Path) -> list[tuple[str, dict]]:
 
 
 def _rows_from_jsonl(path: Path) -> list[tuple[str, dict]]:
-    rows = []
-    for lineno, value in iter_jsonl(path):
-        if not isinstance(value, dict):
-            raise BadInputError(f"{path}: line {lineno}: expected a JSON object, got {_type_name(value)}")
-        rows.append((f"line {lineno}", value))
-    return rows
+    return [(f"line {lineno}", row) for lineno, row in iter_jsonl_objects(path)]
 
 
 def _rows_from_csv(path: Path) -> list[tuple[str, dict]]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BadInputError
-from .io import read_jsonl_objects
+from .io import iter_jsonl_objects
 from .records import Example, Grade
 
 PAPER_THRESHOLD = 4.5
@@ -18,7 +18,7 @@ PAPER_THRESHOLD = 4.5
 def load_grades(path: str | Path) -> list[Grade]:
     """A scores file (DESIGN.md), each line checked for the fields selection relies on."""
     grades = []
-    for lineno, row in enumerate(read_jsonl_objects(path), start=1):
+    for position, (lineno, row) in enumerate(iter_jsonl_objects(path)):
         if not isinstance(row.get("id"), str):
             raise BadInputError(f"{path}: line {lineno}: missing 'id'")
         score, status = row.get("score"), row.get("status")
@@ -27,7 +27,7 @@ def load_grades(path: str | Path) -> list[Grade]:
         if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
             raise BadInputError(f"{path}: line {lineno}: 'score' must be a number or null")
         grades.append(Grade(
-            id=row["id"], index=row.get("index", lineno - 1), score=None if score is None else float(score),
+            id=row["id"], index=row.get("index", position), score=None if score is None else float(score),
             status=status, grader=row.get("grader", ""), dimension=row.get("dimension", ""),
             mode=row.get("mode", ""), raw=row.get("raw"), probs=row.get("probs"), top_score=row.get("top_score"),
         ))

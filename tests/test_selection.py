@@ -128,3 +128,12 @@ def test_cli_bad_scores_file(data, tmp_path):
     result = run_cli("select", str(dataset), str(bad), "-o", str(tmp_path / "k.json"))
     assert result.exit_code == 2
     assert result.output.strip() == f"Error: {bad}: line 2: 'score' must be a number or null"
+
+
+def test_scores_errors_name_the_file_line_past_blank_lines(data, tmp_path):
+    dataset, _, _ = data
+    bad = tmp_path / "blank.jsonl"
+    bad.write_text('{"id": "x", "score": 4, "status": "ok"}\n\n{"id": "y", "score": 4, "status": "fine"}\n')
+    result = run_cli("select", str(dataset), str(bad), "-o", str(tmp_path / "k.json"))
+    assert result.exit_code == 2
+    assert result.output.strip() == f"Error: {bad}: line 3: unknown status 'fine'"

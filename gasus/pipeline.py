@@ -187,10 +187,9 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     from .generate import generate_answers
     from .grade import grade_examples, grading_prompt, write_scores
     from .io import FieldMap, load_examples, write_jsonl, write_records
-    from .records import canonical_json, sha256_text
     from .selection import PAPER_THRESHOLD, select_random, select_threshold, select_top_k
     from .testsets import load_testsets
-    from .train import TrainConfig, train
+    from .train import TrainConfig, data_fingerprint, train
 
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -231,11 +230,11 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
 
     # train both
     models = {}
+    settings = TrainConfig.from_preset(config.train.preset, **config.train.overrides)
     for name, subset in (("filtered", kept.kept), ("baseline", baseline.kept)):
         t = time.perf_counter()
-        settings = TrainConfig.from_preset(config.train.preset, **config.train.overrides)
         model_dir = out / "models" / name
-        ids_sha = sha256_text(canonical_json([e.id for e in subset]))
+        ids_sha = data_fingerprint(subset)["examples_sha256"]
         if _train_is_current(model_dir, ids_sha, settings.to_dict(), config.train.base):
             done(f"train {name}", t, f"reused {model_dir} (same data and settings)")
         else:

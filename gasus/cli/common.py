@@ -173,3 +173,18 @@ def open_model(spec: str | None, model_opts: dict[str, Any]):
     offline = opts.pop("offline")
     opts["n_threads"] = opts.pop("threads")
     return CachedModel(load_backend(spec, BackendOptions(**opts)), Cache(), offline=offline)
+
+
+def progress_callback(total: int, description: str):
+    """A rich progress bar on stderr and the on_result callback that advances it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = console(stderr=True)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, transient=True, disable=not err.is_terminal)
+    task = progress.add_task(description, total=total)
+
+    def on_result(i, result):
+        progress.advance(task)
+
+    return progress, on_result

@@ -5,22 +5,14 @@ from __future__ import annotations
 import click
 
 from ..errors import BackendError
-from .common import GasusCommand, console, model_options, open_model, summary_option
-
-
-def progress_callback(total: int, description: str):
-    """A rich progress bar on stderr and the on_result callback that advances it."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    err = console(stderr=True)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err, transient=True, disable=not err.is_terminal)
-    task = progress.add_task(description, total=total)
-
-    def on_result(i, result):
-        progress.advance(task)
-
-    return progress, on_result
+from .common import (
+    GasusCommand,
+    console,
+    model_options,
+    open_model,
+    progress_callback,
+    summary_option,
+)
 
 
 @click.command(cls=GasusCommand)

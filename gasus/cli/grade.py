@@ -155,6 +155,8 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, mode, limit, ret
 def render_summary(out, grades, hist, statuses, stats, output) -> None:
     from rich.table import Table
 
+    from ..selection import PAPER_THRESHOLD as tau
+
     ok = statuses["ok"]
     table = Table(title=f"Scores of {len(grades)} examples (paper's buckets)")
     table.add_column("score", justify="right")
@@ -168,10 +170,10 @@ def render_summary(out, grades, hist, statuses, stats, output) -> None:
         status_table.add_column(name, justify="right")
     status_table.add_row(*(str(v) for v in statuses.values()))
     out.print(status_table)
-    kept = sum(1 for g in grades if g.ok and g.score >= 4.5)
+    kept = sum(1 for g in grades if g.ok and g.score >= tau)
     if any(g.top_score is not None for g in grades):
-        top = sum(1 for g in grades if g.ok and g.top_score >= 4.5)
-        out.print(f"most likely score >= 4.5: {top} of {len(grades)}", soft_wrap=True)
-    out.print(f"score >= 4.5 (the paper's rule): {kept} of {len(grades)}; "
+        top = sum(1 for g in grades if g.ok and g.top_score >= tau)
+        out.print(f"most likely score >= {tau:g}: {top} of {len(grades)}", soft_wrap=True)
+    out.print(f"score >= {tau:g} (the paper's rule): {kept} of {len(grades)}; "
               f"{stats.model_calls} model call(s), {stats.cache_hits} from cache, {stats.failures} failed -> {output}",
               soft_wrap=True)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import click
 
 from ..errors import BadInputError
-from .common import GasusCommand, console, model_options, open_model, summary_option
-from .generate import progress_callback
+from .common import (
+    GasusCommand,
+    console,
+    model_options,
+    open_model,
+    progress_callback,
+    summary_option,
+)
 
 
 @click.command(cls=GasusCommand)

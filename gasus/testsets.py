@@ -1,11 +1,14 @@
 """The paper's four test sets (Vicuna, Koala, WizardLM, Self-Instruct), read by name.
 
 They are read from a directory the user names (--testsets-dir or $GASUS_DATA_DIR), else
-downloaded once from the public AlpaGasus repository into the user data dir.
+downloaded once from the public AlpaGasus repository into the user data dir. A directory of
+smaller sets in the same layouts (the toy sets in fixtures/testsets) declares its own sizes in
+`gasus-testsets.json`; every other file must hold the paper's number of questions.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from .errors import BadInputError
 from .io import atomic_write, iter_jsonl
 
 RAW_BASE_URL = "https://raw.githubusercontent.com/gpt4life/alpagasus/main/test_data"
+SIZES_FILE = "gasus-testsets.json"
 
 
 @dataclass(frozen=True)
@@ -106,13 +110,31 @@ def _question(spec: TestSetSpec, row: Any, where: str, path: Path) -> TestQuesti
     return TestQuestion(spec.name, str(raw_id), text, input_)
 
 
+def declared_size(name: str, directory: Path) -> int:
+    """The number of questions a test-set file must hold: the paper's, unless the directory's
+    gasus-testsets.json declares its own (a smaller set in the same layout)."""
+    manifest = directory / SIZES_FILE
+    if not manifest.is_file():
+        return SPECS[name].size
+    try:
+        sizes = json.loads(manifest.read_text(encoding="utf-8")).get("sizes")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise BadInputError(f"{manifest}: not a test-set sizes file ({exc})") from None
+    size = sizes.get(name) if isinstance(sizes, dict) else None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise BadInputError(f"{manifest}: 'sizes' must give the {name} test set a positive whole number")
+    return size
+
+
 def read_testset_file(name: str, path: str | Path) -> list[TestQuestion]:
-    """The questions of one test-set file, its size checked against the paper's."""
+    """The questions of one test-set file, its size checked against the paper's (or the
+    size its directory declares)."""
     spec = SPECS[name]
     path = Path(path)
+    size = declared_size(name, path.parent)
     questions = [_question(spec, row, f"line {lineno}", path) for lineno, row in iter_jsonl(path)]
-    if len(questions) != spec.size:
-        raise BadInputError(f"{path}: the {name} test set has {spec.size} questions, this file has {len(questions)}")
+    if len(questions) != size:
+        raise BadInputError(f"{path}: the {name} test set has {size} questions, this file has {len(questions)}")
     ids = [q.id for q in questions]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)

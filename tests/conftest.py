@@ -1,7 +1,14 @@
-"""Shared fixtures: every test gets its own cache and data dirs, and paths to real data."""
+"""Shared fixtures: every test gets its own cache and data dirs, and paths to real data.
+
+Tests about the real data in ../shared/data (the Alpaca sample and its labels, the paper's
+test sets, GPT-4's recorded reviews) take the `shared_data` fixture: they are marked
+`needs_shared` and skip where the folder is absent, or where GASUS_TEST_NO_SHARED=1 hides it
+(CI runs the suite that way too, as a public clone has it).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,9 +37,17 @@ def mini_alpaca() -> Path:
     return FIXTURES / "mini_alpaca.json"
 
 
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.needs_shared)
+
+
 @pytest.fixture
 def shared_data() -> Path:
-    """../shared/data, or skip the test when it is absent (a fresh clone elsewhere)."""
+    """../shared/data, or skip the test when it is absent (a fresh clone elsewhere) or hidden."""
+    if os.environ.get("GASUS_TEST_NO_SHARED") == "1":
+        pytest.skip("../shared/data is hidden (GASUS_TEST_NO_SHARED=1)")
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA

@@ -9,12 +9,13 @@ import pytest
 from gasus.generate import answer_request
 from gasus.prompts import alpaca_prompt
 from gasus.testsets import TestQuestion, load_testsets
-from tests.conftest import run_cli
+from tests.conftest import FIXTURES, run_cli
 
 
 @pytest.fixture
-def sets_dir(shared_data):
-    return shared_data / "alpagasus" / "test_sets"
+def sets_dir():
+    """The team's toy test sets in the four layouts (no real data needed)."""
+    return FIXTURES / "testsets"
 
 
 def test_answer_request_uses_the_alpaca_prompt():
@@ -54,7 +55,7 @@ def test_generate_writes_the_answers_file(sets_dir, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert [(r["testset"], r["id"], r["answer"], r["model"]) for r in rows] == [
         ("vicuna", "1", "Plan.", "m1"), ("vicuna", "2", "Breathe.", "m1"),
-        ("sinstruct", "user_oriented_task_0", "Rewritten.", "m1"), ("sinstruct", "user_oriented_task_1", "Done.", "m1")]
+        ("sinstruct", "toy_task_0", "Rewritten.", "m1"), ("sinstruct", "toy_task_1", "Done.", "m1")]
     assert rows[2]["question"] == questions[2].question and " Input: " in rows[2]["question"]
     assert list(rows[0]) == ["testset", "id", "question", "answer", "model"]
     summary = json.loads((tmp_path / "s.json").read_text())
@@ -71,7 +72,7 @@ def test_generate_missing_answers_exit_2_and_keep_the_rest(sets_dir, tmp_path, e
     assert result.exit_code == 2
     assert result.output.startswith("0 answers -> ")
     assert result.output.splitlines()[-1] == (
-        "Error: 1 of 1 questions got no answer (first, vicuna/1: the prompt has 38 tokens; with 8 to generate it "
+        "Error: 1 of 1 questions got no answer (first, vicuna/1: the prompt has 44 tokens; with 8 to generate it "
         "exceeds the context of 32 (raise --n-ctx)); the others are written; rerun to retry")
     assert (tmp_path / "a.jsonl").read_text() == ""
     summary = json.loads((tmp_path / "s.json").read_text())
@@ -80,24 +81,21 @@ def test_generate_missing_answers_exit_2_and_keep_the_rest(sets_dir, tmp_path, e
 
 
 def test_generate_with_the_embedded_model_then_from_cache(sets_dir, tmp_path):
+    """Live greedy answers (their text is the CPU's: tests/test_recorded.py replays recorded
+    ones): one per question, at most 16 tokens, and a rerun answers every question from the cache."""
     args = ["generate", "default", "--testset", "vicuna", "--limit", "2", "--max-new-tokens", "16",
             "--testsets-dir", str(sets_dir), "-o", str(tmp_path / "a.jsonl"), "--summary-json", str(tmp_path / "s.json")]
     first = run_cli(*args)
     assert first.exit_code == 0, first.output
     rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
-    assert [(r["id"], r["answer"], r["model"]) for r in rows] == EMBEDDED_ANSWERS
+    assert [(r["testset"], r["id"], r["model"]) for r in rows] == [("vicuna", "1", "default"), ("vicuna", "2", "default")]
+    assert all(isinstance(r["answer"], str) and r["answer"] == r["answer"].strip() for r in rows)
     assert json.loads((tmp_path / "s.json").read_text())["model_calls"] == 2
     again = run_cli(*args)
     assert again.exit_code == 0
     summary = json.loads((tmp_path / "s.json").read_text())
     assert (summary["model_calls"], summary["cache_hits"]) == (0, 2)
     assert [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()] == rows
-
-
-EMBEDDED_ANSWERS = [
-    ("1", "To improve your time management skills, start by setting clear goals and priorities.", "default"),
-    ("2", "When dealing with stress, it's essential to prioritize self-care and take", "default"),
-]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -13,7 +13,7 @@ from gasus.backends.hf import HFBackend
 from gasus.cache import Cache
 from gasus.errors import BackendError
 from gasus.prompts import alpaca_prompt
-from tests.conftest import run_cli
+from tests.conftest import FIXTURES, run_cli
 
 # Converting the GGUF and loading transformers takes about a minute on two busy cores.
 pytestmark = pytest.mark.slow
@@ -107,9 +107,9 @@ def test_not_a_model_dir(tmp_path):
         HFBackend(str(tmp_path)).identity()
 
 
-def test_generate_command_with_hf(hf_model_dir, shared_data, tmp_path):
+def test_generate_command_with_hf(hf_model_dir, tmp_path):
     result = run_cli("generate", f"hf:{hf_model_dir}", "--testset", "vicuna", "--limit", "2", "--max-new-tokens", "8",
-                     "--testsets-dir", str(shared_data / "alpagasus" / "test_sets"), "-o", str(tmp_path / "a.jsonl"),
+                     "--testsets-dir", str(FIXTURES / "testsets"), "-o", str(tmp_path / "a.jsonl"),
                      "--model-name", "smol-hf", "--batch-size", "2")
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]

@@ -274,9 +274,11 @@ def small_answers(tmp_path):
 
 
 def test_embedded_judge_both_orders(tmp_path, small_answers, embedded_gguf):
-    """The embedded 135M model at temperature 0 is deterministic, but too small to follow the
-    judge prompt: it echoes the prompt instead of writing scores, so every judgement is
-    "unparsed" and no question gets a verdict. The rerun answers everything from the cache."""
+    """The embedded 135M model at temperature 0 as judge, live: its free text is a property of
+    the CPU's kernels (tests/test_recorded.py replays recorded replies exactly), so this checks
+    what holds on every CPU: one judgement per question and order, statuses and scores of the
+    right form, verdicts only for questions with usable pairs, and a rerun from the cache that
+    prints the same report."""
     a, b = small_answers
     args = ["judge", str(a), str(b), "-o", str(tmp_path / "j.jsonl"), "--judge", f"llamacpp:{embedded_gguf}",
             "--max-new-tokens", "12", "--verdicts", str(tmp_path / "v.jsonl"), "--bootstrap", "100",
@@ -284,10 +286,14 @@ def test_embedded_judge_both_orders(tmp_path, small_answers, embedded_gguf):
     first = run_cli(*args)
     assert first.exit_code == 0, first.output
     judgements = [json.loads(line) for line in (tmp_path / "j.jsonl").read_text().splitlines()]
-    assert [(j["id"], j["order"], j["status"], j["scores"], j["raw"]) for j in judgements] == EMBEDDED_JUDGEMENTS
-    assert (tmp_path / "v.jsonl").read_text() == ""
-    assert re.search(r"│ vicuna +│ +0 │ +0 │ +0 │ +- │ +3 │", first.output)
-    assert "6 of 6 judgements have no usable score pair (6 unparsed)" in first.output
+    assert [(j["id"], j["order"]) for j in judgements] == [(i, o) for i in ("1", "2", "3") for o in ("ab", "ba")]
+    for j in judgements:
+        assert j["status"] in ("ok", "unparsed") and isinstance(j["raw"], str)
+        assert (j["scores"] is None) == (j["status"] != "ok")
+        assert j["scores"] is None or all(0 <= x <= 10 for x in j["scores"])
+    verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert all(v["verdict"] in ("win", "tie", "lose") for v in verdicts)
+    assert re.search(r"│ vicuna +│ +\d │ +\d │ +\d │ ", first.output)
     summary = json.loads((tmp_path / "s.json").read_text())
     assert (summary["model_calls"], summary["cache_hits"], summary["items"]) == (6, 0, 6)
 
@@ -305,7 +311,9 @@ def test_embedded_judge_both_orders(tmp_path, small_answers, embedded_gguf):
 
 def test_embedded_judge_score_mode_gives_verdicts(tmp_path, small_answers, embedded_gguf):
     """`--mode score` holds the GGUF judge to the paper's pair line with a grammar: the embedded
-    model then always writes a pair. It rates every answer 10, so both orders tie everywhere."""
+    model then always writes a pair, so every judgement is "ok" and every question gets a
+    verdict, on any CPU (which pair it writes is the CPU's; tests/test_recorded.py has the
+    recorded one)."""
     a, b = small_answers
     args = ["judge", str(a), str(b), "-o", str(tmp_path / "j.jsonl"), "--judge", f"llamacpp:{embedded_gguf}",
             "--mode", "score", "--verdicts", str(tmp_path / "v.jsonl"), "--bootstrap", "100",
@@ -313,28 +321,21 @@ def test_embedded_judge_score_mode_gives_verdicts(tmp_path, small_answers, embed
     first = run_cli(*args)
     assert first.exit_code == 0, first.output
     judgements = [json.loads(line) for line in (tmp_path / "j.jsonl").read_text().splitlines()]
-    assert [(j["id"], j["order"], j["status"], j["scores"], j["raw"]) for j in judgements] == [
-        (i, o, "ok", [10.0, 10.0], "10 10") for i in ("1", "2", "3") for o in ("ab", "ba")]
+    assert [(j["id"], j["order"], j["status"]) for j in judgements] == [
+        (i, o, "ok") for i in ("1", "2", "3") for o in ("ab", "ba")]
+    for j in judgements:
+        assert re.fullmatch(r"\d+(\.\d+)? \d+(\.\d+)?", j["raw"]), j["raw"]
+        assert j["scores"] == [float(x) for x in j["raw"].split()]
+        assert all(1 <= x <= 10 for x in j["scores"])
     verdicts = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
-    assert verdicts == [{"testset": "vicuna", "id": i, "verdict": "tie"} for i in ("1", "2", "3")]
-    assert re.search(r"│ vicuna +│ +0 │ +3 │ +0 │ +1\.000 \[1\.000, 1\.000\] │", first.output)
-    assert "orders agree on 3/3 questions (100%)" in first.output
+    assert [(v["testset"], v["id"]) for v in verdicts] == [("vicuna", i) for i in ("1", "2", "3")]
+    assert all(v["verdict"] in ("win", "tie", "lose") for v in verdicts)
+    assert re.search(r"│ vicuna +│ +\d │ +\d │ +\d │ +\d\.\d{3} \[", first.output)
     assert json.loads((tmp_path / "s.json").read_text())["model_calls"] == 6
     again = run_cli(*args)
     assert again.output == first.output
     summary = json.loads((tmp_path / "s.json").read_text())
     assert (summary["model_calls"], summary["cache_hits"]) == (0, 6)
-
-
-_ECHO = "[System]\nWe would like to request your feedback on"
-EMBEDDED_JUDGEMENTS = [
-    ("1", "ab", "unparsed", None, "[System]\nThe capital of France is Paris.\n"),
-    ("1", "ba", "unparsed", None, "[System]\nThe capital of France is Paris.\n"),
-    ("2", "ab", "unparsed", None, _ECHO),
-    ("2", "ba", "unparsed", None, _ECHO),
-    ("3", "ab", "unparsed", None, _ECHO),
-    ("3", "ba", "unparsed", None, "[System]\n[System]\n[System]\n"),
-]
 
 
 # ---------------------------------------------------------------- the command

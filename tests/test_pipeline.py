@@ -45,13 +45,14 @@ def test_run_cli_bad_config_exit_2(tmp_path):
 
 
 @pytest.mark.slow
-def test_whole_recipe_on_the_embedded_model(tmp_path, shared_data):
-    """Grade 40 fixture examples, keep the 8 best and 8 random, train each 2 steps, answer 3
-    Vicuna questions with both, judge in both orders; a rerun reuses everything."""
+def test_whole_recipe_on_the_embedded_model(tmp_path):
+    """Grade 40 fixture examples, keep the 8 best and 8 random, train each 2 steps, answer the
+    first question of each toy test set with both, judge in both orders; a rerun reuses
+    everything. Needs nothing beside the clone."""
     config = tmp_path / "smoke.toml"
     text = (FIXTURES / "smoke_run.toml").read_text()
     text = text.replace('"../out/smoke-run"', '"out"').replace('"mini_alpaca.json"', f'"{FIXTURES / "mini_alpaca.json"}"')
-    text = text.replace('"../../shared/data/alpagasus/test_sets"', f'"{shared_data / "alpagasus" / "test_sets"}"')
+    text = text.replace('"testsets"', f'"{FIXTURES / "testsets"}"')
     config.write_text(text)
     first = run_cli("run", str(config), "--summary-json", str(tmp_path / "s.json"))
     assert first.exit_code == 0, first.output
@@ -66,17 +67,21 @@ def test_whole_recipe_on_the_embedded_model(tmp_path, shared_data):
         manifest = json.loads((out / "models" / name / "manifest.json").read_text())
         assert manifest["data"]["rows"] == 8 and manifest["train"]["steps"] == 2
         answers = [json.loads(line) for line in (out / "answers" / f"{name}.jsonl").read_text().splitlines()]
-        assert [(a["testset"], a["id"], a["model"]) for a in answers] == [("vicuna", str(i), name) for i in (1, 2, 3)]
+        assert [(a["testset"], a["id"], a["model"]) for a in answers] == [(s, i, name) for s, i in FIRST_QUESTIONS]
     judgements = [json.loads(line) for line in (out / "judgements.jsonl").read_text().splitlines()]
-    assert [(j["id"], j["order"]) for j in judgements] == [(str(i), o) for i in (1, 2, 3) for o in ("ab", "ba")]
+    assert [(j["testset"], j["id"], j["order"]) for j in judgements] == [
+        (s, i, o) for s, i in FIRST_QUESTIONS for o in ("ab", "ba")]
     assert all(j["status"] == "ok" for j in judgements)
-    assert len((out / "verdicts.jsonl").read_text().splitlines()) == 3
+    assert len((out / "verdicts.jsonl").read_text().splitlines()) == 4
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["command"] == "run" and summary["items"] == 6
-    assert summary["model_calls"] == 40 + 3 + 3 + 6
+    assert summary["command"] == "run" and summary["items"] == 8
+    assert summary["model_calls"] == 40 + 4 + 4 + 8
 
     again = run_cli("run", str(config), "--summary-json", str(tmp_path / "s2.json"))
     assert again.exit_code == 0, again.output
     summary = json.loads((tmp_path / "s2.json").read_text())
-    assert (summary["model_calls"], summary["cache_hits"]) == (0, 52)
+    assert (summary["model_calls"], summary["cache_hits"]) == (0, 56)
     assert [s["detail"].startswith("reused") for s in summary["stages"] if s["name"].startswith("train")] == [True, True]
+
+
+FIRST_QUESTIONS = [("vicuna", "1"), ("koala", "toy_koala_0"), ("wizardlm", "1"), ("sinstruct", "toy_task_0")]

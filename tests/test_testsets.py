@@ -13,11 +13,53 @@ import pytest
 from gasus import testsets
 from gasus.errors import BadInputError
 from gasus.testsets import TestQuestion, load_testsets, resolve_names
+from tests.conftest import FIXTURES
+
+TOY = FIXTURES / "testsets"
 
 
 @pytest.fixture
 def sets_dir(shared_data) -> Path:
+    """The paper's four test sets (real data: skipped where ../shared is absent)."""
     return shared_data / "alpagasus" / "test_sets"
+
+
+def _paper_sized_vicuna(directory: Path) -> Path:
+    """A file of 80 made-up questions in Vicuna's layout: the paper's size, no real data."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "vicuna_test_set.jsonl"
+    path.write_text("".join(json.dumps({"question_id": i, "text": f"Question {i}?"}) + "\n" for i in range(1, 81)))
+    return path
+
+
+def test_the_toy_sets_read_in_all_four_layouts():
+    questions = load_testsets("all", TOY)
+    assert [(q.testset, q.id) for q in questions] == [
+        ("vicuna", "1"), ("vicuna", "2"), ("vicuna", "3"), ("vicuna", "4"),
+        ("koala", "toy_koala_0"), ("koala", "toy_koala_1"), ("koala", "toy_koala_2"),
+        ("wizardlm", "1"), ("wizardlm", "2"), ("wizardlm", "3"),
+        ("sinstruct", "toy_task_0"), ("sinstruct", "toy_task_1"), ("sinstruct", "toy_task_2")]
+    first = questions[10]
+    assert (first.instruction, first.input) == ("Make this email more polite.", "Send me the report now.")
+    assert first.question == "Make this email more polite. Input: Send me the report now."
+    assert questions[12].question == questions[12].instruction  # an empty input adds nothing
+
+
+def test_declared_sizes_are_checked(tmp_path):
+    shutil.copytree(TOY, tmp_path / "toy")
+    lines = (tmp_path / "toy" / "koala_test_set.jsonl").read_text().splitlines()
+    (tmp_path / "toy" / "koala_test_set.jsonl").write_text("\n".join(lines[:2]) + "\n")
+    with pytest.raises(BadInputError) as err:
+        load_testsets("koala", tmp_path / "toy")
+    assert str(err.value) == f"{tmp_path / 'toy' / 'koala_test_set.jsonl'}: the koala test set has 3 questions, this file has 2"
+    (tmp_path / "toy" / "gasus-testsets.json").write_text('{"sizes": {"vicuna": 4}}')
+    with pytest.raises(BadInputError) as err:
+        load_testsets("koala", tmp_path / "toy")
+    assert str(err.value) == (f"{tmp_path / 'toy' / 'gasus-testsets.json'}: 'sizes' must give the koala test set "
+                              "a positive whole number")
+    (tmp_path / "toy" / "gasus-testsets.json").write_text("[1")
+    with pytest.raises(BadInputError, match=r"gasus-testsets\.json: not a test-set sizes file"):
+        load_testsets("koala", tmp_path / "toy")
 
 
 def test_all_four_from_a_directory(sets_dir):
@@ -43,20 +85,20 @@ def test_all_four_from_a_directory(sets_dir):
 SINSTRUCT_WITH_INPUT = 208  # of 252 Self-Instruct tasks, 208 come with an input
 
 
-def test_limit_and_names(sets_dir):
-    questions = load_testsets(["koala,vicuna"], sets_dir, limit=2)
-    assert [(q.testset, q.id) for q in questions] == [("vicuna", "1"), ("vicuna", "2"), ("koala", "koala_0"),
-                                                       ("koala", "koala_1")]
+def test_limit_and_names():
+    questions = load_testsets(["koala,vicuna"], TOY, limit=2)
+    assert [(q.testset, q.id) for q in questions] == [("vicuna", "1"), ("vicuna", "2"), ("koala", "toy_koala_0"),
+                                                       ("koala", "toy_koala_1")]
     assert resolve_names(["wizardlm", "ALL"]) == ["vicuna", "koala", "wizardlm", "sinstruct"]
     with pytest.raises(BadInputError, match="unknown test set 'mmlu': choose from vicuna, koala, wizardlm, sinstruct or all"):
         resolve_names("mmlu")
     with pytest.raises(BadInputError, match="--limit must be at least 1"):
-        load_testsets("vicuna", sets_dir, limit=0)
+        load_testsets("vicuna", TOY, limit=0)
 
 
-def test_gasus_data_dir(sets_dir, monkeypatch):
-    monkeypatch.setenv("GASUS_DATA_DIR", str(sets_dir))
-    assert len(load_testsets("koala")) == 180
+def test_gasus_data_dir(monkeypatch):
+    monkeypatch.setenv("GASUS_DATA_DIR", str(TOY))
+    assert len(load_testsets("koala")) == 3
 
 
 def test_missing_file_in_given_dir(tmp_path):
@@ -65,8 +107,8 @@ def test_missing_file_in_given_dir(tmp_path):
     assert str(err.value) == f"{tmp_path / 'vicuna_test_set.jsonl'}: no such file (the vicuna test set, looked for in --testsets-dir)"
 
 
-def test_size_is_checked(sets_dir, tmp_path):
-    lines = (sets_dir / "vicuna_test_set.jsonl").read_text().splitlines()[:79]
+def test_size_is_checked(tmp_path):
+    lines = _paper_sized_vicuna(tmp_path / "full").read_text().splitlines()[:79]
     (tmp_path / "vicuna_test_set.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(BadInputError) as err:
         load_testsets("vicuna", tmp_path)
@@ -106,10 +148,9 @@ class _Server:
         self.httpd.server_close()
 
 
-def test_download_once_into_the_user_data_dir(sets_dir, tmp_path, monkeypatch):
+def test_download_once_into_the_user_data_dir(tmp_path, monkeypatch):
     root = tmp_path / "remote" / "test_data"
-    root.mkdir(parents=True)
-    shutil.copy(sets_dir / "vicuna_test_set.jsonl", root)
+    source = _paper_sized_vicuna(root)
     server = _Server(tmp_path / "remote")
     try:
         monkeypatch.setattr(testsets, "RAW_BASE_URL", f"{server.url}/test_data")
@@ -120,7 +161,7 @@ def test_download_once_into_the_user_data_dir(sets_dir, tmp_path, monkeypatch):
     assert server.requests == ["/test_data/vicuna_test_set.jsonl"]
     assert [q.id for q in first] == ["1", "2", "3"] and len(again) == 80
     stored = tmp_path / "xdg-data" / "gasus" / "test_sets" / "vicuna_test_set.jsonl"
-    assert stored.read_bytes() == (sets_dir / "vicuna_test_set.jsonl").read_bytes()
+    assert stored.read_bytes() == source.read_bytes()
     assert [p.name for p in stored.parent.iterdir()] == ["vicuna_test_set.jsonl"]  # no temporary left
 
 

@@ -177,6 +177,9 @@ class LlamaCppBackend(Backend):
             "score_grammar": sha256_text(SCORE_GRAMMAR)[:16],
             # other kernels may round differently
             "extra_buffers": os.environ.get("GASUS_LLAMACPP_EXTRA_BUFFERS") == "1",
+            # the blocks a prompt is decoded in decide how its KV cache is rounded
+            "prefix_block": PREFIX_BLOCK,
+            "seed": self.options.seed,
         }
 
     # -------------------------------------------------------------- the model

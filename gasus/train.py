@@ -275,10 +275,9 @@ def _gguf_sha256(path: str | Path) -> str:
 def converted_gguf_dir(gguf: str | Path, cache_dir: str | Path | None = None) -> Path:
     """A GGUF dequantized to a safetensors model directory (with its tokenizer), memoised in the
     gasus cache dir under the GGUF's sha256, so the slow conversion happens once per file."""
-    from .cache import default_cache_dir
+    from .cache import MODELS, prepare_cache_dir
 
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = root / "models" / f"gguf-{_gguf_sha256(gguf)}"
+    target = prepare_cache_dir(cache_dir) / MODELS / f"gguf-{_gguf_sha256(gguf)}"
     if (target / "config.json").is_file():
         return target
     with _main_process_first():

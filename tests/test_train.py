@@ -142,6 +142,43 @@ def test_precision_bf16_and_tf32_on_gpus_fp32_on_cpu():
                                "train on a GPU that has it, or use --precision fp32")
 
 
+def _fake_conversion(gguf, target):
+    """Stands in for the slow dequantization: the converted directory appears, as convert_gguf leaves it."""
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")
+    return target
+
+
+def test_train_leaves_the_cache_dir_a_gasus_cache(tmp_path, embedded_gguf, monkeypatch):
+    """Converting a GGUF base into a cache dir that does not exist yet leaves a cache every command opens."""
+    from gasus import train as training
+    from gasus.cache import MARKER, Cache
+
+    monkeypatch.setattr(training, "convert_gguf", _fake_conversion)
+    root = tmp_path / "cache"
+    converted = converted_gguf_dir(embedded_gguf)
+    assert converted.parent == root / "models"
+    assert sorted(p.name for p in root.iterdir()) == [MARKER, "models"]
+    cache = Cache()
+    cache.put("k", {"text": "4"})
+    assert (cache.directory, Cache().get("k")) == (root, {"text": "4"})
+
+
+def test_train_leaves_the_cache_dir_a_gasus_cache_after_an_older_gasus_left_it_unmarked(tmp_path):
+    """A cache dir holding only the models an older `gasus train` converted is gasus's own; any other
+    file still makes it foreign."""
+    from gasus.cache import Cache
+    from gasus.errors import CacheError
+
+    root = tmp_path / "cache"
+    _fake_conversion(None, root / "models" / f"gguf-{'0' * 64}")
+    assert len(Cache()) == 0
+    (root / "notes.txt").write_text("mine")
+    (root / "gasus-cache.json").unlink()
+    with pytest.raises(CacheError, match="not a gasus cache"):
+        Cache()
+
+
 def test_resolve_base(tmp_path, embedded_gguf):
     assert resolve_base(None).kind == "gguf" and resolve_base(None).location == str(embedded_gguf)
     assert resolve_base(str(embedded_gguf)).kind == "gguf"

@@ -467,7 +467,9 @@ def build_trainer(examples: Sequence[Example], config: TrainConfig, model: Any, 
         per_device_train_batch_size=plan.micro_batch_size,
         gradient_accumulation_steps=plan.gradient_accumulation_steps,
         weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        # From transformers 5.0 (the declared floor) a float below 1 is a ratio of the total steps;
+        # 4.x read it as a step count, 0.03 of a step: no warmup at all.
+        warmup_steps=config.warmup_ratio,
         lr_scheduler_type=config.lr_scheduler,
         seed=config.seed,
         bf16=bf16,

@@ -354,6 +354,55 @@ def test_label_mask_covers_exactly_the_response_tokens(tmp_path, base_dir):
         assert row["labels"][-1] == eos
 
 
+# ---------------------------------------------------------------- warmup and dtype
+
+
+def test_warmup_declared_transformers_floor_reads_a_float_as_a_ratio():
+    """transformers reads warmup_steps=0.03 as 3% of the steps from 5.0 on; before, it is 0.03
+    steps (no warmup at all), and from_pretrained(dtype=) is not known before 4.56."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    deps = tomllib.loads((FIXTURES.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    (spec,) = [Requirement(d).specifier for d in deps if Requirement(d).name == "transformers"]
+    assert [v for v in ("4.46.0", "4.56.0", "4.57.6") if Version(v) in spec] == []
+    assert Version("5.0.0") in spec
+
+
+@pytest.mark.slow
+def test_warmup_is_the_papers_ratio_of_the_steps_in_the_built_trainer(tmp_path, base_dir):
+    """The scheduler the trainer builds: 3% of 100 steps is 3 steps of linear warmup, then cosine."""
+    from gasus.train import build_trainer
+
+    model, tokenizer = load_model(base_dir)
+    config = TrainConfig.from_preset("alpagasus-7b", batch_size=4, max_steps=100)
+    trainer = build_trainer(load_examples(MINI), config, model, tokenizer, tmp_path / "out")
+    trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    rates = []
+    for _ in range(5):
+        rates.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert rates[:4] == pytest.approx([0.0, 2e-5 / 3, 4e-5 / 3, 2e-5])
+    assert 0 < rates[4] < 2e-5
+
+
+@pytest.mark.slow
+def test_warmup_dtype_a_bf16_base_trains_in_fp32_weights(tmp_path, base_dir):
+    """load_base asks for fp32 by the name the declared transformers floor knows (dtype=)."""
+    import torch
+
+    from gasus.train import BaseModel, load_base
+
+    model, tokenizer = load_model(base_dir)
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    tokenizer.save_pretrained(tmp_path / "bf16")
+    loaded, _, _ = load_base(BaseModel("bf16", "dir", str(tmp_path / "bf16")))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+
+
 # ---------------------------------------------------------------- training runs
 
 

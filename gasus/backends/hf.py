@@ -140,10 +140,7 @@ class HFBackend(Backend):
             cuda = self._use_cuda(torch)
             dtype = torch.bfloat16 if cuda else torch.float32
             try:
-                # transformers 4.56 renamed torch_dtype to dtype (the old name warns from then on).
-                major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-                dtype_arg = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
-                model = transformers.AutoModelForCausalLM.from_pretrained(source, **{dtype_arg: dtype}, **kwargs)
+                model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
             except Exception as exc:
                 raise BackendError(f"hf:{self.target}: cannot load the model: {str(exc).splitlines()[0]}") from None
             self._device = torch.device("cuda" if cuda else "cpu")

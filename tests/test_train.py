@@ -354,6 +354,24 @@ def test_label_mask_covers_exactly_the_response_tokens(tmp_path, base_dir):
         assert row["labels"][-1] == eos
 
 
+@pytest.mark.slow
+def test_progress_output_stays_ours_converting_a_gguf_prints_no_bar(tmp_path, embedded_gguf, capfd):
+    """With transformers' own bars off, as `gasus train` turns them off, converting prints nothing:
+    its GGUF tensor bar is a plain tqdm those settings do not reach."""
+    from transformers.utils import logging as hf_logging
+
+    from gasus.train import convert_gguf
+
+    hf_logging.disable_progress_bar()
+    try:
+        convert_gguf(embedded_gguf, tmp_path / "converted")
+    finally:
+        hf_logging.enable_progress_bar()
+    captured = capfd.readouterr()
+    assert (captured.out, captured.err) == ("", "")
+    assert (tmp_path / "converted" / "model.safetensors").is_file()
+
+
 # ---------------------------------------------------------------- warmup and dtype
 
 
@@ -469,6 +487,44 @@ def test_train_cli_steps_with_the_embedded_model_reload_and_generate(tmp_path, b
     assert n < generated.shape[1] <= n + 8
     assert torch.equal(generated, again)
     assert tokenizer.decode(generated[0, n:], skip_special_tokens=True).strip() != ""
+
+
+def _saved_dtypes(out: Path) -> set[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        return {f.get_slice(k).get_dtype() for k in f.keys()}
+
+
+@pytest.mark.slow
+def test_saved_models_keep_their_training_precision(tmp_path, base_dir, monkeypatch, one_thread):
+    """A bf16 run (CPU autocast stands in for a bf16 GPU) saves bf16 weights, half the fp32 size,
+    unless --save-dtype says otherwise; the manifest records which."""
+    from gasus import train as training
+
+    monkeypatch.setattr(training, "detect_hardware", lambda: {**NO_GPU, "bf16": True})
+    examples = load_examples(MINI)[:4]
+    result = training.train(examples, TrainConfig.from_preset("cpu-smoke", precision="bf16", max_steps=1),
+                            tmp_path / "bf16", base=str(base_dir))
+    out = result.output_dir
+    assert _saved_dtypes(out) == {"BF16"} and _saved_dtypes(base_dir) == {"F32"}
+    assert (result.manifest["run"]["precision"], result.manifest["run"]["saved_dtype"]) == ("bf16", "bfloat16")
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    ratio = (out / "model.safetensors").stat().st_size / (base_dir / "model.safetensors").stat().st_size
+    assert 0.49 < ratio < 0.51
+    model, _ = load_model(out)  # still loads, and the forward pass runs
+    assert model(**_prompt_ids(out)).logits.isfinite().all()
+
+    kept = training.train(examples, TrainConfig.from_preset("cpu-smoke", precision="bf16", max_steps=1,
+                                                            save_dtype="fp32"), tmp_path / "fp32", base=str(base_dir))
+    assert kept.manifest["run"]["saved_dtype"] == "float32"
+    assert _saved_dtypes(kept.output_dir) == {"F32"}
+
+
+def _prompt_ids(path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)(alpaca_prompt("Say hi."), return_tensors="pt")
 
 
 @pytest.mark.slow

@@ -378,11 +378,13 @@ def test_progress_output_stays_ours_converting_a_gguf_prints_no_bar(tmp_path, em
 def test_warmup_declared_transformers_floor_reads_a_float_as_a_ratio():
     """transformers reads warmup_steps=0.03 as 3% of the steps from 5.0 on; before, it is 0.03
     steps (no warmup at all), and from_pretrained(dtype=) is not known before 4.56."""
-    import tomllib
-
     from packaging.requirements import Requirement
     from packaging.version import Version
 
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
     deps = tomllib.loads((FIXTURES.parent / "pyproject.toml").read_text())["project"]["dependencies"]
     (spec,) = [Requirement(d).specifier for d in deps if Requirement(d).name == "transformers"]
     assert [v for v in ("4.46.0", "4.56.0", "4.57.6") if Version(v) in spec] == []

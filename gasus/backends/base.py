@@ -208,6 +208,18 @@ class CachedModel:
         return results  # type: ignore[return-value]
 
 
+def single_token_ids(tokenize: Callable[[str], list[int]], texts: Sequence[str], model: str) -> list[int]:
+    """The vocabulary id of each text ("0".."5" for expected mode); each must be a single token."""
+    ids = []
+    for text in texts:
+        tokens = tokenize(text)
+        if len(tokens) != 1:
+            raise BackendError(f"{model}: the score '{text}' is not a single token; "
+                               "expected mode needs a tokenizer with digit tokens")
+        ids.append(tokens[0])
+    return ids
+
+
 # ---------------------------------------------------------------- file identity
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import BackendError, MissingDependencyError
 from ..parsing import SCORE_TOKENS
 from ..records import canonical_json, sha256_text
-from .base import Backend, BackendOptions, Request, file_sha256
+from .base import Backend, BackendOptions, Request, file_sha256, single_token_ids
 
 # Files whose bytes decide what the model writes: weights, config, tokenizer.
 _MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".gguf", ".txt", ".jinja")
@@ -197,14 +197,8 @@ class HFBackend(Backend):
     def _score_token_ids(self, tokenizer) -> list[int]:
         """The vocabulary ids of "0".."5"; each must be a single token."""
         if self._score_ids is None:
-            ids = []
-            for digit in SCORE_TOKENS:
-                tokens = tokenizer.encode(digit, add_special_tokens=False)
-                if len(tokens) != 1:
-                    raise BackendError(f"hf:{self.target}: the score '{digit}' is not a single token; "
-                                       "expected mode needs a tokenizer with digit tokens")
-                ids.append(tokens[0])
-            self._score_ids = ids
+            self._score_ids = single_token_ids(lambda t: tokenizer.encode(t, add_special_tokens=False),
+                                               SCORE_TOKENS, f"hf:{self.target}")
         return self._score_ids
 
     def _expected(self, requests: Sequence[Request]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from .records import canonical_json, sha256_text
 
 SCHEMA = 1
 MARKER = "gasus-cache.json"
+MODELS = "models"  # base models `gasus train` dequantized, beside the store (train.converted_gguf_dir)
 
 
 def default_cache_dir() -> Path:
@@ -35,6 +36,49 @@ def request_key(backend: str, model: str, messages: Any, params: dict[str, Any])
     ))
 
 
+def prepare_cache_dir(directory: str | Path | None = None) -> Path:
+    """The cache dir, created and marked as gasus's own: whatever gasus writes there goes
+    through here first, so the directory stays one every command opens.
+
+    A directory that holds anything else and no marker is refused, except one holding only
+    the converted models of an older `gasus train`, which wrote them without the marker.
+    """
+    d = Path(directory).expanduser() if directory else default_cache_dir()
+    marker = d / MARKER
+    if d.exists() and not d.is_dir():
+        raise CacheError(f"{d}: the cache location exists and is not a directory")
+    if d.is_dir() and not marker.exists() and not _only_converted_models(d):
+        raise CacheError(
+            f"{d}: not a gasus cache (no {MARKER}); point GASUS_CACHE_DIR at an empty or gasus directory"
+        )
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        if not marker.exists():
+            marker.write_text(json.dumps({"gasus_cache": SCHEMA}) + "\n")
+        probe = d / f".write-probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise CacheError(f"{d}: the cache directory is not writable: {exc.strerror}") from None
+    try:
+        schema = json.loads(marker.read_text()).get("gasus_cache")
+    except (OSError, ValueError, AttributeError):
+        schema = None
+    if schema != SCHEMA:
+        raise CacheError(f"{d}: {MARKER} is not a gasus cache marker of schema {SCHEMA}")
+    return d
+
+
+def _only_converted_models(d: Path) -> bool:
+    """Whether a directory is empty or holds nothing but MODELS/gguf-* (and their temporary dirs)."""
+    entries = list(d.iterdir())
+    if not entries:
+        return True
+    if [p.name for p in entries] != [MODELS] or not entries[0].is_dir():
+        return False
+    return all(p.is_dir() and p.name.lstrip(".").startswith("gguf-") for p in entries[0].iterdir())
+
+
 class Cache:
     """A diskcache-backed store of completions, safe to share between processes.
 
@@ -42,39 +86,13 @@ class Cache:
     """
 
     def __init__(self, directory: str | Path | None = None):
-        self.directory = Path(directory).expanduser() if directory else default_cache_dir()
-        self._check_directory()
+        self.directory = prepare_cache_dir(directory)
         import diskcache
 
         try:
             self._store = diskcache.Cache(str(self.directory), eviction_policy="none", size_limit=2**62)
         except Exception as exc:  # sqlite3.OperationalError, PermissionError
             raise CacheError(f"{self.directory}: cannot open the cache: {exc}") from None
-
-    def _check_directory(self) -> None:
-        d = self.directory
-        marker = d / MARKER
-        if d.exists() and not d.is_dir():
-            raise CacheError(f"{d}: the cache location exists and is not a directory")
-        if d.is_dir() and not marker.exists() and any(d.iterdir()):
-            raise CacheError(
-                f"{d}: not a gasus cache (no {MARKER}); point GASUS_CACHE_DIR at an empty or gasus directory"
-            )
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            if not marker.exists():
-                marker.write_text(json.dumps({"gasus_cache": SCHEMA}) + "\n")
-            probe = d / f".write-probe-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as exc:
-            raise CacheError(f"{d}: the cache directory is not writable: {exc.strerror}") from None
-        try:
-            schema = json.loads(marker.read_text()).get("gasus_cache")
-        except (OSError, ValueError, AttributeError):
-            schema = None
-        if schema != SCHEMA:
-            raise CacheError(f"{d}: {MARKER} is not a gasus cache marker of schema {SCHEMA}")
 
     # -------------------------------------------------------------- entries
 

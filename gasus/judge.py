@@ -145,7 +145,8 @@ def run_judge(model: CachedModel, pairs: Sequence[AnswerPair], orders: Sequence[
     judgements = []
     for (pair, order), result in zip(jobs, results):
         if result.value is None:
-            judgements.append(Judgement(pair.testset, pair.id, order, None, "error", None))
+            # Like a failed grade, the judgement keeps why the call failed.
+            judgements.append(Judgement(pair.testset, pair.id, order, None, "error", result.error))
             continue
         raw = result.value.get("text", "")
         parsed = parse_score_pair(raw)

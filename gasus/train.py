@@ -40,6 +40,8 @@ CHECKPOINTS = "checkpoints"
 CONFIGS_DIR = Path(__file__).with_name("configs")
 
 PRECISIONS = ("auto", "bf16", "fp32")
+SAVE_DTYPES = ("auto", "bf16", "fp32")
+_TORCH_DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
 LR_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 
 # The paper trains with Stanford Alpaca's settings (DESIGN.md, "Training").
@@ -82,6 +84,8 @@ class TrainConfig:
     lr_scheduler: str = field(default="cosine", metadata={"help": f"Learning-rate schedule after warmup: {', '.join(LR_SCHEDULERS)}."})
     precision: str = field(default="bf16", metadata={
         "help": "bf16 (mixed precision, plus tf32 matmuls, on GPUs that have them), fp32, or auto (bf16 where available)."})
+    save_dtype: str = field(default="auto", metadata={
+        "help": "Precision of the saved weights: auto (the one it trained in: bf16 after a bf16 run), bf16 or fp32."})
     fp32_fallback: bool = field(default=True, metadata={
         "help": "When bf16 is asked for and there is no bf16 GPU, train in fp32 and say so; false makes it an error."})
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of every weight; merged into the saved model."})
@@ -122,6 +126,8 @@ class TrainConfig:
             raise ValueError(f"unknown learning-rate schedule '{self.lr_scheduler}': choose one of {', '.join(LR_SCHEDULERS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision '{self.precision}': choose one of {', '.join(PRECISIONS)}")
+        if self.save_dtype not in SAVE_DTYPES:
+            raise ValueError(f"unknown save dtype '{self.save_dtype}': choose one of {', '.join(SAVE_DTYPES)}")
         if self.lora_rank < 1 or self.lora_alpha < 1:
             raise ValueError(f"LoRA rank and alpha must be at least 1, got {self.lora_rank} and {self.lora_alpha}")
         if not 0 <= self.lora_dropout < 1:
@@ -275,10 +281,9 @@ def _gguf_sha256(path: str | Path) -> str:
 def converted_gguf_dir(gguf: str | Path, cache_dir: str | Path | None = None) -> Path:
     """A GGUF dequantized to a safetensors model directory (with its tokenizer), memoised in the
     gasus cache dir under the GGUF's sha256, so the slow conversion happens once per file."""
-    from .cache import default_cache_dir
+    from .cache import MODELS, prepare_cache_dir
 
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = root / "models" / f"gguf-{_gguf_sha256(gguf)}"
+    target = prepare_cache_dir(cache_dir) / MODELS / f"gguf-{_gguf_sha256(gguf)}"
     if (target / "config.json").is_file():
         return target
     with _main_process_first():
@@ -301,8 +306,10 @@ def convert_gguf(gguf: str | Path, target: str | Path) -> Path:
     tmp.chmod(0o755)
     try:
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+            with _quiet_gguf_reader():
+                tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+                model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                             dtype=torch.float32)
         except ImportError as exc:
             raise MissingDependencyError(exc.name or "gguf", "Loading a GGUF base model") from None
         except (ValueError, OSError, KeyError, RuntimeError) as exc:
@@ -323,6 +330,23 @@ def convert_gguf(gguf: str | Path, target: str | Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@contextlib.contextmanager
+def _quiet_gguf_reader() -> Iterator[None]:
+    """Silence transformers' GGUF tensor bar: it is a plain tqdm that neither its logging
+    settings nor disable_progress_bar() reach, and in a log it prints line after line."""
+    import functools
+    from unittest import mock
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    with mock.patch.object(gguf_utils, "tqdm", functools.partial(bar, disable=True)):
+        yield
 
 
 def load_base(base: BaseModel) -> tuple[Any, Any, str]:
@@ -468,7 +492,9 @@ def build_trainer(examples: Sequence[Example], config: TrainConfig, model: Any, 
         per_device_train_batch_size=plan.micro_batch_size,
         gradient_accumulation_steps=plan.gradient_accumulation_steps,
         weight_decay=config.weight_decay,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        # From transformers 5.0 (the declared floor) a float below 1 is a ratio of the total steps;
+        # 4.x read it as a step count, 0.03 of a step: no warmup at all.
+        warmup_steps=config.warmup_ratio,
         lr_scheduler_type=config.lr_scheduler,
         seed=config.seed,
         bf16=bf16,
@@ -609,8 +635,11 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
         raise
 
     out = Path(output_dir)
+    saved_dtype = resolve_save_dtype(config, bf16)
     _save_model(trainer, config, tokenizer, out)
     is_main = trainer.is_world_process_zero()
+    if is_main:
+        cast_saved_weights(out, saved_dtype)
     elapsed = clock.get("end", time.perf_counter()) - clock.get("start", started)
     tokens = int(clock.get("tokens_end", 0) - clock.get("tokens_start", 0))
     history = [{"step": entry["step"], "loss": entry["loss"], "learning_rate": entry.get("learning_rate")}
@@ -628,7 +657,7 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
         "run": {"world_size": plan.world_size, "per_device_batch_size": plan.micro_batch_size,
                 "gradient_accumulation_steps": plan.gradient_accumulation_steps,
                 "global_batch_size": plan.global_batch_size, "bf16": bf16, "tf32": tf32,
-                "precision": "bf16" if bf16 else "fp32", "hardware": hardware,
+                "precision": "bf16" if bf16 else "fp32", "saved_dtype": saved_dtype, "hardware": hardware,
                 "resumed_from": Path(resume_from).name if resume_from else None},
         "libraries": library_versions(),
         "train": {
@@ -646,6 +675,53 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
     if is_main:
         write_json(out / MANIFEST, manifest)
     return TrainResult(out, manifest, is_main)
+
+
+def resolve_save_dtype(config: TrainConfig, bf16: bool) -> str:
+    """The torch dtype name the weights are saved in: the training precision unless save_dtype says.
+
+    >>> resolve_save_dtype(TrainConfig.from_preset("alpagasus-7b"), bf16=True)
+    'bfloat16'
+    >>> resolve_save_dtype(TrainConfig.from_preset("alpagasus-7b", save_dtype="fp32"), bf16=True)
+    'float32'
+    """
+    if config.save_dtype == "auto":
+        return "bfloat16" if bf16 else "float32"
+    return _TORCH_DTYPES[config.save_dtype]
+
+
+def cast_saved_weights(out: Path, dtype: str) -> None:
+    """Rewrite the saved safetensors so that every floating-point tensor is `dtype`, and say so in
+    config.json. Mixed-precision training keeps fp32 master weights, which the Trainer saves
+    as they are (twice the size of a bf16 model); casting the files also covers FSDP's gathered
+    state dict and merged LoRA weights alike. Each file is replaced whole."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    target = getattr(torch, dtype)
+    total = 0
+    for path in sorted(out.glob("*.safetensors")):
+        tensors = load_file(path)
+        if any(t.is_floating_point() and t.dtype != target for t in tensors.values()):
+            tensors = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
+            tmp = path.with_name(f".{path.name}.tmp")
+            save_file(tensors, tmp, metadata={"format": "pt"})
+            os.replace(tmp, path)
+        total += sum(t.numel() * t.element_size() for t in tensors.values())
+    index = out / "model.safetensors.index.json"
+    if index.is_file():
+        data = json.loads(index.read_text())
+        data.setdefault("metadata", {})["total_size"] = total
+        write_json(index, data)
+    config_path = out / "config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text())
+        config["dtype"] = dtype
+        if "torch_dtype" in config:  # the name before transformers 4.56
+            config["torch_dtype"] = dtype
+        write_json(config_path, config)
 
 
 def _save_model(trainer: Any, config: TrainConfig, tokenizer: Any, out: Path) -> None:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from gasus.backends.base import Backend, CachedModel, Request, TransientError
+from gasus.backends.base import Backend, BackendOptions, CachedModel, Request, TransientError
 from gasus.cache import Cache, request_key
 from gasus.errors import BadInputError, CacheError, CacheMissError
 from tests.conftest import run_cli
@@ -150,3 +150,39 @@ def test_cache_cli_foreign_dir_exit_2(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert result.output.startswith("Error: ") and "not a gasus cache" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+
+# ---------------------------------------------------------------- the cache key's gaps
+
+
+def _misses_after_change(before, make_after, request):
+    """A completion cached for backend `before` is a hit there; the misses, for the same request,
+    of the backend `make_after()` builds once that completion is stored."""
+    cache = Cache()
+    first = CachedModel(before, cache)
+    cache.put(first.key(request), {"text": "4"})
+    assert first.misses([request]) == []
+    return CachedModel(make_after(), cache).misses([request])
+
+
+RATE = Request.chat([{"role": "user", "content": "Rate this."}], temperature=0, max_tokens=4)
+
+
+@pytest.mark.parametrize("backend", ["llamacpp", "openai"])
+def test_cache_key_gaps_seed_misses_the_cache(backend, embedded_gguf):
+    from gasus.backends import load_backend
+
+    spec = f"llamacpp:{embedded_gguf}" if backend == "llamacpp" else "openai:m"
+    before, after = (load_backend(spec, BackendOptions(seed=seed, base_url="http://127.0.0.1:9/v1")) for seed in (0, 1))
+    assert _misses_after_change(before, lambda: after, RATE) == [0]
+
+
+def test_cache_key_gaps_prefix_block_misses_the_cache(embedded_gguf, monkeypatch):
+    from gasus.backends import llamacpp
+
+    def with_larger_blocks():
+        monkeypatch.setattr(llamacpp, "PREFIX_BLOCK", llamacpp.PREFIX_BLOCK * 2)
+        return llamacpp.LlamaCppBackend(str(embedded_gguf))
+
+    assert _misses_after_change(llamacpp.LlamaCppBackend(str(embedded_gguf)), with_larger_blocks, RATE) == [0]

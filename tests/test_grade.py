@@ -253,6 +253,20 @@ def test_cli_prompt_missing_from_a_recording_stops_the_run(tmp_path, mini_alpaca
     assert not out.exists()
 
 
+def test_backends_that_ignore_a_mode_replay_refuses_expected_up_front(tmp_path, mini_alpaca):
+    """A recording holds text, not score probabilities: --mode expected is refused before any
+    call, instead of every row coming back unparsed."""
+    examples = load_examples(mini_alpaca)[:2]
+    replay = _replay_file(tmp_path, examples, ["4", "5"])
+    out = tmp_path / "scores.jsonl"
+    result = run_cli("grade", str(mini_alpaca), "-o", str(out), "--grader", f"replay:{replay}", "--limit", "2",
+                     "--mode", "expected")
+    assert result.exit_code == 2
+    assert result.output == (f"Error: replay:{replay}: the replay backend cannot answer in mode 'expected' "
+                             "(it answers generate, score)\n")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--limit", "0", "-o", "x.jsonl"], "--limit must be at least 1"),
     ([], "-o/--output is required"),

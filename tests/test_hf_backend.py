@@ -115,3 +115,49 @@ def test_generate_command_with_hf(hf_model_dir, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert [(r["id"], r["model"]) for r in rows] == [("1", "smol-hf"), ("2", "smol-hf")]
     assert all(r["answer"] for r in rows)
+
+
+# ---------------------------------------------------------------- modes and the cache key
+
+
+def test_backends_that_ignore_a_mode_hf_expected_is_one_forward_pass(hf_model_dir, mini_alpaca):
+    from gasus.grade import grade_from_value, grade_request, grading_prompt
+    from gasus.io import load_examples
+
+    requests = [grade_request(grading_prompt("accuracy"), e, "expected") for e in load_examples(mini_alpaca)[:3]]
+    batched = dict(HFBackend(str(hf_model_dir), BackendOptions(batch_size=3)).complete_many(requests))
+    single = dict(HFBackend(str(hf_model_dir), BackendOptions(batch_size=1)).complete_many(requests))
+    grades = [grade_from_value(batched[i], "expected") for i in range(3)]
+    assert [g["status"] for g in grades] == ["ok"] * 3
+    assert [sorted(g["probs"]) for g in grades] == [["0", "1", "2", "3", "4", "5"]] * 3
+    assert [round(sum(g["probs"].values()), 4) for g in grades] == [1.0] * 3
+    assert [batched[i]["usage"]["completion_tokens"] for i in range(3)] == [0, 0, 0]
+    # Left padding changes no row's numbers beyond float rounding: positions follow the mask.
+    for i in range(3):
+        assert batched[i]["logprobs"].keys() == single[i]["logprobs"].keys()
+        assert max(abs(batched[i]["logprobs"][d] - single[i]["logprobs"][d]) for d in "012345") < 1e-3
+
+
+def test_backends_that_ignore_a_mode_hf_stop_ends_the_text(hf_model_dir):
+    backend = HFBackend(str(hf_model_dir))
+    free = backend.complete(_raw(PROMPTS[0], 8))["text"]
+    stop = free.split()[2]  # a word the greedy text is known to reach
+    stopped = backend.complete(Request.raw(alpaca_prompt(PROMPTS[0]), temperature=0, max_tokens=8, stop=[stop]))
+    assert stopped["text"] == free[:free.index(stop)]
+    assert stopped["completion_tokens"] < 8
+
+
+def test_cache_key_gaps_hf_batch_size_and_torch_version_miss_the_cache(hf_model_dir, monkeypatch):
+    import torch
+
+    from tests.test_cache import _misses_after_change
+
+    request = _raw(PROMPTS[0], 4)
+    assert _misses_after_change(HFBackend(str(hf_model_dir), BackendOptions(batch_size=8)),
+                                lambda: HFBackend(str(hf_model_dir), BackendOptions(batch_size=1)), request) == [0]
+
+    def newer_torch():
+        monkeypatch.setattr(torch, "__version__", torch.__version__ + ".post1")
+        return HFBackend(str(hf_model_dir))
+
+    assert _misses_after_change(HFBackend(str(hf_model_dir)), newer_torch, request) == [0]

@@ -401,8 +401,9 @@ def test_judge_missing_replay_line_stops_with_one_line(tmp_path, small_answers):
     assert json.loads((tmp_path / "s.json").read_text())["error"] == result.output[len("Error: "):-1]
 
 
-def test_judge_backend_failures_are_recorded_not_fatal(tmp_path, small_answers, embedded_gguf):
-    """A prompt longer than the judge's context fails that call only; the failure is never cached."""
+def test_judge_keeps_why_a_call_failed(tmp_path, small_answers, embedded_gguf):
+    """A prompt longer than the judge's context fails that call only; the failure is never cached,
+    and each judgement's raw holds the reason, as a failed grade's does."""
     a, b = small_answers
     args = ["judge", str(a), str(b), "-o", str(tmp_path / "j.jsonl"), "--judge", f"llamacpp:{embedded_gguf}",
             "--n-ctx", "64", "--order", "ab", "--summary-json", str(tmp_path / "s.json")]
@@ -412,7 +413,9 @@ def test_judge_backend_failures_are_recorded_not_fatal(tmp_path, small_answers, 
     summary = json.loads((tmp_path / "s.json").read_text())
     assert (summary["failures"], summary["model_calls"], summary["statuses"]) == (3, 0, {"error": 3})
     judgements = [json.loads(line) for line in (tmp_path / "j.jsonl").read_text().splitlines()]
-    assert {(j["status"], j["scores"], j["raw"]) for j in judgements} == {("error", None, None)}
+    assert [(j["status"], j["scores"]) for j in judgements] == [("error", None)] * 3
+    assert [re.fullmatch(r"the prompt has \d+ tokens; with 256 to generate it exceeds the context of 64 "
+                         r"\(raise --n-ctx\)", j["raw"]) is not None for j in judgements] == [True] * 3
     run_cli(*args)
     assert json.loads((tmp_path / "s.json").read_text())["failures"] == 3
 

@@ -279,7 +279,7 @@ def test_nothing_listens(tmp_path):
 
 def test_cache_key_has_no_credentials():
     backend = OpenAIBackend("m", BackendOptions(base_url="https://user:pw@example.com:8443/v1/"))
-    assert backend.cache_params() == {"base_url": "https://example.com:8443/v1"}
+    assert backend.cache_params() == {"base_url": "https://example.com:8443/v1", "seed": 0}
     assert public_url("http://h/v1") == "http://h/v1"
 
 

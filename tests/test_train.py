@@ -142,6 +142,43 @@ def test_precision_bf16_and_tf32_on_gpus_fp32_on_cpu():
                                "train on a GPU that has it, or use --precision fp32")
 
 
+def _fake_conversion(gguf, target):
+    """Stands in for the slow dequantization: the converted directory appears, as convert_gguf leaves it."""
+    target.mkdir(parents=True)
+    (target / "config.json").write_text("{}")
+    return target
+
+
+def test_train_leaves_the_cache_dir_a_gasus_cache(tmp_path, embedded_gguf, monkeypatch):
+    """Converting a GGUF base into a cache dir that does not exist yet leaves a cache every command opens."""
+    from gasus import train as training
+    from gasus.cache import MARKER, Cache
+
+    monkeypatch.setattr(training, "convert_gguf", _fake_conversion)
+    root = tmp_path / "cache"
+    converted = converted_gguf_dir(embedded_gguf)
+    assert converted.parent == root / "models"
+    assert sorted(p.name for p in root.iterdir()) == [MARKER, "models"]
+    cache = Cache()
+    cache.put("k", {"text": "4"})
+    assert (cache.directory, Cache().get("k")) == (root, {"text": "4"})
+
+
+def test_train_leaves_the_cache_dir_a_gasus_cache_after_an_older_gasus_left_it_unmarked(tmp_path):
+    """A cache dir holding only the models an older `gasus train` converted is gasus's own; any other
+    file still makes it foreign."""
+    from gasus.cache import Cache
+    from gasus.errors import CacheError
+
+    root = tmp_path / "cache"
+    _fake_conversion(None, root / "models" / f"gguf-{'0' * 64}")
+    assert len(Cache()) == 0
+    (root / "notes.txt").write_text("mine")
+    (root / "gasus-cache.json").unlink()
+    with pytest.raises(CacheError, match="not a gasus cache"):
+        Cache()
+
+
 def test_resolve_base(tmp_path, embedded_gguf):
     assert resolve_base(None).kind == "gguf" and resolve_base(None).location == str(embedded_gguf)
     assert resolve_base(str(embedded_gguf)).kind == "gguf"
@@ -317,6 +354,75 @@ def test_label_mask_covers_exactly_the_response_tokens(tmp_path, base_dir):
         assert row["labels"][-1] == eos
 
 
+@pytest.mark.slow
+def test_progress_output_stays_ours_converting_a_gguf_prints_no_bar(tmp_path, embedded_gguf, capfd):
+    """With transformers' own bars off, as `gasus train` turns them off, converting prints nothing:
+    its GGUF tensor bar is a plain tqdm those settings do not reach."""
+    from transformers.utils import logging as hf_logging
+
+    from gasus.train import convert_gguf
+
+    hf_logging.disable_progress_bar()
+    try:
+        convert_gguf(embedded_gguf, tmp_path / "converted")
+    finally:
+        hf_logging.enable_progress_bar()
+    captured = capfd.readouterr()
+    assert (captured.out, captured.err) == ("", "")
+    assert (tmp_path / "converted" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- warmup and dtype
+
+
+def test_warmup_declared_transformers_floor_reads_a_float_as_a_ratio():
+    """transformers reads warmup_steps=0.03 as 3% of the steps from 5.0 on; before, it is 0.03
+    steps (no warmup at all), and from_pretrained(dtype=) is not known before 4.56."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    deps = tomllib.loads((FIXTURES.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    (spec,) = [Requirement(d).specifier for d in deps if Requirement(d).name == "transformers"]
+    assert [v for v in ("4.46.0", "4.56.0", "4.57.6") if Version(v) in spec] == []
+    assert Version("5.0.0") in spec
+
+
+@pytest.mark.slow
+def test_warmup_is_the_papers_ratio_of_the_steps_in_the_built_trainer(tmp_path, base_dir):
+    """The scheduler the trainer builds: 3% of 100 steps is 3 steps of linear warmup, then cosine."""
+    from gasus.train import build_trainer
+
+    model, tokenizer = load_model(base_dir)
+    config = TrainConfig.from_preset("alpagasus-7b", batch_size=4, max_steps=100)
+    trainer = build_trainer(load_examples(MINI), config, model, tokenizer, tmp_path / "out")
+    trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    rates = []
+    for _ in range(5):
+        rates.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert rates[:4] == pytest.approx([0.0, 2e-5 / 3, 4e-5 / 3, 2e-5])
+    assert 0 < rates[4] < 2e-5
+
+
+@pytest.mark.slow
+def test_warmup_dtype_a_bf16_base_trains_in_fp32_weights(tmp_path, base_dir):
+    """load_base asks for fp32 by the name the declared transformers floor knows (dtype=)."""
+    import torch
+
+    from gasus.train import BaseModel, load_base
+
+    model, tokenizer = load_model(base_dir)
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    tokenizer.save_pretrained(tmp_path / "bf16")
+    loaded, _, _ = load_base(BaseModel("bf16", "dir", str(tmp_path / "bf16")))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+
+
 # ---------------------------------------------------------------- training runs
 
 
@@ -383,6 +489,44 @@ def test_train_cli_steps_with_the_embedded_model_reload_and_generate(tmp_path, b
     assert n < generated.shape[1] <= n + 8
     assert torch.equal(generated, again)
     assert tokenizer.decode(generated[0, n:], skip_special_tokens=True).strip() != ""
+
+
+def _saved_dtypes(out: Path) -> set[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        return {f.get_slice(k).get_dtype() for k in f.keys()}
+
+
+@pytest.mark.slow
+def test_saved_models_keep_their_training_precision(tmp_path, base_dir, monkeypatch, one_thread):
+    """A bf16 run (CPU autocast stands in for a bf16 GPU) saves bf16 weights, half the fp32 size,
+    unless --save-dtype says otherwise; the manifest records which."""
+    from gasus import train as training
+
+    monkeypatch.setattr(training, "detect_hardware", lambda: {**NO_GPU, "bf16": True})
+    examples = load_examples(MINI)[:4]
+    result = training.train(examples, TrainConfig.from_preset("cpu-smoke", precision="bf16", max_steps=1),
+                            tmp_path / "bf16", base=str(base_dir))
+    out = result.output_dir
+    assert _saved_dtypes(out) == {"BF16"} and _saved_dtypes(base_dir) == {"F32"}
+    assert (result.manifest["run"]["precision"], result.manifest["run"]["saved_dtype"]) == ("bf16", "bfloat16")
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    ratio = (out / "model.safetensors").stat().st_size / (base_dir / "model.safetensors").stat().st_size
+    assert 0.49 < ratio < 0.51
+    model, _ = load_model(out)  # still loads, and the forward pass runs
+    assert model(**_prompt_ids(out)).logits.isfinite().all()
+
+    kept = training.train(examples, TrainConfig.from_preset("cpu-smoke", precision="bf16", max_steps=1,
+                                                            save_dtype="fp32"), tmp_path / "fp32", base=str(base_dir))
+    assert kept.manifest["run"]["saved_dtype"] == "float32"
+    assert _saved_dtypes(kept.output_dir) == {"F32"}
+
+
+def _prompt_ids(path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)(alpaca_prompt("Say hi."), return_tensors="pt")
 
 
 @pytest.mark.slow

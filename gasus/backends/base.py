@@ -77,6 +77,7 @@ class Backend:
     """
 
     name: ClassVar[str] = ""
+    modes: ClassVar[tuple[str, ...]] = ("generate", "score", "expected")  # the request modes it can answer
 
     def __init__(self, target: str, options: BackendOptions | None = None):
         self.target = target
@@ -95,6 +96,14 @@ class Backend:
     def cache_params(self) -> dict[str, Any]:
         """Settings outside the request that change the output (runtime version, chat template)."""
         return {}
+
+    def refusal(self, request: Request) -> str | None:
+        """Why this backend cannot honour the request as asked, or None when it can. Asked before
+        any call: a backend never quietly answers something else than what was asked."""
+        mode = request.params.get("mode", "generate")
+        if mode not in self.modes:
+            return f"the {self.name} backend cannot answer in mode '{mode}' (it answers {', '.join(self.modes)})"
+        return None
 
     def complete(self, request: Request) -> dict[str, Any]:
         """The completion of one request: {"text": str, ...measured extras}."""
@@ -176,6 +185,10 @@ class CachedModel:
                     on_result(i, results[i])
             else:
                 todo.setdefault(key, []).append(i)  # identical requests are asked once
+        for positions in todo.values():
+            reason = self.backend.refusal(requests[positions[0]])
+            if reason:
+                raise BackendError(f"{self.backend.label}: {reason}")
         if todo and self.offline:
             raise CacheMissError(f"{len(todo)} request(s) are not in the cache and the run is offline")
         firsts = [positions[0] for positions in todo.values()]
@@ -193,6 +206,18 @@ class CachedModel:
                 if on_result:
                     on_result(k, result)
         return results  # type: ignore[return-value]
+
+
+def single_token_ids(tokenize: Callable[[str], list[int]], texts: Sequence[str], model: str) -> list[int]:
+    """The vocabulary id of each text ("0".."5" for expected mode); each must be a single token."""
+    ids = []
+    for text in texts:
+        tokens = tokenize(text)
+        if len(tokens) != 1:
+            raise BackendError(f"{model}: the score '{text}' is not a single token; "
+                               "expected mode needs a tokenizer with digit tokens")
+        ids.append(tokens[0])
+    return ids
 
 
 # ---------------------------------------------------------------- file identity

@@ -3,6 +3,11 @@
 Batched greedy generation with left padding; bf16 on a GPU, float32 on the CPU. Raw requests
 (the Alpaca prompt) are tokenized as they are; chat requests go through the tokenizer's chat
 template. torch and transformers are imported on first use only.
+
+Modes: "generate" and "score" generate up to `max_tokens` and end at the first `stop` string
+("score" is a short generation stopped at the line's end, as on API backends: grammars hold
+GGUF models only); "expected" is one forward pass and the log-probabilities of the score
+tokens "0".."5" at the answer position.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError, MissingDependencyError
+from ..parsing import SCORE_TOKENS
 from ..records import canonical_json, sha256_text
-from .base import Backend, BackendOptions, Request, file_sha256
+from .base import Backend, BackendOptions, Request, file_sha256, single_token_ids
 
 # Files whose bytes decide what the model writes: weights, config, tokenizer.
 _MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".gguf", ".txt", ".jinja")
@@ -46,6 +52,7 @@ class HFBackend(Backend):
         self._tokenizer = None
         self._model = None
         self._device = None
+        self._score_ids: list[int] | None = None
 
     # -------------------------------------------------------------- identity
 
@@ -89,7 +96,11 @@ class HFBackend(Backend):
         tokenizer = self._load_tokenizer()
         template = getattr(tokenizer, "chat_template", None)
         return {"transformers": importlib.metadata.version("transformers"),
+                "torch": torch.__version__,
                 "dtype": "bfloat16" if self._use_cuda(torch) else "float32",
+                # rows of a batch are left-padded to its longest: padding changes the numbers
+                "batch_size": max(1, self.options.batch_size),
+                "seed": self.options.seed,
                 "chat_template": sha256_text(canonical_json(template)) if template else None}
 
     # -------------------------------------------------------------- loading
@@ -129,10 +140,7 @@ class HFBackend(Backend):
             cuda = self._use_cuda(torch)
             dtype = torch.bfloat16 if cuda else torch.float32
             try:
-                # transformers 4.56 renamed torch_dtype to dtype (the old name warns from then on).
-                major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-                dtype_arg = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
-                model = transformers.AutoModelForCausalLM.from_pretrained(source, **{dtype_arg: dtype}, **kwargs)
+                model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
             except Exception as exc:
                 raise BackendError(f"hf:{self.target}: cannot load the model: {str(exc).splitlines()[0]}") from None
             self._device = torch.device("cuda" if cuda else "cpu")
@@ -152,32 +160,71 @@ class HFBackend(Backend):
             raise BackendError(f"hf:{self.target}: the tokenizer has no chat template; use the Alpaca prompt")
         return tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
 
+    def _batch(self, requests: Sequence[Request]) -> Any:
+        """The prompts of requests that share their params, tokenized and left-padded on the device."""
+        _, tokenizer = self._load()
+        # A chat template already holds the special tokens it needs; a raw prompt gets the
+        # tokenizer's usual ones (BOS for LLaMA), as in training.
+        texts = [self._prompt_text(r, tokenizer) for r in requests]
+        return tokenizer(texts, return_tensors="pt", padding=True,
+                         add_special_tokens=requests[0].is_raw).to(self._device)
+
     def _generate(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
         torch, _ = _import_torch_transformers()
         model, tokenizer = self._load()
         params = requests[0].params
-        # A chat template already holds the special tokens it needs; a raw prompt gets the
-        # tokenizer's usual ones (BOS for LLaMA), as in training.
-        add_special = requests[0].is_raw
-        texts = [self._prompt_text(r, tokenizer) for r in requests]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special).to(self._device)
+        batch = self._batch(requests)
         temperature = float(params.get("temperature") or 0)
         sampling: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
             torch.manual_seed(self.options.seed)
             sampling = {"do_sample": True, "temperature": temperature}
+        stop = [str(s) for s in params.get("stop") or ()]
+        if stop:  # end each row at its first stop string; the text is cut before it below
+            sampling.update(stop_strings=stop, tokenizer=tokenizer)
+        max_tokens = int(params.get("max_tokens") or (8 if params.get("mode") == "score" else 256))
         with torch.inference_mode():
-            out = model.generate(**batch, max_new_tokens=int(params.get("max_tokens") or 256),
-                                 pad_token_id=tokenizer.pad_token_id, **sampling)
+            out = model.generate(**batch, max_new_tokens=max_tokens, pad_token_id=tokenizer.pad_token_id, **sampling)
         new = out[:, batch["input_ids"].shape[1]:]
         results = []
         for row in new:
             n_tokens = int((row != tokenizer.pad_token_id).sum())
-            results.append({"text": tokenizer.decode(row, skip_special_tokens=True), "completion_tokens": n_tokens})
+            text = tokenizer.decode(row, skip_special_tokens=True)
+            ends = [text.find(s) for s in stop if s in text]
+            results.append({"text": text[:min(ends)] if ends else text, "completion_tokens": n_tokens})
         return results
 
+    def _score_token_ids(self, tokenizer) -> list[int]:
+        """The vocabulary ids of "0".."5"; each must be a single token."""
+        if self._score_ids is None:
+            self._score_ids = single_token_ids(lambda t: tokenizer.encode(t, add_special_tokens=False),
+                                               SCORE_TOKENS, f"hf:{self.target}")
+        return self._score_ids
+
+    def _expected(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
+        """One forward pass per batch: the log-probabilities of "0".."5" as the answer's first token."""
+        torch, _ = _import_torch_transformers()
+        model, tokenizer = self._load()
+        ids = self._score_token_ids(tokenizer)
+        batch = self._batch(requests)
+        mask = batch["attention_mask"]
+        # Left padding: positions count from each row's first real token, as generate() does.
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions).logits
+        logprobs = torch.log_softmax(logits[:, -1, :].float(), dim=-1).cpu()
+        return [{"text": tokenizer.decode([int(row.argmax())]),
+                 "logprobs": {d: float(row[i]) for d, i in zip(SCORE_TOKENS, ids)},
+                 "usage": {"prompt_tokens": int(n), "completion_tokens": 0}}
+                for row, n in zip(logprobs, mask.sum(-1))]
+
+    def _answer(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
+        if requests[0].params.get("mode") == "expected":
+            return self._expected(requests)
+        return self._generate(requests)
+
     def complete(self, request: Request) -> dict[str, Any]:
-        return self._generate([request])[0]
+        return self._answer([request])[0]
 
     def complete_many(self, requests: Sequence[Request]) -> Iterator[tuple[int, dict[str, Any] | BackendError]]:
         """Batches of `batch_size` requests that share their decoding settings, longest prompts first
@@ -191,7 +238,7 @@ class HFBackend(Backend):
             for start in range(0, len(positions), size):
                 chunk = positions[start:start + size]
                 try:
-                    outputs = self._generate([requests[i] for i in chunk])
+                    outputs = self._answer([requests[i] for i in chunk])
                 except BackendError as exc:
                     for i in chunk:
                         yield i, exc

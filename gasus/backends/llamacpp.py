@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 from ..errors import BackendError, MissingDependencyError
 from ..parsing import SCORE_TOKENS
 from ..records import sha256_text
-from .base import Backend, BackendOptions, Request, cpu_count, file_sha256
+from .base import Backend, BackendOptions, Request, cpu_count, file_sha256, single_token_ids
 
 # A 0-5 score written the way the paper's graders write it (a whole or a half/decimal step),
 # then the end of the line; the grammar then allows nothing but the end of the text.
@@ -177,6 +177,9 @@ class LlamaCppBackend(Backend):
             "score_grammar": sha256_text(SCORE_GRAMMAR)[:16],
             # other kernels may round differently
             "extra_buffers": os.environ.get("GASUS_LLAMACPP_EXTRA_BUFFERS") == "1",
+            # the blocks a prompt is decoded in decide how its KV cache is rounded
+            "prefix_block": PREFIX_BLOCK,
+            "seed": self.options.seed,
         }
 
     # -------------------------------------------------------------- the model
@@ -293,14 +296,8 @@ class LlamaCppBackend(Backend):
     def score_token_ids(self) -> list[int]:
         """The vocabulary ids of "0".."5"; each must be a single token."""
         if self._score_ids is None:
-            ids = []
-            for digit in SCORE_TOKENS:
-                toks = self.llm.tokenize(digit.encode(), add_bos=False, special=False)
-                if len(toks) != 1:
-                    raise BackendError(f"{self.target}: the score '{digit}' is not a single token; "
-                                       "expected mode needs a tokenizer with digit tokens")
-                ids.append(toks[0])
-            self._score_ids = ids
+            self._score_ids = single_token_ids(
+                lambda t: self.llm.tokenize(t.encode(), add_bos=False, special=False), SCORE_TOKENS, self.target)
         return self._score_ids
 
     def evaluate_prompt(self, tokens: list[int]) -> Any:

@@ -79,8 +79,8 @@ class OpenAIBackend(Backend):
         self.attempts = 0  # HTTP requests sent, retries included
 
     def cache_params(self) -> dict[str, Any]:
-        # Two servers may serve different weights under one model name.
-        return {"base_url": public_url(self.base_url)}
+        # Two servers may serve different weights under one model name; the seed goes in every body.
+        return {"base_url": public_url(self.base_url), "seed": self.options.seed}
 
     # -------------------------------------------------------------- secrets
 

@@ -18,6 +18,7 @@ class ReplayBackend(Backend):
     """`replay:FILE.jsonl`, lines {"messages": [...], "text": "..."}, looked up by the exact messages."""
 
     name = "replay"
+    modes = ("generate", "score")  # a recording holds text, not the score probabilities of "expected"
 
     def __init__(self, target: str, options: BackendOptions | None = None):
         super().__init__(target, options)

@@ -39,6 +39,9 @@ def _show_fsdp_config(ctx: click.Context, param: click.Parameter, value: bool) -
 @click.option("--seed", type=int, default=None, help="Random seed.  [default: 42]")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default=None,
               help="bf16 (+tf32) needs a GPU that has it; auto picks it where available.  [default: the preset's]")
+@click.option("--save-dtype", type=click.Choice(["auto", "bf16", "fp32"]), default=None,
+              help="Precision of the saved weights; auto: the one it trained in (bf16 after a bf16 run).  "
+                   "[default: auto]")
 @click.option("--no-fp32-fallback", is_flag=True,
               help="Fail instead of training in fp32 when bf16 is asked for and no GPU has it.")
 @click.option("--lora", is_flag=True, help="Train LoRA adapters with peft (merged into the saved model).")
@@ -53,7 +56,7 @@ def _show_fsdp_config(ctx: click.Context, param: click.Parameter, value: bool) -
 @dataset_options
 @summary_option
 def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, micro_batch_size, max_length,
-          max_steps, seed, precision, no_fp32_fallback, lora, lora_rank, packing, activation_checkpointing,
+          max_steps, seed, precision, save_dtype, no_fp32_fallback, lora, lora_rank, packing, activation_checkpointing,
           save_steps, keep_checkpoints, resume, fmt, instruction_field, input_field, output_field, split, summary):
     """Fine-tune a model on instruction data with the AlpaGasus (Stanford Alpaca) recipe.
 
@@ -75,7 +78,7 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
 
     config = training.TrainConfig.from_preset(
         preset, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, micro_batch_size=micro_batch_size,
-        max_length=max_length, max_steps=max_steps, seed=seed, precision=precision,
+        max_length=max_length, max_steps=max_steps, seed=seed, precision=precision, save_dtype=save_dtype,
         fp32_fallback=False if no_fp32_fallback else None, lora=lora or None, lora_rank=lora_rank,
         packing=packing or None, activation_checkpointing=activation_checkpointing or None,
         save_steps=save_steps, keep_checkpoints=keep_checkpoints or None)

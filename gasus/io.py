@@ -7,12 +7,12 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import BadInputError, MissingDependencyError
+from .errors import BadInputError, MissingDependencyError, OutputConflictError
 from .records import Example
 
 FORMATS = ("alpaca", "dolly")
@@ -234,6 +234,42 @@ def load_examples(source: str | Path, *, fields: FieldMap | None = None,
 
 
 # ---------------------------------------------------------------- writing atomically
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    """Whether two paths name one file, or one lies inside the other (a directory), after following
+    symlinks; or they are one inode (a hard link)."""
+    real_a, real_b = Path(os.path.realpath(a)), Path(os.path.realpath(b))
+    if real_a.is_relative_to(real_b) or real_b.is_relative_to(real_a):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet)
+        return False
+
+
+def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None] | None = None,
+                  *, protected_dir: str | Path | None = None) -> None:
+    """Refuse, before anything is written, an output that would replace one of the inputs, that
+    another output also names, or that lies inside `protected_dir` (the cache).
+
+    Keys are what the user called each path (an option or argument name); None values are skipped.
+    """
+    outs = [(label, Path(p)) for label, p in outputs.items() if p is not None]
+    ins = [(label, Path(p)) for label, p in (inputs or {}).items() if p is not None]
+    protected = Path(os.path.realpath(protected_dir)) if protected_dir is not None else None
+    for i, (label, out) in enumerate(outs):
+        for other_label, other in ins:
+            if _overlap(out, other):
+                raise OutputConflictError(f"{out}: {label} would overwrite the input {other_label} ({other}); "
+                                          "choose another path")
+        for other_label, other in outs[:i]:
+            if _overlap(out, other):
+                raise OutputConflictError(f"{out}: {label} and {other_label} ({other}) name the same file; "
+                                          "give each output its own path")
+        if protected is not None and Path(os.path.realpath(out)).is_relative_to(protected):
+            raise OutputConflictError(f"{out}: {label} is inside the cache directory {protected_dir}; "
+                                      "choose a file outside it")
 
 
 @contextlib.contextmanager

@@ -178,20 +178,36 @@ def _train_is_current(model_dir: Path, examples_sha256: str, settings: dict[str,
             and manifest.get("base", {}).get("spec") == resolve_base(base).spec)
 
 
+OUTPUT_FILES = ("scores.jsonl", "filtered.json", "baseline.json", "models", "answers/filtered.jsonl",
+                "answers/baseline.jsonl", "judgements.jsonl", "verdicts.jsonl", "verdicts.png")
+
+
+def run_paths(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(inputs, outputs) of a run, each named as the user knows it, for `check_outputs`."""
+    from .backends import spec_file
+
+    inputs = {"[data] path": config.data.path, "[grade] grader": spec_file(config.grade.grader),
+              "[judge] judge": spec_file(config.judge.judge), "[train] base": spec_file(config.train.base)}
+    outputs = {f"out_dir/{name}": config.out_dir / name for name in OUTPUT_FILES}
+    return inputs, outputs
+
+
 def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
     """Run every stage in order; returns what each did."""
     from . import judge as jd
     from . import report
     from .backends import BackendOptions, CachedModel, load_backend
-    from .cache import Cache
+    from .cache import Cache, default_cache_dir
     from .generate import generate_answers
     from .grade import grade_examples, grading_prompt, write_scores
-    from .io import FieldMap, load_examples, write_jsonl, write_records
+    from .io import FieldMap, check_outputs, load_examples, write_jsonl, write_records
     from .selection import PAPER_THRESHOLD, select_random, select_threshold, select_top_k
     from .testsets import load_testsets
     from .train import TrainConfig, data_fingerprint, train
 
     out = config.out_dir
+    inputs, outputs = run_paths(config)
+    check_outputs(outputs, inputs, protected_dir=default_cache_dir())
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache()
     reports: list[StageReport] = []

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import GasusError
+from ..errors import GasusError, OutputConflictError
 
 
 def console(stderr: bool = False):
@@ -49,12 +49,13 @@ def summary_option(func: Callable) -> Callable:
                   help="Write {command, items, model_calls, cache_hits, failures, seconds} here as JSON.")
     @functools.wraps(func)
     def wrapper(*args, summary_json: str | None = None, **kwargs):
-        summary = Summary(_command_name(click.get_current_context()))
+        summary = Summary(_command_name(click.get_current_context()), summary_json)
         try:
             result = func(*args, summary=summary, **kwargs)
         except GasusError as exc:
-            # A run that failed part-way still accounts for what it did (and says why it stopped).
-            if summary_json:
+            # A run that failed part-way still accounts for what it did (and says why it stopped);
+            # one whose outputs clash with its inputs writes nothing at all.
+            if summary_json and not isinstance(exc, OutputConflictError):
                 summary.extra["error"] = str(exc)
                 summary.write(summary_json)
             raise
@@ -77,8 +78,9 @@ def _command_name(ctx: click.Context) -> str:
 class Summary:
     """The machine-readable account of one command run (DESIGN.md keys, plus command-specific extras)."""
 
-    def __init__(self, command: str):
+    def __init__(self, command: str, path: str | None = None):
         self.command = command
+        self.path = path
         self.started = time.perf_counter()
         self.items = 0
         self.model_calls = 0
@@ -100,6 +102,16 @@ class Summary:
         from ..io import write_json
 
         write_json(path, self.to_dict())
+
+
+def check_paths(summary: Summary, *, inputs: dict[str, Any] | None = None,
+                outputs: dict[str, Any] | None = None) -> None:
+    """Refuse outputs (with --summary-json among them) that are an input, each other, or inside the cache."""
+    from ..cache import default_cache_dir
+    from ..io import check_outputs
+
+    check_outputs({**(outputs or {}), "--summary-json": summary.path}, inputs,
+                  protected_dir=default_cache_dir())
 
 
 def dataset_options(func: Callable) -> Callable:

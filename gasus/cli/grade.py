@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from ..backends import spec_file
 from ..errors import BadInputError
 from .common import (
     GasusCommand,
+    check_paths,
     console,
     dataset_options,
     load_dataset_arg,
@@ -113,6 +115,9 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, mode, limit, ret
         raise BadInputError("-o/--output is required (except with --dry-run)")
     if limit is not None and limit < 1:
         raise BadInputError("--limit must be at least 1")
+    check_paths(summary, inputs={"DATASET": dataset, "--prompt-file": prompt_file, "--price-table": price_table,
+                                 "--grader": spec_file(grader_spec)},
+                outputs={"-o/--output": output})
     examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split)
     if limit is not None:
         examples = examples[:limit]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import GasusCommand, console, summary_option
+from .common import GasusCommand, check_paths, console, summary_option
 
 
 @click.command(cls=GasusCommand)
@@ -29,9 +29,11 @@ def run(config, summary):
       gasus run fixtures/smoke_run.toml
     """
     from .. import report
-    from ..pipeline import load_run_config, run_pipeline
+    from ..pipeline import load_run_config, run_paths, run_pipeline
 
     cfg = load_run_config(config)
+    inputs, outputs = run_paths(cfg)
+    check_paths(summary, inputs={"CONFIG": config, **inputs}, outputs=outputs)
     out = console()
     err = console(stderr=True)
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from ..errors import BadInputError
-from .common import GasusCommand, console, dataset_options, load_dataset_arg, summary_option
+from .common import (
+    GasusCommand,
+    check_paths,
+    console,
+    dataset_options,
+    load_dataset_arg,
+    summary_option,
+)
 
 
 @click.command(cls=GasusCommand)
@@ -45,6 +52,7 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, fmt
         raise BadInputError("SCORES is required unless --random is given")
     if sweep is None and output is None:
         raise BadInputError("-o/--output is required (except with --sweep)")
+    check_paths(summary, inputs={"DATASET": dataset, "SCORES": scores}, outputs={"-o/--output": output})
 
     examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split)
     grades = selection.load_grades(scores) if scores else None

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .common import GasusCommand, console, dataset_options, load_dataset_arg, summary_option
+from .common import (
+    GasusCommand,
+    check_paths,
+    console,
+    dataset_options,
+    load_dataset_arg,
+    summary_option,
+)
 
 PRESET_NAMES = ("alpagasus-7b", "alpagasus-13b", "cpu-smoke")  # gasus.train.PRESETS, without importing it
 
@@ -73,6 +80,7 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
     """
     from .. import train as training
 
+    check_paths(summary, inputs={"DATASET": dataset, "--base": base}, outputs={"-o/--output": output_dir})
     config = training.TrainConfig.from_preset(
         preset, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, micro_batch_size=micro_batch_size,
         max_length=max_length, max_steps=max_steps, seed=seed, precision=precision,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -192,6 +191,16 @@ def run_paths(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return inputs, outputs
 
 
+def _check_inside(out: Path, model_dir: Path) -> None:
+    """Refuse a model directory reached through a symlink, so a retrain never deletes outside out_dir."""
+    for path in (model_dir.parent, model_dir):
+        if path.is_symlink():
+            raise BadInputError(f"{path}: is a symlink; gasus run does not replace a model directory through a "
+                                "symlink: make it a plain directory inside out_dir")
+    if not Path(os.path.realpath(model_dir)).is_relative_to(Path(os.path.realpath(out))):
+        raise BadInputError(f"{model_dir}: lies outside {out}; gasus run replaces model directories only inside it")
+
+
 def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
     """Run every stage in order; returns what each did."""
     from . import judge as jd
@@ -203,11 +212,14 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     from .io import FieldMap, check_outputs, load_examples, write_jsonl, write_records
     from .selection import PAPER_THRESHOLD, select_random, select_threshold, select_top_k
     from .testsets import load_testsets
-    from .train import TrainConfig, data_fingerprint, train
+    from .train import TrainConfig, data_fingerprint, resolve_base, train
 
     out = config.out_dir
     inputs, outputs = run_paths(config)
     check_outputs(outputs, inputs, protected_dir=default_cache_dir())
+    # Settings and the base model are checked before any stage runs or any directory is replaced.
+    settings = TrainConfig.from_preset(config.train.preset, **config.train.overrides)
+    resolve_base(config.train.base)
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache()
     reports: list[StageReport] = []
@@ -246,7 +258,6 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
 
     # train both
     models = {}
-    settings = TrainConfig.from_preset(config.train.preset, **config.train.overrides)
     for name, subset in (("filtered", kept.kept), ("baseline", baseline.kept)):
         t = time.perf_counter()
         model_dir = out / "models" / name
@@ -254,10 +265,9 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
         if _train_is_current(model_dir, ids_sha, settings.to_dict(), config.train.base):
             done(f"train {name}", t, f"reused {model_dir} (same data and settings)")
         else:
-            if model_dir.exists():
-                shutil.rmtree(model_dir)
+            _check_inside(out, model_dir)
             result = train(subset, settings, model_dir, base=config.train.base,
-                           data_source=out / f"{name}.json")
+                           data_source=out / f"{name}.json", replace=True)
             run = result.manifest["train"]
             done(f"train {name}", t, f"{run['steps']} steps, loss {run['train_loss']:.3f} -> {model_dir}",
                  tokens_per_second=run["tokens_per_second"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import tempfile
@@ -20,7 +21,15 @@ _FORMAT_FIELDS = {
     "alpaca": ("instruction", "input", "output"),
     "dolly": ("instruction", "context", "response"),
 }
+# One table tells the reader and the writer what a file is, whatever the suffix's case.
 _SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+# Characters str.splitlines() breaks at that JSON allows raw inside a string; written escaped.
+_LINE_BREAKS_IN_STRINGS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+def file_kind(path: str | Path) -> str | None:
+    """json, jsonl, parquet or csv by the file's suffix (case-insensitive); None if unknown."""
+    return _SUFFIXES.get(Path(path).suffix.lower())
 
 
 @dataclass(frozen=True)
@@ -79,10 +88,13 @@ def read_json(path: str | Path) -> Any:
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, value) for each non-blank line of a JSON Lines file."""
+    """(line number, value) for each non-blank line of a JSON Lines file.
+
+    Lines end at "\\n" only (JSON Lines' rule): U+2028, U+2029 and U+0085 may stand raw in a string.
+    """
     path = Path(path)
     text = _read_text(path)
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -135,7 +147,7 @@ def _rows_from_jsonl(path: Path) -> list[tuple[str, dict]]:
 def _rows_from_csv(path: Path) -> list[tuple[str, dict]]:
     text = _read_text(path)
     try:
-        reader = csv.DictReader(text.splitlines(keepends=True))
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # csv splits rows itself
         rows = [(f"line {reader.line_num}", dict(row)) for row in reader]
     except csv.Error as exc:
         raise BadInputError(f"{path}: invalid CSV: {exc}") from None
@@ -179,7 +191,7 @@ def looks_like_hub_name(source: str) -> bool:
     if source.startswith("hf:"):
         return True
     p = Path(source)
-    return (not p.exists() and p.suffix.lower() not in _SUFFIXES and source.count("/") == 1
+    return (not p.exists() and file_kind(p) is None and source.count("/") == 1
             and not source.startswith((".", "/")))
 
 
@@ -190,7 +202,7 @@ def read_rows(source: str | Path, *, split: str = "train") -> list[tuple[str, di
         name = source_str[3:] if source_str.startswith("hf:") else source_str
         return _rows_from_hub(name, split)
     path = Path(source_str)
-    kind = _SUFFIXES.get(path.suffix.lower())
+    kind = file_kind(path)
     if kind is None:
         if not path.exists():
             raise BadInputError(f"{path}: no such file")
@@ -299,12 +311,20 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def _json_line(value: Any) -> str:
+    """One line of JSON; line breaks other readers split at are escaped (they occur only in strings)."""
+    text = json.dumps(value, ensure_ascii=False)
+    for char, escaped in _LINE_BREAKS_IN_STRINGS.items():
+        text = text.replace(char, escaped)
+    return text
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """Write records as JSON Lines atomically; returns how many were written."""
     n = 0
     with atomic_write(path) as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(_json_line(record) + "\n")
             n += 1
     return n
 
@@ -316,8 +336,8 @@ def write_json(path: str | Path, value: Any, *, indent: int | None = 2) -> None:
 
 
 def write_records(path: str | Path, records: list[dict[str, Any]]) -> int:
-    """JSON Lines when the name ends in .jsonl, else one JSON array (the Alpaca layout)."""
-    if str(path).endswith(".jsonl"):
+    """JSON Lines when the name ends in .jsonl or .ndjson (any case), else one JSON array (the Alpaca layout)."""
+    if file_kind(path) == "jsonl":
         return write_jsonl(path, records)
     write_json(path, records)
     return len(records)

@@ -10,6 +10,7 @@ import pytest
 from gasus.errors import BadInputError
 from gasus.io import FieldMap, atomic_write, load_examples, write_jsonl, write_records
 from gasus.records import example_id
+from tests.conftest import run_cli
 
 ROWS = [
     {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5", "source": "team"},
@@ -169,3 +170,23 @@ def test_write_records_layouts(tmp_path):
 def test_write_into_missing_directory(tmp_path):
     with pytest.raises(BadInputError, match="does not exist"):
         write_jsonl(tmp_path / "nope" / "x.jsonl", [])
+
+
+# ---------------------------------------------------------------- issue 18.3
+
+
+@pytest.mark.parametrize("name", ["kept.jsonl", "kept.ndjson", "kept.JSONL", "kept.json", "kept.JSON"])
+def test_files_gasus_writes_read_back_with_unicode_line_breaks_and_any_suffix_case(tmp_path, name):
+    rows = [{"instruction": "Join\u2028these", "input": "para\u2029graph", "output": "next\x85line", "n": i}
+            for i in range(3)]
+    source = tmp_path / "data.jsonl"
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert [e.to_dict() for e in load_examples(source)] == rows  # raw separators inside JSON strings
+    out = tmp_path / name
+    result = run_cli("select", str(source), "--random", "3", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert [e.to_dict() for e in load_examples(out)] == rows
+    written = out.read_text(encoding="utf-8")
+    assert written.lstrip().startswith("[") == name.lower().endswith(".json")
+    if not name.lower().endswith(".json"):
+        assert "\u2028" not in written and "\\u2028" in written  # escaped for readers that split on it

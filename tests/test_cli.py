@@ -148,3 +148,36 @@ def test_an_output_cannot_destroy_an_input_or_the_cache(tmp_path, case):
     assert len(result.output.strip().splitlines()) == 1
     assert snapshot() == before  # nothing written or replaced
     assert run_cli("cache", "stats").exit_code == 0
+
+
+# ---------------------------------------------------------------- issue 18.10: data never reaches rich as markup
+
+
+def test_markup_in_data_is_shown_as_text(tmp_path):
+    from gasus.judge import judge_messages
+
+    odd = "[/vicuna] [bold]:smile:"
+    answers = {}
+    for side, text in (("a", "Yes."), ("b", "No.")):
+        answers[side] = tmp_path / f"[red]{side}.jsonl"
+        answers[side].write_text(json.dumps({"testset": odd, "id": "1", "question": "Q?", "answer": text,
+                                             "model": side}) + "\n")
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps({"messages": judge_messages("Q?", first, second), "text": "9 2"}) + "\n"
+                              for first, second in (("Yes.", "No."), ("No.", "Yes."))))
+    verdicts = tmp_path / "v.jsonl"
+    result = run_cli("judge", str(answers["a"]), str(answers["b"]), "-o", str(tmp_path / "j.jsonl"),
+                     "--judge", f"replay:{replay}", "--verdicts", str(verdicts),
+                     "--summary-json", str(tmp_path / "s.json"))
+    assert result.exit_code == 0, result.output
+    assert f"│ {odd} │" in result.output.replace("  ", " ").replace("  ", " ")
+    assert "[red]a vs [red]b (paper rule, order both)" in result.output
+    assert json.loads(verdicts.read_text()) == {"testset": odd, "id": "1", "verdict": "tie"}
+
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text(json.dumps({"id": "x", "index": 0, "score": 5, "status": "ok"}) + "\n")
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps({"index": 0, "[/kept]": True}) + "\n")
+    result = run_cli("agree", str(scores), str(labels))
+    assert result.exit_code == 0, result.output
+    assert "kept by [/kept]" in result.output

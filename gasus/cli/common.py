@@ -13,9 +13,11 @@ from ..errors import GasusError, OutputConflictError
 
 
 def console(stderr: bool = False):
+    """A rich console that shows every string as it is: data, file names and model output may hold
+    brackets or :colons: that rich would read as markup or emoji. Styles come as Text or table styles."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, markup=False, emoji=False)
 
 
 class GasusCommand(click.Command):

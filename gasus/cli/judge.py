@@ -108,7 +108,7 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
         out.print(f"{sum(not_ok.values())} of {len(judgements)} judgements have no usable score pair ({detail}); "
                   f"their questions are left out of the verdicts")
     if failures:
-        console(stderr=True).print(f"first failure: {failures[0]}", markup=False)
+        console(stderr=True).print(f"first failure: {failures[0]}")
     if plot_path:
         report.plot_verdicts(result.tallies, plot_path, title=title)
         out.print(f"plot -> {plot_path}")

@@ -28,6 +28,8 @@ def run(config, summary):
     Example:
       gasus run fixtures/smoke_run.toml
     """
+    from rich.text import Text
+
     from .. import report
     from ..pipeline import load_run_config, run_paths, run_pipeline
 
@@ -38,7 +40,7 @@ def run(config, summary):
     err = console(stderr=True)
 
     def on_stage(stage):
-        err.print(f"[bold]{stage.name}[/bold] ({stage.seconds:.1f} s): {stage.detail}")
+        err.print(Text.assemble((stage.name, "bold"), f" ({stage.seconds:.1f} s): {stage.detail}"))
         summary.model_calls += stage.summary.get("model_calls", 0)
         summary.cache_hits += stage.summary.get("cache_hits", 0)
         summary.failures += stage.summary.get("failures", 0)

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -77,14 +78,48 @@ def _json_error(path: Path, exc: json.JSONDecodeError, line_offset: int = 0) -> 
     )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first unpaired surrogate (from an escape like \\ud800) in a string, key or nested value."""
+    stack = [value]
+    while stack:  # a loop, not recursion: the value may be nested as deep as the parser allows
+        item = stack.pop()
+        if isinstance(item, str):
+            match = _SURROGATE.search(item)
+            if match:
+                return match.group()
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _loads(text: str, path: Path, line: int | None = None) -> Any:
+    """json.loads with one-line errors: bad syntax, nesting too deep for the parser, and strings
+    that are not text (a lone surrogate escape cannot be written as UTF-8 or hashed)."""
+    where = f"{path}: line {line}" if line is not None else f"{path}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _json_error(path, exc, line_offset=(line or 1) - 1) from None
+    except RecursionError:
+        raise BadInputError(f"{where}: JSON nested too deeply") from None
+    if "\\u" in text and re.search(r"\\u[dD][89a-fA-F]", text):
+        found = _lone_surrogate(value)
+        if found:
+            raise BadInputError(f"{where}: a string holds a lone surrogate escape (\\u{ord(found):04x}), "
+                                "which is not text")
+    return value
+
+
 def read_json(path: str | Path) -> Any:
     """One JSON document from a file, with errors that name the file, line and column."""
     path = Path(path)
-    text = _read_text(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _json_error(path, exc) from None
+    return _loads(_read_text(path), path)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
@@ -95,12 +130,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     path = Path(path)
     text = _read_text(path)
     for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _json_error(path, exc, line_offset=lineno - 1) from None
+        if line.strip():
+            yield lineno, _loads(line, path, lineno)
 
 
 def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -295,6 +326,8 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise BadInputError(f"{path}: the directory {parent} does not exist")
+    if path.is_dir():
+        raise BadInputError(f"{path}: is a directory, not a file")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
@@ -304,7 +337,10 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise BadInputError(f"{path}: cannot write: {exc.strerror}") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -113,6 +113,8 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise BadInputError(f"{path}: cannot read the config: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise BadInputError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise BadInputError(f"{path}: invalid TOML: nested too deeply") from None
     here = path.resolve().parent
     unknown = sorted(set(raw) - set(_SECTIONS) - {"out_dir"})
     if unknown:

@@ -190,3 +190,55 @@ def test_files_gasus_writes_read_back_with_unicode_line_breaks_and_any_suffix_ca
     assert written.lstrip().startswith("[") == name.lower().endswith(".json")
     if not name.lower().endswith(".json"):
         assert "\u2028" not in written and "\\u2028" in written  # escaped for readers that split on it
+
+
+# ---------------------------------------------------------------- issue 18.11
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("case", ["deep JSON dataset", "deep JSON Lines dataset", "deep answers", "deep cache import",
+                                  "deep TOML", "lone surrogate in grade", "lone surrogate in select",
+                                  "scores.jsonl is a directory"])
+def test_malformed_input_is_one_line_not_a_traceback(tmp_path, case):
+    from tests.test_run_dirs import _run_config
+
+    path = tmp_path / "in.jsonl"
+    out = str(tmp_path / "out.jsonl")
+    if case == "deep JSON dataset":
+        path = tmp_path / "in.json"
+        path.write_text(DEEP)
+        args, message = ["select", str(path), "--random", "1", "-o", out], f"{path}: JSON nested too deeply"
+    elif case == "deep JSON Lines dataset":
+        path.write_text('{"instruction": "a", "output": "b"}\n' + DEEP + "\n")
+        args, message = ["select", str(path), "--random", "1", "-o", out], f"{path}: line 2: JSON nested too deeply"
+    elif case == "deep answers":
+        path.write_text(DEEP + "\n")
+        args, message = ["judge", str(path), str(path), "-o", out], f"{path}: line 1: JSON nested too deeply"
+    elif case == "deep cache import":
+        path.write_text(json.dumps({"key": "k", "entry": {"value": {}}})[:-2] + ', "x": ' + DEEP + "}}\n")
+        args, message = ["cache", "import", str(path)], f"{path}: line 1: JSON nested too deeply"
+    elif case == "deep TOML":
+        path = tmp_path / "run.toml"
+        path.write_text("x = " + DEEP + "\n")
+        args, message = ["run", str(path)], f"{path}: invalid TOML: nested too deeply"
+    elif case.startswith("lone surrogate"):
+        path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "bad \\ud800 text", "output": "b"}\n')
+        args = (["grade", str(path), "-o", out, "--offline"] if case.endswith("grade")
+                else ["select", str(path), "--random", "1", "-o", out])
+        message = f"{path}: line 2: a string holds a lone surrogate escape (\\ud800), which is not text"
+    else:
+        config = _run_config(tmp_path, tmp_path / "missing.gguf")
+        config.write_text(config.read_text().replace(f'base = "{tmp_path / "missing.gguf"}"\n', ""))
+        (tmp_path / "out" / "scores.jsonl").mkdir(parents=True)
+        args, message = ["run", str(config)], f"{tmp_path / 'out' / 'scores.jsonl'}: is a directory, not a file"
+    result = run_cli(*args)
+    assert (result.exit_code, result.output.strip().splitlines()[-1]) == (2, f"Error: {message}")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_paired_surrogate_escapes_are_text(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"instruction": "smile \\ud83d\\ude00", "output": "\\\\ud800 is six characters"}\n')
+    (example,) = load_examples(path)
+    assert (example.instruction, example.output) == ("smile \U0001F600", "\\ud800 is six characters")

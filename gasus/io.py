@@ -9,7 +9,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -18,6 +18,10 @@ from .errors import BadInputError, MissingDependencyError, OutputConflictError
 from .records import Example
 
 FORMATS = ("alpaca", "dolly")
+# A guard on how many rows a dataset may hold: a few kilobytes of dictionary-encoded Parquet can
+# hold millions of rows and take gigabytes once read. 0 lifts it.
+DEFAULT_MAX_ROWS = 1_000_000
+PARQUET_BATCH_ROWS = 10_000
 _FORMAT_FIELDS = {
     "alpaca": ("instruction", "input", "output"),
     "dolly": ("instruction", "context", "response"),
@@ -188,7 +192,14 @@ def _rows_from_csv(path: Path) -> list[tuple[str, dict]]:
     return rows
 
 
-def _rows_from_parquet(path: Path) -> list[tuple[str, dict]]:
+def _too_many_rows(source: str | Path, rows: int, max_rows: int) -> BadInputError:
+    return BadInputError(f"{source}: holds {rows:,} rows or more, over --max-rows {max_rows:,}; "
+                         "give a larger --max-rows (0: no limit) to read them all")
+
+
+def _rows_from_parquet(path: Path, max_rows: int = 0) -> Iterator[tuple[str, dict]]:
+    """Rows in record batches, so only one batch is ever held as Arrow data; the row count is
+    checked against max_rows from the file's metadata before any row is read."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -196,13 +207,26 @@ def _rows_from_parquet(path: Path) -> list[tuple[str, dict]]:
     if not path.exists():
         raise BadInputError(f"{path}: no such file")
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise BadInputError(f"{path}: not a readable Parquet file: {exc}") from None
-    return [(f"row {i}", row) for i, row in enumerate(table.to_pylist())]
+    if max_rows and parquet.metadata.num_rows > max_rows:
+        raise _too_many_rows(path, parquet.metadata.num_rows, max_rows)
+    return _parquet_batches(path, parquet)
 
 
-def _rows_from_hub(name: str, split: str) -> list[tuple[str, dict]]:
+def _parquet_batches(path: Path, parquet: Any) -> Iterator[tuple[str, dict]]:
+    i = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for row in batch.to_pylist():
+                yield f"row {i}", row
+                i += 1
+    except Exception as exc:
+        raise BadInputError(f"{path}: not a readable Parquet file: {exc}") from None
+
+
+def _rows_from_hub(name: str, split: str, max_rows: int = 0) -> Iterator[tuple[str, dict]]:
     try:
         import datasets
     except ImportError:
@@ -214,7 +238,9 @@ def _rows_from_hub(name: str, split: str) -> list[tuple[str, dict]]:
         raise BadInputError(
             f"{name}: cannot load the Hugging Face hub dataset (offline, or no such dataset?): {first}"
         ) from None
-    return [(f"row {i}", dict(row)) for i, row in enumerate(ds)]
+    if max_rows and len(ds) > max_rows:
+        raise _too_many_rows(name, len(ds), max_rows)
+    return ((f"row {i}", dict(row)) for i, row in enumerate(ds))
 
 
 def looks_like_hub_name(source: str) -> bool:
@@ -226,12 +252,13 @@ def looks_like_hub_name(source: str) -> bool:
             and not source.startswith((".", "/")))
 
 
-def read_rows(source: str | Path, *, split: str = "train") -> list[tuple[str, dict]]:
-    """Raw rows of a dataset file or hub dataset, each with where it came from ("row 3", "line 4")."""
+def read_rows(source: str | Path, *, split: str = "train", max_rows: int = 0) -> Iterable[tuple[str, dict]]:
+    """Raw rows of a dataset file or hub dataset, each with where it came from ("row 3", "line 4").
+    Parquet is streamed in record batches and refused up front when it holds more than max_rows."""
     source_str = str(source)
     if looks_like_hub_name(source_str):
         name = source_str[3:] if source_str.startswith("hf:") else source_str
-        return _rows_from_hub(name, split)
+        return _rows_from_hub(name, split, max_rows)
     path = Path(source_str)
     kind = file_kind(path)
     if kind is None:
@@ -240,8 +267,9 @@ def read_rows(source: str | Path, *, split: str = "train") -> list[tuple[str, di
         # Unknown suffix: sniff, JSON array first then JSON Lines.
         text = _read_text(path).lstrip()
         kind = "json" if text.startswith("[") else "jsonl"
-    reader = {"json": _rows_from_json, "jsonl": _rows_from_jsonl, "csv": _rows_from_csv,
-              "parquet": _rows_from_parquet}[kind]
+    if kind == "parquet":
+        return _rows_from_parquet(path, max_rows)
+    reader = {"json": _rows_from_json, "jsonl": _rows_from_jsonl, "csv": _rows_from_csv}[kind]
     return reader(path)
 
 
@@ -258,21 +286,40 @@ def _field(row: dict, name: str, where: str, source: str, *, required: bool) -> 
     return value
 
 
-def load_examples(source: str | Path, *, fields: FieldMap | None = None,
-                  split: str = "train") -> list[Example]:
-    """The examples of a dataset, in order; the input field may be absent (it counts as "")."""
+def count_rows(source: str | Path, *, split: str = "train", max_rows: int = DEFAULT_MAX_ROWS) -> int:
+    """How many rows a dataset holds; Parquet answers from its metadata without reading a row."""
+    rows = read_rows(source, split=split, max_rows=max_rows)
+    if isinstance(rows, list):
+        return len(rows)
+    if file_kind(source) == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(source).metadata.num_rows
+    return sum(1 for _ in rows)
+
+
+def load_examples(source: str | Path, *, fields: FieldMap | None = None, split: str = "train",
+                  max_rows: int = DEFAULT_MAX_ROWS, keep: Container[int] | None = None) -> list[Example]:
+    """The examples of a dataset, in order; the input field may be absent (it counts as "").
+    More than max_rows rows (0: no limit) is an error. With `keep`, every row is checked but only
+    those whose index it holds are returned, so memory follows what the caller needs."""
+    if max_rows < 0:
+        raise BadInputError("--max-rows must be at least 0")
     fields = fields or FieldMap()
-    rows = read_rows(source, split=split)
-    if not rows:
-        raise BadInputError(f"{source}: the dataset has no examples")
     used = {fields.instruction, fields.input, fields.output}
-    examples = []
-    for index, (where, row) in enumerate(rows):
+    examples, total = [], 0
+    for index, (where, row) in enumerate(read_rows(source, split=split, max_rows=max_rows)):
+        if max_rows and index == max_rows:
+            raise _too_many_rows(source, index + 1, max_rows)
         instruction = _field(row, fields.instruction, where, str(source), required=True)
         input_ = _field(row, fields.input, where, str(source), required=False)
         output = _field(row, fields.output, where, str(source), required=True)
-        extra = {k: v for k, v in row.items() if k not in used}
-        examples.append(Example(index, instruction, input_, output, extra))
+        if keep is None or index in keep:
+            extra = {k: v for k, v in row.items() if k not in used}
+            examples.append(Example(index, instruction, input_, output, extra))
+        total = index + 1
+    if not total:
+        raise BadInputError(f"{source}: the dataset has no examples")
     return examples
 
 

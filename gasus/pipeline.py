@@ -23,6 +23,7 @@ from .errors import BadInputError, GasusError
 class DataConfig:
     path: str = field(metadata={"help": "The instruction dataset to filter (any format gasus reads)."})
     format: str = field(default="alpaca", metadata={"help": "alpaca or dolly field layout."})
+    max_rows: int = field(default=1_000_000, metadata={"help": "Refuse a dataset with more rows (0: no limit)."})
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,8 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
 
     # grade
     t = time.perf_counter()
-    examples = load_examples(config.data.path, fields=FieldMap.for_format(config.data.format))
+    examples = load_examples(config.data.path, fields=FieldMap.for_format(config.data.format),
+                             max_rows=config.data.max_rows)
     grader = CachedModel(load_backend(config.grade.grader, BackendOptions()), cache)
     try:
         grades = grade_examples(examples, grader, prompt=grading_prompt(config.grade.dimension),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInputError
-from .io import iter_jsonl_objects
+from .io import DEFAULT_MAX_ROWS, iter_jsonl_objects
 from .records import SCORE_STATUSES, Example, Grade
 
 PAPER_THRESHOLD = 4.5
@@ -131,14 +131,29 @@ def select_top_k(examples: Sequence[Example], grades: Sequence[Grade], k: int) -
     return Selection(kept, len(examples), not_ok, f"top {k} by score")
 
 
-def select_random(examples: Sequence[Example], n: int, seed: int = 0) -> Selection:
-    """The paper's random baseline: n examples drawn uniformly with a seed, kept in input order."""
+def random_indices(total: int, n: int, seed: int = 0) -> list[int]:
+    """The row indexes of the paper's random baseline: n of total drawn uniformly with a seed, in order."""
     if n < 0:
         raise BadInputError("--random must be at least 0")
-    if n > len(examples):
-        raise BadInputError(f"--random {n} asks for more examples than the dataset has ({len(examples)})")
-    chosen = sorted(random.Random(seed).sample(range(len(examples)), n))
+    if n > total:
+        raise BadInputError(f"--random {n} asks for more examples than the dataset has ({total})")
+    return sorted(random.Random(seed).sample(range(total), n))
+
+
+def select_random(examples: Sequence[Example], n: int, seed: int = 0) -> Selection:
+    """The paper's random baseline: n examples drawn uniformly with a seed, kept in input order."""
+    chosen = random_indices(len(examples), n, seed)
     return Selection([examples[i] for i in chosen], len(examples), 0, f"random {n} (seed {seed})")
+
+
+def select_random_from(source: str | Path, n: int, seed: int = 0, **load: Any) -> Selection:
+    """select_random over a dataset file, holding only the n drawn examples (the same draw)."""
+    from .io import count_rows, load_examples
+
+    total = count_rows(source, split=load.get("split", "train"), max_rows=load.get("max_rows", DEFAULT_MAX_ROWS))
+    chosen = random_indices(total, n, seed)
+    kept = load_examples(source, keep=set(chosen), **load)
+    return Selection(kept, total, 0, f"random {n} (seed {seed})")
 
 
 def sweep(examples: Sequence[Example], grades: Sequence[Grade],

@@ -242,3 +242,45 @@ def test_paired_surrogate_escapes_are_text(tmp_path):
     path.write_text('{"instruction": "smile \\ud83d\\ude00", "output": "\\\\ud800 is six characters"}\n')
     (example,) = load_examples(path)
     assert (example.instruction, example.output) == ("smile \U0001F600", "\\ud800 is six characters")
+
+
+# ---------------------------------------------------------------- issue 18.12
+
+
+def _dictionary_parquet(path, rows):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    zeros = pa.array([0] * rows, pa.int32())
+    table = pa.table({name: pa.DictionaryArray.from_arrays(zeros, pa.array([text]))
+                      for name, text in (("instruction", "Give one word."), ("input", ""), ("output", "Word."))})
+    pq.write_table(table, path, use_dictionary=True)
+    return path
+
+
+def test_a_tiny_parquet_file_cannot_take_gigabytes(tmp_path):
+    huge = _dictionary_parquet(tmp_path / "huge.parquet", 1_200_000)
+    assert huge.stat().st_size < 20_000  # a few kilobytes that read as 1.2M rows
+    kept = tmp_path / "kept.json"
+    result = run_cli("select", str(huge), "--random", "1", "-o", str(kept))
+    assert (result.exit_code, result.output) == (
+        2, f"Error: {huge}: holds 1,200,000 rows or more, over --max-rows 1,000,000; give a larger --max-rows "
+           "(0: no limit) to read them all\n")
+    assert not kept.exists()
+
+    # Read in record batches; --random holds only the rows it draws, and draws as before.
+    many = _dictionary_parquet(tmp_path / "many.parquet", 25_000)
+    result = run_cli("select", str(many), "--random", "3", "--seed", "7", "--max-rows", "0", "-o", str(kept))
+    assert result.output.replace("\n", "") == f"kept 3 of 25000 (0.0%) by random 3 (seed 7) -> {kept}"
+    assert json.loads(kept.read_text()) == [{"instruction": "Give one word.", "input": "", "output": "Word."}] * 3
+    examples = load_examples(many, max_rows=0)
+    assert len(examples) == 25_000 and examples[-1].index == 24_999
+    from gasus.selection import select_random, select_random_from
+    assert select_random_from(many, 3, 7, max_rows=0) == select_random(examples, 3, 7)
+
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps({"instruction": f"T{i}", "output": "O"}) + "\n" for i in range(5)))
+    result = run_cli("grade", str(small), "-o", str(tmp_path / "s.jsonl"), "--max-rows", "4")
+    assert (result.exit_code, result.output) == (
+        2, f"Error: {small}: holds 5 rows or more, over --max-rows 4; give a larger --max-rows (0: no limit) "
+           "to read them all\n")

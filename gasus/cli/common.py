@@ -125,6 +125,9 @@ def dataset_options(func: Callable) -> Callable:
         click.option("--input-field", help="Field holding the optional input."),
         click.option("--output-field", help="Field holding the response."),
         click.option("--split", default="train", show_default=True, help="Split of a Hugging Face hub dataset."),
+        click.option("--max-rows", type=int, default=1_000_000, show_default=True,
+                     help="Refuse a dataset with more rows than this (0: no limit); Parquet is checked before "
+                          "any row is read."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -132,11 +135,11 @@ def dataset_options(func: Callable) -> Callable:
 
 
 def load_dataset_arg(source: str, fmt: str, instruction_field: str | None, input_field: str | None,
-                     output_field: str | None, split: str):
+                     output_field: str | None, split: str, max_rows: int):
     from ..io import FieldMap, load_examples
 
     fields = FieldMap.for_format(fmt, instruction=instruction_field, input=input_field, output=output_field)
-    return load_examples(source, fields=fields, split=split)
+    return load_examples(source, fields=fields, split=split, max_rows=max_rows)
 
 
 _MODEL_OPTIONS = [

@@ -93,7 +93,7 @@ class GradeProgress:
 @summary_option
 def grade(dataset, output, grader_spec, dimension, prompt_file, mode, limit, retry_failed, dry_run, price_table,
           model_opts, fmt, instruction_field,
-          input_field, output_field, split, summary):
+          input_field, output_field, split, max_rows, summary):
     """Grade every (instruction, input, response) triplet 0-5 with an LLM, as AlpaGasus does.
 
     Uses the paper's prompt (accuracy, or its helpfulness variant) at temperature 0. Every
@@ -118,7 +118,8 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, mode, limit, ret
     check_paths(summary, inputs={"DATASET": dataset, "--prompt-file": prompt_file, "--price-table": price_table,
                                  "--grader": spec_file(grader_spec)},
                 outputs={"-o/--output": output})
-    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split)
+    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split,
+                                max_rows)
     if limit is not None:
         examples = examples[:limit]
     prompt = gr.grading_prompt(dimension, prompt_file)

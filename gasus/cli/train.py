@@ -61,7 +61,7 @@ def _show_fsdp_config(ctx: click.Context, param: click.Parameter, value: bool) -
 @summary_option
 def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, micro_batch_size, max_length,
           max_steps, seed, precision, no_fp32_fallback, lora, lora_rank, packing, activation_checkpointing,
-          save_steps, keep_checkpoints, resume, fmt, instruction_field, input_field, output_field, split, summary):
+          save_steps, keep_checkpoints, resume, fmt, instruction_field, input_field, output_field, split, max_rows, summary):
     """Fine-tune a model on instruction data with the AlpaGasus (Stanford Alpaca) recipe.
 
     Each example is rendered with Alpaca's prompt template, the same text `gasus generate`
@@ -87,7 +87,8 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
         fp32_fallback=False if no_fp32_fallback else None, lora=lora or None, lora_rank=lora_rank,
         packing=packing or None, activation_checkpointing=activation_checkpointing or None,
         save_steps=save_steps, keep_checkpoints=keep_checkpoints or None)
-    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split)
+    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split,
+                                max_rows)
     summary.items = len(examples)
     err = console(stderr=True)
     quiet_libraries()

@@ -20,7 +20,7 @@ from typing import Any
 from .errors import BadInputError
 from .io import read_jsonl_objects
 from .records import Grade
-from .selection import PAPER_THRESHOLD, load_grades
+from .selection import PAPER_THRESHOLD, check_threshold, load_grades
 
 SCORE_FIELDS = ("score", "top_score")
 
@@ -141,6 +141,7 @@ def agree_with_scores(grades: Sequence[Grade], other: Sequence[Grade], *, thresh
 def agree(scores_path: str | Path, reference_path: str | Path, *, threshold: float = PAPER_THRESHOLD,
           score_field: str = "score", label_field: str | None = None) -> dict[str, Any]:
     """Agreement of a scores file with a labels file or another scores file (told apart by content)."""
+    check_threshold(threshold)
     grades = load_grades(scores_path)
     if is_scores_file(reference_path):
         return agree_with_scores(grades, load_grades(reference_path), threshold=threshold, score_field=score_field)

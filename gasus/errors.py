@@ -11,6 +11,10 @@ class BadInputError(GasusError):
     """A file, option or record the user gave cannot be used as it is."""
 
 
+class OutputConflictError(BadInputError):
+    """An output would overwrite an input, another output of the same command, or the cache."""
+
+
 class BackendError(GasusError):
     """A model backend could not be created or could not answer."""
 

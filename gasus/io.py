@@ -4,23 +4,37 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import BadInputError, MissingDependencyError
+from .errors import BadInputError, MissingDependencyError, OutputConflictError
 from .records import Example
 
 FORMATS = ("alpaca", "dolly")
+# A guard on how many rows a dataset may hold: a few kilobytes of dictionary-encoded Parquet can
+# hold millions of rows and take gigabytes once read. 0 lifts it.
+DEFAULT_MAX_ROWS = 1_000_000
+PARQUET_BATCH_ROWS = 10_000
 _FORMAT_FIELDS = {
     "alpaca": ("instruction", "input", "output"),
     "dolly": ("instruction", "context", "response"),
 }
+# One table tells the reader and the writer what a file is, whatever the suffix's case.
 _SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+# Characters str.splitlines() breaks at that JSON allows raw inside a string; written escaped.
+_LINE_BREAKS_IN_STRINGS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+def file_kind(path: str | Path) -> str | None:
+    """json, jsonl, parquet or csv by the file's suffix (case-insensitive); None if unknown."""
+    return _SUFFIXES.get(Path(path).suffix.lower())
 
 
 @dataclass(frozen=True)
@@ -68,27 +82,60 @@ def _json_error(path: Path, exc: json.JSONDecodeError, line_offset: int = 0) -> 
     )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first unpaired surrogate (from an escape like \\ud800) in a string, key or nested value."""
+    stack = [value]
+    while stack:  # a loop, not recursion: the value may be nested as deep as the parser allows
+        item = stack.pop()
+        if isinstance(item, str):
+            match = _SURROGATE.search(item)
+            if match:
+                return match.group()
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _loads(text: str, path: Path, line: int | None = None) -> Any:
+    """json.loads with one-line errors: bad syntax, nesting too deep for the parser, and strings
+    that are not text (a lone surrogate escape cannot be written as UTF-8 or hashed)."""
+    where = f"{path}: line {line}" if line is not None else f"{path}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _json_error(path, exc, line_offset=(line or 1) - 1) from None
+    except RecursionError:
+        raise BadInputError(f"{where}: JSON nested too deeply") from None
+    if "\\u" in text and re.search(r"\\u[dD][89a-fA-F]", text):
+        found = _lone_surrogate(value)
+        if found:
+            raise BadInputError(f"{where}: a string holds a lone surrogate escape (\\u{ord(found):04x}), "
+                                "which is not text")
+    return value
+
+
 def read_json(path: str | Path) -> Any:
     """One JSON document from a file, with errors that name the file, line and column."""
     path = Path(path)
-    text = _read_text(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _json_error(path, exc) from None
+    return _loads(_read_text(path), path)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, value) for each non-blank line of a JSON Lines file."""
+    """(line number, value) for each non-blank line of a JSON Lines file.
+
+    Lines end at "\\n" only (JSON Lines' rule): U+2028, U+2029 and U+0085 may stand raw in a string.
+    """
     path = Path(path)
     text = _read_text(path)
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _json_error(path, exc, line_offset=lineno - 1) from None
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            yield lineno, _loads(line, path, lineno)
 
 
 def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -135,7 +182,7 @@ def _rows_from_jsonl(path: Path) -> list[tuple[str, dict]]:
 def _rows_from_csv(path: Path) -> list[tuple[str, dict]]:
     text = _read_text(path)
     try:
-        reader = csv.DictReader(text.splitlines(keepends=True))
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # csv splits rows itself
         rows = [(f"line {reader.line_num}", dict(row)) for row in reader]
     except csv.Error as exc:
         raise BadInputError(f"{path}: invalid CSV: {exc}") from None
@@ -145,7 +192,14 @@ def _rows_from_csv(path: Path) -> list[tuple[str, dict]]:
     return rows
 
 
-def _rows_from_parquet(path: Path) -> list[tuple[str, dict]]:
+def _too_many_rows(source: str | Path, rows: int, max_rows: int) -> BadInputError:
+    return BadInputError(f"{source}: holds {rows:,} rows or more, over --max-rows {max_rows:,}; "
+                         "give a larger --max-rows (0: no limit) to read them all")
+
+
+def _rows_from_parquet(path: Path, max_rows: int = 0) -> Iterator[tuple[str, dict]]:
+    """Rows in record batches, so only one batch is ever held as Arrow data; the row count is
+    checked against max_rows from the file's metadata before any row is read."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -153,13 +207,26 @@ def _rows_from_parquet(path: Path) -> list[tuple[str, dict]]:
     if not path.exists():
         raise BadInputError(f"{path}: no such file")
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise BadInputError(f"{path}: not a readable Parquet file: {exc}") from None
-    return [(f"row {i}", row) for i, row in enumerate(table.to_pylist())]
+    if max_rows and parquet.metadata.num_rows > max_rows:
+        raise _too_many_rows(path, parquet.metadata.num_rows, max_rows)
+    return _parquet_batches(path, parquet)
 
 
-def _rows_from_hub(name: str, split: str) -> list[tuple[str, dict]]:
+def _parquet_batches(path: Path, parquet: Any) -> Iterator[tuple[str, dict]]:
+    i = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for row in batch.to_pylist():
+                yield f"row {i}", row
+                i += 1
+    except Exception as exc:
+        raise BadInputError(f"{path}: not a readable Parquet file: {exc}") from None
+
+
+def _rows_from_hub(name: str, split: str, max_rows: int = 0) -> Iterator[tuple[str, dict]]:
     try:
         import datasets
     except ImportError:
@@ -171,7 +238,9 @@ def _rows_from_hub(name: str, split: str) -> list[tuple[str, dict]]:
         raise BadInputError(
             f"{name}: cannot load the Hugging Face hub dataset (offline, or no such dataset?): {first}"
         ) from None
-    return [(f"row {i}", dict(row)) for i, row in enumerate(ds)]
+    if max_rows and len(ds) > max_rows:
+        raise _too_many_rows(name, len(ds), max_rows)
+    return ((f"row {i}", dict(row)) for i, row in enumerate(ds))
 
 
 def looks_like_hub_name(source: str) -> bool:
@@ -179,26 +248,28 @@ def looks_like_hub_name(source: str) -> bool:
     if source.startswith("hf:"):
         return True
     p = Path(source)
-    return (not p.exists() and p.suffix.lower() not in _SUFFIXES and source.count("/") == 1
+    return (not p.exists() and file_kind(p) is None and source.count("/") == 1
             and not source.startswith((".", "/")))
 
 
-def read_rows(source: str | Path, *, split: str = "train") -> list[tuple[str, dict]]:
-    """Raw rows of a dataset file or hub dataset, each with where it came from ("row 3", "line 4")."""
+def read_rows(source: str | Path, *, split: str = "train", max_rows: int = 0) -> Iterable[tuple[str, dict]]:
+    """Raw rows of a dataset file or hub dataset, each with where it came from ("row 3", "line 4").
+    Parquet is streamed in record batches and refused up front when it holds more than max_rows."""
     source_str = str(source)
     if looks_like_hub_name(source_str):
         name = source_str[3:] if source_str.startswith("hf:") else source_str
-        return _rows_from_hub(name, split)
+        return _rows_from_hub(name, split, max_rows)
     path = Path(source_str)
-    kind = _SUFFIXES.get(path.suffix.lower())
+    kind = file_kind(path)
     if kind is None:
         if not path.exists():
             raise BadInputError(f"{path}: no such file")
         # Unknown suffix: sniff, JSON array first then JSON Lines.
         text = _read_text(path).lstrip()
         kind = "json" if text.startswith("[") else "jsonl"
-    reader = {"json": _rows_from_json, "jsonl": _rows_from_jsonl, "csv": _rows_from_csv,
-              "parquet": _rows_from_parquet}[kind]
+    if kind == "parquet":
+        return _rows_from_parquet(path, max_rows)
+    reader = {"json": _rows_from_json, "jsonl": _rows_from_jsonl, "csv": _rows_from_csv}[kind]
     return reader(path)
 
 
@@ -215,25 +286,80 @@ def _field(row: dict, name: str, where: str, source: str, *, required: bool) -> 
     return value
 
 
-def load_examples(source: str | Path, *, fields: FieldMap | None = None,
-                  split: str = "train") -> list[Example]:
-    """The examples of a dataset, in order; the input field may be absent (it counts as "")."""
+def count_rows(source: str | Path, *, split: str = "train", max_rows: int = DEFAULT_MAX_ROWS) -> int:
+    """How many rows a dataset holds; Parquet answers from its metadata without reading a row."""
+    rows = read_rows(source, split=split, max_rows=max_rows)
+    if isinstance(rows, list):
+        return len(rows)
+    if file_kind(source) == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(source).metadata.num_rows
+    return sum(1 for _ in rows)
+
+
+def load_examples(source: str | Path, *, fields: FieldMap | None = None, split: str = "train",
+                  max_rows: int = DEFAULT_MAX_ROWS, keep: Container[int] | None = None) -> list[Example]:
+    """The examples of a dataset, in order; the input field may be absent (it counts as "").
+    More than max_rows rows (0: no limit) is an error. With `keep`, every row is checked but only
+    those whose index it holds are returned, so memory follows what the caller needs."""
+    if max_rows < 0:
+        raise BadInputError("--max-rows must be at least 0")
     fields = fields or FieldMap()
-    rows = read_rows(source, split=split)
-    if not rows:
-        raise BadInputError(f"{source}: the dataset has no examples")
     used = {fields.instruction, fields.input, fields.output}
-    examples = []
-    for index, (where, row) in enumerate(rows):
+    examples, total = [], 0
+    for index, (where, row) in enumerate(read_rows(source, split=split, max_rows=max_rows)):
+        if max_rows and index == max_rows:
+            raise _too_many_rows(source, index + 1, max_rows)
         instruction = _field(row, fields.instruction, where, str(source), required=True)
         input_ = _field(row, fields.input, where, str(source), required=False)
         output = _field(row, fields.output, where, str(source), required=True)
-        extra = {k: v for k, v in row.items() if k not in used}
-        examples.append(Example(index, instruction, input_, output, extra))
+        if keep is None or index in keep:
+            extra = {k: v for k, v in row.items() if k not in used}
+            examples.append(Example(index, instruction, input_, output, extra))
+        total = index + 1
+    if not total:
+        raise BadInputError(f"{source}: the dataset has no examples")
     return examples
 
 
 # ---------------------------------------------------------------- writing atomically
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    """Whether two paths name one file, or one lies inside the other (a directory), after following
+    symlinks; or they are one inode (a hard link)."""
+    real_a, real_b = Path(os.path.realpath(a)), Path(os.path.realpath(b))
+    if real_a.is_relative_to(real_b) or real_b.is_relative_to(real_a):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet)
+        return False
+
+
+def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None] | None = None,
+                  *, protected_dir: str | Path | None = None) -> None:
+    """Refuse, before anything is written, an output that would replace one of the inputs, that
+    another output also names, or that lies inside `protected_dir` (the cache).
+
+    Keys are what the user called each path (an option or argument name); None values are skipped.
+    """
+    outs = [(label, Path(p)) for label, p in outputs.items() if p is not None]
+    ins = [(label, Path(p)) for label, p in (inputs or {}).items() if p is not None]
+    protected = Path(os.path.realpath(protected_dir)) if protected_dir is not None else None
+    for i, (label, out) in enumerate(outs):
+        for other_label, other in ins:
+            if _overlap(out, other):
+                raise OutputConflictError(f"{out}: {label} would overwrite the input {other_label} ({other}); "
+                                          "choose another path")
+        for other_label, other in outs[:i]:
+            if _overlap(out, other):
+                raise OutputConflictError(f"{out}: {label} and {other_label} ({other}) name the same file; "
+                                          "give each output its own path")
+        if protected is not None and Path(os.path.realpath(out)).is_relative_to(protected):
+            raise OutputConflictError(f"{out}: {label} is inside the cache directory {protected_dir}; "
+                                      "choose a file outside it")
 
 
 @contextlib.contextmanager
@@ -247,6 +373,8 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise BadInputError(f"{path}: the directory {parent} does not exist")
+    if path.is_dir():
+        raise BadInputError(f"{path}: is a directory, not a file")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
@@ -256,11 +384,22 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise BadInputError(f"{path}: cannot write: {exc.strerror}") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _json_line(value: Any) -> str:
+    """One line of JSON; line breaks other readers split at are escaped (they occur only in strings)."""
+    text = json.dumps(value, ensure_ascii=False)
+    for char, escaped in _LINE_BREAKS_IN_STRINGS.items():
+        text = text.replace(char, escaped)
+    return text
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
@@ -268,7 +407,7 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     n = 0
     with atomic_write(path) as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(_json_line(record) + "\n")
             n += 1
     return n
 
@@ -280,8 +419,8 @@ def write_json(path: str | Path, value: Any, *, indent: int | None = 2) -> None:
 
 
 def write_records(path: str | Path, records: list[dict[str, Any]]) -> int:
-    """JSON Lines when the name ends in .jsonl, else one JSON array (the Alpaca layout)."""
-    if str(path).endswith(".jsonl"):
+    """JSON Lines when the name ends in .jsonl or .ndjson (any case), else one JSON array (the Alpaca layout)."""
+    if file_kind(path) == "jsonl":
         return write_jsonl(path, records)
     write_json(path, records)
     return len(records)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from .errors import BadInputError, GasusError
 class DataConfig:
     path: str = field(metadata={"help": "The instruction dataset to filter (any format gasus reads)."})
     format: str = field(default="alpaca", metadata={"help": "alpaca or dolly field layout."})
+    max_rows: int = field(default=1_000_000, metadata={"help": "Refuse a dataset with more rows (0: no limit)."})
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,8 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise BadInputError(f"{path}: cannot read the config: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise BadInputError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise BadInputError(f"{path}: invalid TOML: nested too deeply") from None
     here = path.resolve().parent
     unknown = sorted(set(raw) - set(_SECTIONS) - {"out_dir"})
     if unknown:
@@ -178,20 +180,49 @@ def _train_is_current(model_dir: Path, examples_sha256: str, settings: dict[str,
             and manifest.get("base", {}).get("spec") == resolve_base(base).spec)
 
 
+OUTPUT_FILES = ("scores.jsonl", "filtered.json", "baseline.json", "models", "answers/filtered.jsonl",
+                "answers/baseline.jsonl", "judgements.jsonl", "verdicts.jsonl", "verdicts.png")
+
+
+def run_paths(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(inputs, outputs) of a run, each named as the user knows it, for `check_outputs`."""
+    from .backends import spec_file
+
+    inputs = {"[data] path": config.data.path, "[grade] grader": spec_file(config.grade.grader),
+              "[judge] judge": spec_file(config.judge.judge), "[train] base": spec_file(config.train.base)}
+    outputs = {f"out_dir/{name}": config.out_dir / name for name in OUTPUT_FILES}
+    return inputs, outputs
+
+
+def _check_inside(out: Path, model_dir: Path) -> None:
+    """Refuse a model directory reached through a symlink, so a retrain never deletes outside out_dir."""
+    for path in (model_dir.parent, model_dir):
+        if path.is_symlink():
+            raise BadInputError(f"{path}: is a symlink; gasus run does not replace a model directory through a "
+                                "symlink: make it a plain directory inside out_dir")
+    if not Path(os.path.realpath(model_dir)).is_relative_to(Path(os.path.realpath(out))):
+        raise BadInputError(f"{model_dir}: lies outside {out}; gasus run replaces model directories only inside it")
+
+
 def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
     """Run every stage in order; returns what each did."""
     from . import judge as jd
     from . import report
     from .backends import BackendOptions, CachedModel, load_backend
-    from .cache import Cache
+    from .cache import Cache, default_cache_dir
     from .generate import generate_answers
     from .grade import grade_examples, grading_prompt, write_scores
-    from .io import FieldMap, load_examples, write_jsonl, write_records
+    from .io import FieldMap, check_outputs, load_examples, write_jsonl, write_records
     from .selection import PAPER_THRESHOLD, select_random, select_threshold, select_top_k
     from .testsets import load_testsets
-    from .train import TrainConfig, data_fingerprint, train
+    from .train import TrainConfig, data_fingerprint, resolve_base, train
 
     out = config.out_dir
+    inputs, outputs = run_paths(config)
+    check_outputs(outputs, inputs, protected_dir=default_cache_dir())
+    # Settings and the base model are checked before any stage runs or any directory is replaced.
+    settings = TrainConfig.from_preset(config.train.preset, **config.train.overrides)
+    resolve_base(config.train.base)
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache()
     reports: list[StageReport] = []
@@ -203,7 +234,8 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
 
     # grade
     t = time.perf_counter()
-    examples = load_examples(config.data.path, fields=FieldMap.for_format(config.data.format))
+    examples = load_examples(config.data.path, fields=FieldMap.for_format(config.data.format),
+                             max_rows=config.data.max_rows)
     grader = CachedModel(load_backend(config.grade.grader, BackendOptions()), cache)
     try:
         grades = grade_examples(examples, grader, prompt=grading_prompt(config.grade.dimension),
@@ -230,7 +262,6 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
 
     # train both
     models = {}
-    settings = TrainConfig.from_preset(config.train.preset, **config.train.overrides)
     for name, subset in (("filtered", kept.kept), ("baseline", baseline.kept)):
         t = time.perf_counter()
         model_dir = out / "models" / name
@@ -238,10 +269,9 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
         if _train_is_current(model_dir, ids_sha, settings.to_dict(), config.train.base):
             done(f"train {name}", t, f"reused {model_dir} (same data and settings)")
         else:
-            if model_dir.exists():
-                shutil.rmtree(model_dir)
+            _check_inside(out, model_dir)
             result = train(subset, settings, model_dir, base=config.train.base,
-                           data_source=out / f"{name}.json")
+                           data_source=out / f"{name}.json", replace=True)
             run = result.manifest["train"]
             done(f"train {name}", t, f"{run['steps']} steps, loss {run['train_loss']:.3f} -> {model_dir}",
                  tokens_per_second=run["tokens_per_second"])

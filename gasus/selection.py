@@ -3,34 +3,69 @@
 from __future__ import annotations
 
 import bisect
+import json
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import BadInputError
-from .io import iter_jsonl_objects
-from .records import Example, Grade
+from .io import DEFAULT_MAX_ROWS, iter_jsonl_objects
+from .records import SCORE_STATUSES, Example, Grade
 
 PAPER_THRESHOLD = 4.5
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_threshold(value: float, option: str = "--threshold") -> float:
+    """A keep threshold must be a finite number: NaN keeps nothing and would reach the summary."""
+    if not math.isfinite(value):
+        raise BadInputError(f"{option} must be a finite number, got {value}")
+    return value
+
+
 def load_grades(path: str | Path) -> list[Grade]:
-    """A scores file (DESIGN.md), each line checked for the fields selection relies on."""
+    """A scores file (DESIGN.md), each line checked for the fields selection relies on: finite
+    scores (0-5 when ok), whole indexes, and one grade per id."""
     grades = []
+    seen: dict[str, tuple[int, Grade]] = {}
     for position, (lineno, row) in enumerate(iter_jsonl_objects(path)):
+        where = f"{path}: line {lineno}"
         if not isinstance(row.get("id"), str):
-            raise BadInputError(f"{path}: line {lineno}: missing 'id'")
-        score, status = row.get("score"), row.get("status")
-        if status not in ("ok", "unparsed", "out_of_range", "error"):
-            raise BadInputError(f"{path}: line {lineno}: unknown status {status!r}")
-        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
-            raise BadInputError(f"{path}: line {lineno}: 'score' must be a number or null")
-        grades.append(Grade(
-            id=row["id"], index=row.get("index", position), score=None if score is None else float(score),
+            raise BadInputError(f"{where}: missing 'id'")
+        score, status, index = row.get("score"), row.get("status"), row.get("index", position)
+        top_score = row.get("top_score")
+        if status not in SCORE_STATUSES:
+            raise BadInputError(f"{where}: unknown status {status!r}")
+        if score is not None and not _number(score):
+            raise BadInputError(f"{where}: 'score' must be a number or null")
+        if score is not None and not math.isfinite(score):
+            raise BadInputError(f"{where}: 'score' must be a finite number, got {json.dumps(score)}")
+        if status == "ok" and score is not None and not 0 <= score <= 5:
+            raise BadInputError(f"{where}: 'score' {score:g} of an ok grade is outside 0-5")
+        if top_score is not None and not (_number(top_score) and math.isfinite(top_score)):
+            raise BadInputError(f"{where}: 'top_score' must be a finite number or null")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise BadInputError(f"{where}: 'index' must be a whole number >= 0")
+        grade = Grade(
+            id=row["id"], index=index, score=None if score is None else float(score),
             status=status, grader=row.get("grader", ""), dimension=row.get("dimension", ""),
-            mode=row.get("mode", ""), raw=row.get("raw"), probs=row.get("probs"), top_score=row.get("top_score"),
-        ))
+            mode=row.get("mode", ""), raw=row.get("raw"), probs=row.get("probs"),
+            top_score=None if top_score is None else float(top_score),
+        )
+        if grade.id in seen:  # identical rows share an id, and must share its grade
+            first_line, first = seen[grade.id]
+            if (first.score, first.status, first.top_score) != (grade.score, grade.status, grade.top_score):
+                raise BadInputError(f"{where}: id {grade.id[:12]} has score {first.score} ({first.status}) at line "
+                                    f"{first_line} and {grade.score} ({grade.status}) here")
+        else:
+            seen[grade.id] = (lineno, grade)
+        grades.append(grade)
     return grades
 
 
@@ -80,6 +115,7 @@ def _usable(examples: Sequence[Example], grades: Sequence[Grade]) -> tuple[list[
 def select_threshold(examples: Sequence[Example], grades: Sequence[Grade],
                      threshold: float = PAPER_THRESHOLD) -> Selection:
     """The paper's rule: keep examples whose score is >= threshold."""
+    check_threshold(threshold)
     pairs, not_ok = _usable(examples, grades)
     kept = [e for e, s in pairs if s >= threshold]
     return Selection(kept, len(examples), not_ok, f"score >= {threshold:g}")
@@ -95,14 +131,29 @@ def select_top_k(examples: Sequence[Example], grades: Sequence[Grade], k: int) -
     return Selection(kept, len(examples), not_ok, f"top {k} by score")
 
 
-def select_random(examples: Sequence[Example], n: int, seed: int = 0) -> Selection:
-    """The paper's random baseline: n examples drawn uniformly with a seed, kept in input order."""
+def random_indices(total: int, n: int, seed: int = 0) -> list[int]:
+    """The row indexes of the paper's random baseline: n of total drawn uniformly with a seed, in order."""
     if n < 0:
         raise BadInputError("--random must be at least 0")
-    if n > len(examples):
-        raise BadInputError(f"--random {n} asks for more examples than the dataset has ({len(examples)})")
-    chosen = sorted(random.Random(seed).sample(range(len(examples)), n))
+    if n > total:
+        raise BadInputError(f"--random {n} asks for more examples than the dataset has ({total})")
+    return sorted(random.Random(seed).sample(range(total), n))
+
+
+def select_random(examples: Sequence[Example], n: int, seed: int = 0) -> Selection:
+    """The paper's random baseline: n examples drawn uniformly with a seed, kept in input order."""
+    chosen = random_indices(len(examples), n, seed)
     return Selection([examples[i] for i in chosen], len(examples), 0, f"random {n} (seed {seed})")
+
+
+def select_random_from(source: str | Path, n: int, seed: int = 0, **load: Any) -> Selection:
+    """select_random over a dataset file, holding only the n drawn examples (the same draw)."""
+    from .io import count_rows, load_examples
+
+    total = count_rows(source, split=load.get("split", "train"), max_rows=load.get("max_rows", DEFAULT_MAX_ROWS))
+    chosen = random_indices(total, n, seed)
+    kept = load_examples(source, keep=set(chosen), **load)
+    return Selection(kept, total, 0, f"random {n} (seed {seed})")
 
 
 def sweep(examples: Sequence[Example], grades: Sequence[Grade],
@@ -126,4 +177,7 @@ def parse_thresholds(text: str) -> list[float]:
         raise BadInputError(f"--sweep expects numbers separated by commas, got '{text}'") from None
     if not values:
         raise BadInputError("--sweep needs at least one threshold")
+    for value in values:
+        if not math.isfinite(value):
+            raise BadInputError(f"--sweep thresholds must be finite numbers, got {value}")
     return values

@@ -36,6 +36,8 @@ from .records import Example, canonical_json, sha256_text
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+# Left in an output directory the moment training claims it: only a directory holding it may be replaced.
+OWNER_MARKER = ".gasus-train"
 CHECKPOINTS = "checkpoints"
 CONFIGS_DIR = Path(__file__).with_name("configs")
 
@@ -553,8 +555,10 @@ def _make_callback(progress: Progress | None, clock: dict[str, float]):
     return _GasusCallback()
 
 
-def prepare_output_dir(output_dir: str | Path, resume: bool) -> str | None:
-    """Check the output dir; the checkpoint to resume from when `resume`, else None."""
+def prepare_output_dir(output_dir: str | Path, resume: bool, replace: bool = False) -> str | None:
+    """Check the output dir and claim it with OWNER_MARKER; the checkpoint to resume from when
+    `resume`, else None. With `replace`, a directory gasus made (it holds the marker, and is not
+    a symlink) is deleted first; any other non-empty directory is refused."""
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: exists and is not a directory")
@@ -563,10 +567,18 @@ def prepare_output_dir(output_dir: str | Path, resume: bool) -> str | None:
         if not ckpts:
             raise BadInputError(f"{out}: no checkpoint to resume from in {out / CHECKPOINTS}")
         return str(ckpts[-1])
-    if out.is_dir() and any(out.iterdir()):
+    held = [p for p in out.iterdir() if p.name != OWNER_MARKER] if out.is_dir() else []
+    if held and replace:
+        if out.is_symlink() or not (out / OWNER_MARKER).is_file():
+            why = "it is a symlink" if out.is_symlink() else f"gasus did not make it (no {OWNER_MARKER} in it)"
+            raise BadInputError(f"{out}: not replacing this directory: {why}; move it away or delete it yourself")
+        shutil.rmtree(out)
+    elif held:
         what = "a finished run" if (out / MANIFEST).exists() else "files"
         raise BadInputError(f"{out}: the output directory already holds {what}; choose an empty one "
                             "(or pass --resume to continue an interrupted run)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / OWNER_MARKER).write_text("gasus train wrote this directory; gasus may replace it.\n")
     return None
 
 
@@ -587,12 +599,13 @@ def library_versions() -> dict[str, str | None]:
 
 def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Path, *,
           base: str | None = None, data_source: str | Path | None = None, resume: bool = False,
-          progress: Progress | None = None, notify: Callable[[str], None] | None = None) -> TrainResult:
+          replace: bool = False, progress: Progress | None = None, notify: Callable[[str], None] | None = None) -> TrainResult:
     """Fine-tune `base` on the examples and write model, tokenizer and manifest.json to output_dir.
 
     The model and tokenizer are saved as safetensors (LoRA adapters merged in), loadable with
     `AutoModelForCausalLM.from_pretrained(output_dir)`. The manifest is written last and
-    atomically: a directory with a manifest holds a finished run.
+    atomically: a directory with a manifest holds a finished run. `replace` lets a directory an
+    earlier `train` made be deleted, after every check before loading the model has passed.
     """
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -604,7 +617,7 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
     hardware = detect_hardware()
     bf16, tf32, notes = resolve_precision(config, hardware)
     base_model = resolve_base(base)
-    resume_from = prepare_output_dir(output_dir, resume)
+    resume_from = prepare_output_dir(output_dir, resume, replace)
     for note in notes:
         logger.warning(note)
         if notify is not None:

@@ -86,3 +86,98 @@ def test_summary_names_the_command_however_invoked(tmp_path):
     subprocess.run([sys.executable, "-m", "gasus", "cache", "stats", "--summary-json", str(summary)],
                    check=True, capture_output=True)
     assert json.loads(summary.read_text())["command"] == "cache stats"
+
+
+# ---------------------------------------------------------------- issue 18.1: outputs never destroy inputs
+
+
+def _files(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"instruction": "Say hi.", "input": "", "output": "Hi."}) + "\n")
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text("{}\n")
+    answers = tmp_path / "a.jsonl"
+    answers.write_text(json.dumps({"testset": "vicuna", "id": "1", "question": "Q?", "answer": "A.", "model": "m"})
+                       + "\n")
+    return data, scores, answers
+
+
+@pytest.mark.parametrize("case", ["grade onto dataset", "select onto scores", "judge onto A", "summary onto dataset",
+                                  "summary onto output", "verdicts onto output", "symlink to dataset",
+                                  "hard link to dataset", "export into cache", "summary into cache"])
+def test_an_output_cannot_destroy_an_input_or_the_cache(tmp_path, case):
+    data, scores, answers = _files(tmp_path)
+    cache_dir = tmp_path / "cache"  # GASUS_CACHE_DIR (tests/conftest.py)
+    link = tmp_path / "link.jsonl"
+    out = tmp_path / "out.jsonl"
+    if case == "symlink to dataset":
+        link.symlink_to(data)
+    elif case == "hard link to dataset":
+        link.hardlink_to(data)
+    args, message = {
+        "grade onto dataset": (["grade", str(data), "-o", str(data)],
+                               f"{data}: -o/--output would overwrite the input DATASET ({data})"),
+        "select onto scores": (["select", str(data), str(scores), "-o", str(scores)],
+                               f"{scores}: -o/--output would overwrite the input SCORES ({scores})"),
+        "judge onto A": (["judge", str(answers), str(answers), "-o", str(answers)],
+                         f"{answers}: -o/--output would overwrite the input ANSWERS_A ({answers})"),
+        "summary onto dataset": (["select", str(data), "--random", "1", "-o", str(out), "--summary-json", str(data)],
+                                 f"{data}: --summary-json would overwrite the input DATASET ({data})"),
+        "summary onto output": (["grade", str(data), "-o", str(out), "--summary-json", str(out)],
+                                f"{out}: --summary-json and -o/--output ({out}) name the same file"),
+        "verdicts onto output": (["judge", str(answers), str(answers), "-o", str(out), "--verdicts", str(out)],
+                                 f"{out}: --verdicts and -o/--output ({out}) name the same file"),
+        "symlink to dataset": (["select", str(data), "--random", "1", "-o", str(link)],
+                               f"{link}: -o/--output would overwrite the input DATASET ({data})"),
+        "hard link to dataset": (["select", str(data), "--random", "1", "-o", str(link)],
+                                 f"{link}: -o/--output would overwrite the input DATASET ({data})"),
+        "export into cache": (["cache", "export", str(cache_dir / "cache.db")],
+                              f"{cache_dir / 'cache.db'}: FILE is inside the cache directory {cache_dir}"),
+        "summary into cache": (["cache", "stats", "--summary-json", str(cache_dir / "s.json")],
+                               f"{cache_dir / 's.json'}: --summary-json is inside the cache directory {cache_dir}"),
+    }[case]
+    run_cli("cache", "stats")  # the cache exists, with its database
+
+    def snapshot():  # sqlite's -wal and -shm files come and go with connections
+        return {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
+
+    before = snapshot()
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1].startswith(f"Error: {message}; ")
+    assert len(result.output.strip().splitlines()) == 1
+    assert snapshot() == before  # nothing written or replaced
+    assert run_cli("cache", "stats").exit_code == 0
+
+
+# ---------------------------------------------------------------- issue 18.10: data never reaches rich as markup
+
+
+def test_markup_in_data_is_shown_as_text(tmp_path):
+    from gasus.judge import judge_messages
+
+    odd = "[/vicuna] [bold]:smile:"
+    answers = {}
+    for side, text in (("a", "Yes."), ("b", "No.")):
+        answers[side] = tmp_path / f"[red]{side}.jsonl"
+        answers[side].write_text(json.dumps({"testset": odd, "id": "1", "question": "Q?", "answer": text,
+                                             "model": side}) + "\n")
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps({"messages": judge_messages("Q?", first, second), "text": "9 2"}) + "\n"
+                              for first, second in (("Yes.", "No."), ("No.", "Yes."))))
+    verdicts = tmp_path / "v.jsonl"
+    result = run_cli("judge", str(answers["a"]), str(answers["b"]), "-o", str(tmp_path / "j.jsonl"),
+                     "--judge", f"replay:{replay}", "--verdicts", str(verdicts),
+                     "--summary-json", str(tmp_path / "s.json"))
+    assert result.exit_code == 0, result.output
+    assert f"│ {odd} │" in result.output.replace("  ", " ").replace("  ", " ")
+    assert "[red]a vs [red]b (paper rule, order both)" in result.output
+    assert json.loads(verdicts.read_text()) == {"testset": odd, "id": "1", "verdict": "tie"}
+
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text(json.dumps({"id": "x", "index": 0, "score": 5, "status": "ok"}) + "\n")
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps({"index": 0, "[/kept]": True}) + "\n")
+    result = run_cli("agree", str(scores), str(labels))
+    assert result.exit_code == 0, result.output
+    assert "kept by [/kept]" in result.output

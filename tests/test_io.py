@@ -10,6 +10,7 @@ import pytest
 from gasus.errors import BadInputError
 from gasus.io import FieldMap, atomic_write, load_examples, write_jsonl, write_records
 from gasus.records import example_id
+from tests.conftest import run_cli
 
 ROWS = [
     {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5", "source": "team"},
@@ -169,3 +170,117 @@ def test_write_records_layouts(tmp_path):
 def test_write_into_missing_directory(tmp_path):
     with pytest.raises(BadInputError, match="does not exist"):
         write_jsonl(tmp_path / "nope" / "x.jsonl", [])
+
+
+# ---------------------------------------------------------------- issue 18.3
+
+
+@pytest.mark.parametrize("name", ["kept.jsonl", "kept.ndjson", "kept.JSONL", "kept.json", "kept.JSON"])
+def test_files_gasus_writes_read_back_with_unicode_line_breaks_and_any_suffix_case(tmp_path, name):
+    rows = [{"instruction": "Join\u2028these", "input": "para\u2029graph", "output": "next\x85line", "n": i}
+            for i in range(3)]
+    source = tmp_path / "data.jsonl"
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert [e.to_dict() for e in load_examples(source)] == rows  # raw separators inside JSON strings
+    out = tmp_path / name
+    result = run_cli("select", str(source), "--random", "3", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert [e.to_dict() for e in load_examples(out)] == rows
+    written = out.read_text(encoding="utf-8")
+    assert written.lstrip().startswith("[") == name.lower().endswith(".json")
+    if not name.lower().endswith(".json"):
+        assert "\u2028" not in written and "\\u2028" in written  # escaped for readers that split on it
+
+
+# ---------------------------------------------------------------- issue 18.11
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("case", ["deep JSON dataset", "deep JSON Lines dataset", "deep answers", "deep cache import",
+                                  "deep TOML", "lone surrogate in grade", "lone surrogate in select",
+                                  "scores.jsonl is a directory"])
+def test_malformed_input_is_one_line_not_a_traceback(tmp_path, case):
+    from tests.test_run_dirs import _run_config
+
+    path = tmp_path / "in.jsonl"
+    out = str(tmp_path / "out.jsonl")
+    if case == "deep JSON dataset":
+        path = tmp_path / "in.json"
+        path.write_text(DEEP)
+        args, message = ["select", str(path), "--random", "1", "-o", out], f"{path}: JSON nested too deeply"
+    elif case == "deep JSON Lines dataset":
+        path.write_text('{"instruction": "a", "output": "b"}\n' + DEEP + "\n")
+        args, message = ["select", str(path), "--random", "1", "-o", out], f"{path}: line 2: JSON nested too deeply"
+    elif case == "deep answers":
+        path.write_text(DEEP + "\n")
+        args, message = ["judge", str(path), str(path), "-o", out], f"{path}: line 1: JSON nested too deeply"
+    elif case == "deep cache import":
+        path.write_text(json.dumps({"key": "k", "entry": {"value": {}}})[:-2] + ', "x": ' + DEEP + "}}\n")
+        args, message = ["cache", "import", str(path)], f"{path}: line 1: JSON nested too deeply"
+    elif case == "deep TOML":
+        path = tmp_path / "run.toml"
+        path.write_text("x = " + DEEP + "\n")
+        args, message = ["run", str(path)], f"{path}: invalid TOML: nested too deeply"
+    elif case.startswith("lone surrogate"):
+        path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "bad \\ud800 text", "output": "b"}\n')
+        args = (["grade", str(path), "-o", out, "--offline"] if case.endswith("grade")
+                else ["select", str(path), "--random", "1", "-o", out])
+        message = f"{path}: line 2: a string holds a lone surrogate escape (\\ud800), which is not text"
+    else:
+        config = _run_config(tmp_path, tmp_path / "missing.gguf")
+        config.write_text(config.read_text().replace(f'base = "{tmp_path / "missing.gguf"}"\n', ""))
+        (tmp_path / "out" / "scores.jsonl").mkdir(parents=True)
+        args, message = ["run", str(config)], f"{tmp_path / 'out' / 'scores.jsonl'}: is a directory, not a file"
+    result = run_cli(*args)
+    assert (result.exit_code, result.output.strip().splitlines()[-1]) == (2, f"Error: {message}")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_paired_surrogate_escapes_are_text(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"instruction": "smile \\ud83d\\ude00", "output": "\\\\ud800 is six characters"}\n')
+    (example,) = load_examples(path)
+    assert (example.instruction, example.output) == ("smile \U0001F600", "\\ud800 is six characters")
+
+
+# ---------------------------------------------------------------- issue 18.12
+
+
+def _dictionary_parquet(path, rows):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    zeros = pa.array([0] * rows, pa.int32())
+    table = pa.table({name: pa.DictionaryArray.from_arrays(zeros, pa.array([text]))
+                      for name, text in (("instruction", "Give one word."), ("input", ""), ("output", "Word."))})
+    pq.write_table(table, path, use_dictionary=True)
+    return path
+
+
+def test_a_tiny_parquet_file_cannot_take_gigabytes(tmp_path):
+    huge = _dictionary_parquet(tmp_path / "huge.parquet", 1_200_000)
+    assert huge.stat().st_size < 20_000  # a few kilobytes that read as 1.2M rows
+    kept = tmp_path / "kept.json"
+    result = run_cli("select", str(huge), "--random", "1", "-o", str(kept))
+    assert (result.exit_code, result.output) == (
+        2, f"Error: {huge}: holds 1,200,000 rows or more, over --max-rows 1,000,000; give a larger --max-rows "
+           "(0: no limit) to read them all\n")
+    assert not kept.exists()
+
+    # Read in record batches; --random holds only the rows it draws, and draws as before.
+    many = _dictionary_parquet(tmp_path / "many.parquet", 25_000)
+    result = run_cli("select", str(many), "--random", "3", "--seed", "7", "--max-rows", "0", "-o", str(kept))
+    assert result.output.replace("\n", "") == f"kept 3 of 25000 (0.0%) by random 3 (seed 7) -> {kept}"
+    assert json.loads(kept.read_text()) == [{"instruction": "Give one word.", "input": "", "output": "Word."}] * 3
+    examples = load_examples(many, max_rows=0)
+    assert len(examples) == 25_000 and examples[-1].index == 24_999
+    from gasus.selection import select_random, select_random_from
+    assert select_random_from(many, 3, 7, max_rows=0) == select_random(examples, 3, 7)
+
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(json.dumps({"instruction": f"T{i}", "output": "O"}) + "\n" for i in range(5)))
+    result = run_cli("grade", str(small), "-o", str(tmp_path / "s.jsonl"), "--max-rows", "4")
+    assert (result.exit_code, result.output) == (
+        2, f"Error: {small}: holds 5 rows or more, over --max-rows 4; give a larger --max-rows (0: no limit) "
+           "to read them all\n")

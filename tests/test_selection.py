@@ -137,3 +137,52 @@ def test_scores_errors_name_the_file_line_past_blank_lines(data, tmp_path):
     result = run_cli("select", str(dataset), str(bad), "-o", str(tmp_path / "k.json"))
     assert result.exit_code == 2
     assert result.output.strip() == f"Error: {bad}: line 3: unknown status 'fine'"
+
+
+# ---------------------------------------------------------------- issue 18.7
+
+
+@pytest.mark.parametrize("line2,message", [
+    ('"score": NaN, "status": "ok"', "line 2: 'score' must be a finite number, got NaN"),
+    ('"score": Infinity, "status": "ok"', "line 2: 'score' must be a finite number, got Infinity"),
+    ('"score": -Infinity, "status": "error"', "line 2: 'score' must be a finite number, got -Infinity"),
+    ('"score": 99, "status": "ok"', "line 2: 'score' 99 of an ok grade is outside 0-5"),
+    ('"score": 4, "status": "ok", "top_score": "5"', "line 2: 'top_score' must be a finite number or null"),
+    ('"score": 4, "status": "ok", "index": [1]', "line 2: 'index' must be a whole number >= 0"),
+    ('"score": 2, "status": "ok", "same_id": true', "line 2: id {id} has score 5.0 (ok) at line 1 and 2.0 (ok) here"),
+])
+@pytest.mark.parametrize("command", ["select", "sweep", "top-k", "agree"])
+def test_scores_files_are_checked(tmp_path, line2, message, command):
+    examples = [{"instruction": f"Task {i}", "input": "", "output": f"Answer {i}"} for i in range(2)]
+    dataset = tmp_path / "data.json"
+    dataset.write_text(json.dumps(examples))
+    ids = [e.id for e in load_examples(dataset)]
+    same = '"same_id": true' in line2
+    second = "{" + f'"id": "{ids[0] if same else ids[1]}", "index": 1, ' + line2.replace(', "same_id": true', "")
+    if '"index": [1]' in line2:
+        second = second.replace('"index": 1, ', "")
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text(json.dumps({"id": ids[0], "index": 0, "score": 5.0, "status": "ok"}) + "\n\n" + second + "}\n")
+    message = message.replace("line 2", "line 3").replace("line 1", "line 1").replace("{id}", ids[0][:12])
+    args = {"select": ["select", str(dataset), str(scores), "-o", str(tmp_path / "kept.json")],
+            "sweep": ["select", str(dataset), str(scores), "--sweep", "4,5"],
+            "top-k": ["select", str(dataset), str(scores), "--top-k", "1", "-o", str(tmp_path / "kept.json")],
+            "agree": ["agree", str(scores), str(scores)]}[command]
+    result = run_cli(*args, "--summary-json", str(tmp_path / "s.json"))
+    assert (result.exit_code, result.output) == (2, f"Error: {scores}: {message}\n")
+    assert not (tmp_path / "kept.json").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["agree", "SCORES", "SCORES", "--threshold", "nan"], "--threshold must be a finite number, got nan"),
+    (["select", "DATA", "SCORES", "--threshold", "inf", "-o", "KEPT"], "--threshold must be a finite number, got inf"),
+    (["select", "DATA", "SCORES", "--sweep", "4,nan"], "--sweep thresholds must be finite numbers, got nan"),
+])
+def test_summaries_never_hold_nan(data, tmp_path, args, message):
+    dataset, scores, _ = data
+    names = {"DATA": str(dataset), "SCORES": str(scores), "KEPT": str(tmp_path / "kept.json")}
+    summary = tmp_path / "summary.json"
+    result = run_cli(*(names.get(a, a) for a in args), "--summary-json", str(summary))
+    assert (result.exit_code, result.output) == (2, f"Error: {message}\n")
+    assert "NaN" not in summary.read_text() and "Infinity" not in summary.read_text()
+    assert json.loads(summary.read_text())["error"] == message

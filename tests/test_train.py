@@ -451,7 +451,7 @@ def test_train_cli_steps_with_the_embedded_model_reload_and_generate(tmp_path, b
     assert result.stdout.rstrip().endswith(f"-> {out}")
 
     assert sorted(p.name for p in out.iterdir()) == [
-        "chat_template.jinja", "config.json", "generation_config.json", "manifest.json", "model.safetensors",
+        ".gasus-train", "chat_template.jinja", "config.json", "generation_config.json", "manifest.json", "model.safetensors",
         "tokenizer.json", "tokenizer_config.json"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["data"]["rows"] == 40

@@ -13,7 +13,7 @@ from ..errors import BackendError, BadInputError
 from .base import Backend, BackendOptions, CachedModel, Request, Result, TransientError
 
 __all__ = ["Backend", "BackendOptions", "CachedModel", "Request", "Result", "TransientError",
-           "BACKENDS", "embedded_model_path", "parse_spec", "load_backend"]
+           "BACKENDS", "embedded_model_path", "parse_spec", "spec_file", "load_backend"]
 
 BACKENDS: dict[str, str] = {
     "llamacpp": "gasus.backends.llamacpp:LlamaCppBackend",
@@ -66,6 +66,18 @@ def parse_spec(spec: str | None) -> tuple[str, str]:
         return "llamacpp", spec
     known = ", ".join(sorted(_registry()))
     raise BadInputError(f"cannot read model spec '{spec}': expected BACKEND:MODEL with BACKEND one of {known}, or a .gguf path")
+
+
+def spec_file(spec: str | None) -> str | None:
+    """The local file a model spec reads (llamacpp:, replay:, hf: or a bare path), else None."""
+    if not spec or spec in ("default", "embedded"):
+        return None
+    name, sep, target = spec.partition(":")
+    if sep and name in ("llamacpp", "replay", "hf"):
+        return target
+    if sep and name in _registry():  # a remote model, or a third-party backend's target
+        return None
+    return spec
 
 
 def backend_class(name: str) -> type[Backend]:

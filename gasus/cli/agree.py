@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import GasusCommand, console, summary_option
+from .common import GasusCommand, check_paths, console, summary_option
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -38,6 +38,7 @@ def agree(scores, labels, threshold, score_field, label_field, summary):
 
     from .. import agree as ag
 
+    check_paths(summary, inputs={"SCORES": scores, "LABELS": labels})
     result = ag.agree(scores, labels, threshold=threshold, score_field=score_field, label_field=label_field)
     summary.items = result["joined"]
     summary.extra.update(result)

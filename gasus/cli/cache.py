@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import GasusGroup, console, summary_option
+from .common import GasusGroup, check_paths, console, summary_option
 
 
 def _open():
@@ -33,6 +33,7 @@ def stats(summary):
     Example:
       gasus cache stats
     """
+    check_paths(summary)
     info = _open().stats()
     summary.items = info["entries"]
     summary.extra.update(info)
@@ -53,6 +54,7 @@ def export_(file, summary):
     Example:
       gasus cache export grades.jsonl
     """
+    check_paths(summary, outputs={"FILE": file})
     summary.items = n = _open().export(file)
     console().print(f"exported {n} entries -> {file}")
 
@@ -67,6 +69,7 @@ def import_(file, summary):
     Example:
       gasus cache import grades.jsonl
     """
+    check_paths(summary, inputs={"FILE": file})
     summary.items = n = _open().import_(file)
     console().print(f"imported {n} entries from {file}")
 
@@ -81,6 +84,7 @@ def clear(yes, summary):
     Example:
       gasus cache clear --yes
     """
+    check_paths(summary)
     store = _open()
     if not yes:
         click.confirm(f"Delete all {len(store)} entries of {store.directory}?", abort=True)

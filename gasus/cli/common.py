@@ -9,13 +9,15 @@ from typing import Any
 
 import click
 
-from ..errors import GasusError
+from ..errors import GasusError, OutputConflictError
 
 
 def console(stderr: bool = False):
+    """A rich console that shows every string as it is: data, file names and model output may hold
+    brackets or :colons: that rich would read as markup or emoji. Styles come as Text or table styles."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, markup=False, emoji=False)
 
 
 class GasusCommand(click.Command):
@@ -49,12 +51,13 @@ def summary_option(func: Callable) -> Callable:
                   help="Write {command, items, model_calls, cache_hits, failures, seconds} here as JSON.")
     @functools.wraps(func)
     def wrapper(*args, summary_json: str | None = None, **kwargs):
-        summary = Summary(_command_name(click.get_current_context()))
+        summary = Summary(_command_name(click.get_current_context()), summary_json)
         try:
             result = func(*args, summary=summary, **kwargs)
         except GasusError as exc:
-            # A run that failed part-way still accounts for what it did (and says why it stopped).
-            if summary_json:
+            # A run that failed part-way still accounts for what it did (and says why it stopped);
+            # one whose outputs clash with its inputs writes nothing at all.
+            if summary_json and not isinstance(exc, OutputConflictError):
                 summary.extra["error"] = str(exc)
                 summary.write(summary_json)
             raise
@@ -77,8 +80,9 @@ def _command_name(ctx: click.Context) -> str:
 class Summary:
     """The machine-readable account of one command run (DESIGN.md keys, plus command-specific extras)."""
 
-    def __init__(self, command: str):
+    def __init__(self, command: str, path: str | None = None):
         self.command = command
+        self.path = path
         self.started = time.perf_counter()
         self.items = 0
         self.model_calls = 0
@@ -102,6 +106,16 @@ class Summary:
         write_json(path, self.to_dict())
 
 
+def check_paths(summary: Summary, *, inputs: dict[str, Any] | None = None,
+                outputs: dict[str, Any] | None = None) -> None:
+    """Refuse outputs (with --summary-json among them) that are an input, each other, or inside the cache."""
+    from ..cache import default_cache_dir
+    from ..io import check_outputs
+
+    check_outputs({**(outputs or {}), "--summary-json": summary.path}, inputs,
+                  protected_dir=default_cache_dir())
+
+
 def dataset_options(func: Callable) -> Callable:
     """Options that map a dataset's columns to instruction / input / output."""
     options = [
@@ -111,6 +125,9 @@ def dataset_options(func: Callable) -> Callable:
         click.option("--input-field", help="Field holding the optional input."),
         click.option("--output-field", help="Field holding the response."),
         click.option("--split", default="train", show_default=True, help="Split of a Hugging Face hub dataset."),
+        click.option("--max-rows", type=int, default=1_000_000, show_default=True,
+                     help="Refuse a dataset with more rows than this (0: no limit); Parquet is checked before "
+                          "any row is read."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -118,11 +135,11 @@ def dataset_options(func: Callable) -> Callable:
 
 
 def load_dataset_arg(source: str, fmt: str, instruction_field: str | None, input_field: str | None,
-                     output_field: str | None, split: str):
+                     output_field: str | None, split: str, max_rows: int):
     from ..io import FieldMap, load_examples
 
     fields = FieldMap.for_format(fmt, instruction=instruction_field, input=input_field, output=output_field)
-    return load_examples(source, fields=fields, split=split)
+    return load_examples(source, fields=fields, split=split, max_rows=max_rows)
 
 
 _MODEL_OPTIONS = [

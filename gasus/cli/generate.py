@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from ..backends import spec_file
 from ..errors import BackendError
 from .common import (
     GasusCommand,
+    check_paths,
     console,
     model_options,
     open_model,
@@ -50,6 +52,7 @@ def generate(model_spec, testsets, output, max_new_tokens, limit, prompt_style, 
     from ..io import write_jsonl
     from ..testsets import load_testsets
 
+    check_paths(summary, inputs={"MODEL_SPEC": spec_file(model_spec)}, outputs={"-o/--output": output})
     questions = load_testsets(list(testsets), testsets_dir, limit=limit)
     model = open_model(model_spec, model_opts)
     progress, on_result = progress_callback(len(questions), "answering")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from ..backends import spec_file
 from ..errors import BadInputError
 from .common import (
     GasusCommand,
+    check_paths,
     console,
     dataset_options,
     load_dataset_arg,
@@ -91,7 +93,7 @@ class GradeProgress:
 @summary_option
 def grade(dataset, output, grader_spec, dimension, prompt_file, mode, limit, retry_failed, dry_run, price_table,
           model_opts, fmt, instruction_field,
-          input_field, output_field, split, summary):
+          input_field, output_field, split, max_rows, summary):
     """Grade every (instruction, input, response) triplet 0-5 with an LLM, as AlpaGasus does.
 
     Uses the paper's prompt (accuracy, or its helpfulness variant) at temperature 0. Every
@@ -113,7 +115,11 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, mode, limit, ret
         raise BadInputError("-o/--output is required (except with --dry-run)")
     if limit is not None and limit < 1:
         raise BadInputError("--limit must be at least 1")
-    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split)
+    check_paths(summary, inputs={"DATASET": dataset, "--prompt-file": prompt_file, "--price-table": price_table,
+                                 "--grader": spec_file(grader_spec)},
+                outputs={"-o/--output": output})
+    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split,
+                                max_rows)
     if limit is not None:
         examples = examples[:limit]
     prompt = gr.grading_prompt(dimension, prompt_file)

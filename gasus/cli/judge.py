@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from ..backends import spec_file
 from ..errors import BadInputError
 from .common import (
     GasusCommand,
+    check_paths,
     console,
     model_options,
     open_model,
@@ -71,6 +73,8 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
         raise BadInputError("--bootstrap must be at least 1")
     if plot_path and not plot_path.lower().endswith(".png"):
         raise BadInputError(f"{plot_path}: --plot writes a PNG; give a file name ending in .png")
+    check_paths(summary, inputs={"ANSWERS_A": answers_a, "ANSWERS_B": answers_b, "--judge": spec_file(judge_spec)},
+                outputs={"-o/--output": output, "--verdicts": verdicts_path, "--plot": plot_path})
     pairs = jd.pair_answers(jd.load_answers(answers_a), jd.load_answers(answers_b), answers_a, answers_b)
     orders = jd.ORDER_CHOICES[order]
     model = open_model(judge_spec, model_opts)
@@ -104,7 +108,7 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
         out.print(f"{sum(not_ok.values())} of {len(judgements)} judgements have no usable score pair ({detail}); "
                   f"their questions are left out of the verdicts")
     if failures:
-        console(stderr=True).print(f"first failure: {failures[0]}", markup=False)
+        console(stderr=True).print(f"first failure: {failures[0]}")
     if plot_path:
         report.plot_verdicts(result.tallies, plot_path, title=title)
         out.print(f"plot -> {plot_path}")

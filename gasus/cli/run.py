@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import GasusCommand, console, summary_option
+from .common import GasusCommand, check_paths, console, summary_option
 
 
 @click.command(cls=GasusCommand)
@@ -28,15 +28,19 @@ def run(config, summary):
     Example:
       gasus run fixtures/smoke_run.toml
     """
+    from rich.text import Text
+
     from .. import report
-    from ..pipeline import load_run_config, run_pipeline
+    from ..pipeline import load_run_config, run_paths, run_pipeline
 
     cfg = load_run_config(config)
+    inputs, outputs = run_paths(cfg)
+    check_paths(summary, inputs={"CONFIG": config, **inputs}, outputs=outputs)
     out = console()
     err = console(stderr=True)
 
     def on_stage(stage):
-        err.print(f"[bold]{stage.name}[/bold] ({stage.seconds:.1f} s): {stage.detail}")
+        err.print(Text.assemble((stage.name, "bold"), f" ({stage.seconds:.1f} s): {stage.detail}"))
         summary.model_calls += stage.summary.get("model_calls", 0)
         summary.cache_hits += stage.summary.get("cache_hits", 0)
         summary.failures += stage.summary.get("failures", 0)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from ..errors import BadInputError
-from .common import GasusCommand, console, dataset_options, load_dataset_arg, summary_option
+from .common import (
+    GasusCommand,
+    check_paths,
+    console,
+    dataset_options,
+    load_dataset_arg,
+    summary_option,
+)
 
 
 @click.command(cls=GasusCommand)
@@ -23,7 +30,7 @@ from .common import GasusCommand, console, dataset_options, load_dataset_arg, su
 @dataset_options
 @summary_option
 def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, fmt, instruction_field,
-           input_field, output_field, split, summary):
+           input_field, output_field, split, max_rows, summary):
     """Select the training subset from a dataset and its scores.
 
     Scores are joined to examples on their content id; examples whose grade did not
@@ -45,11 +52,20 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, fmt
         raise BadInputError("SCORES is required unless --random is given")
     if sweep is None and output is None:
         raise BadInputError("-o/--output is required (except with --sweep)")
+    check_paths(summary, inputs={"DATASET": dataset, "SCORES": scores}, outputs={"-o/--output": output})
 
-    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split)
-    grades = selection.load_grades(scores) if scores else None
-    summary.items = len(examples)
     out = console()
+    if random_n is not None:  # holds only the drawn examples, however large the dataset
+        from ..io import FieldMap
+
+        fields = FieldMap.for_format(fmt, instruction=instruction_field, input=input_field, output=output_field)
+        result = selection.select_random_from(dataset, random_n, seed, fields=fields, split=split, max_rows=max_rows)
+        summary.items = result.total
+        return _write_selection(out, output, result, summary)
+    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split,
+                                max_rows)
+    grades = selection.load_grades(scores)
+    summary.items = len(examples)
 
     if sweep is not None:
         from rich.table import Table
@@ -68,13 +84,14 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, fmt
         summary.extra["sweep"] = [{"threshold": t, "kept": k, "fraction": f} for t, k, f in rows]
         return
 
-    if random_n is not None:
-        result = selection.select_random(examples, random_n, seed)
-    elif top_k is not None:
+    if top_k is not None:
         result = selection.select_top_k(examples, grades, top_k)
     else:
         result = selection.select_threshold(examples, grades, selection.PAPER_THRESHOLD if threshold is None else threshold)
+    _write_selection(out, output, result, summary)
 
+
+def _write_selection(out, output, result, summary) -> None:
     from ..io import write_records
 
     write_records(output, [e.to_dict() for e in result.kept])

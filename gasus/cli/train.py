@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .common import GasusCommand, console, dataset_options, load_dataset_arg, summary_option
+from .common import (
+    GasusCommand,
+    check_paths,
+    console,
+    dataset_options,
+    load_dataset_arg,
+    summary_option,
+)
 
 PRESET_NAMES = ("alpagasus-7b", "alpagasus-13b", "cpu-smoke")  # gasus.train.PRESETS, without importing it
 
@@ -57,7 +64,8 @@ def _show_fsdp_config(ctx: click.Context, param: click.Parameter, value: bool) -
 @summary_option
 def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, micro_batch_size, max_length,
           max_steps, seed, precision, save_dtype, no_fp32_fallback, lora, lora_rank, packing, activation_checkpointing,
-          save_steps, keep_checkpoints, resume, fmt, instruction_field, input_field, output_field, split, summary):
+          save_steps, keep_checkpoints, resume, fmt, instruction_field, input_field, output_field, split, max_rows,
+          summary):
     """Fine-tune a model on instruction data with the AlpaGasus (Stanford Alpaca) recipe.
 
     Each example is rendered with Alpaca's prompt template, the same text `gasus generate`
@@ -76,13 +84,15 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
     """
     from .. import train as training
 
+    check_paths(summary, inputs={"DATASET": dataset, "--base": base}, outputs={"-o/--output": output_dir})
     config = training.TrainConfig.from_preset(
         preset, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, micro_batch_size=micro_batch_size,
         max_length=max_length, max_steps=max_steps, seed=seed, precision=precision, save_dtype=save_dtype,
         fp32_fallback=False if no_fp32_fallback else None, lora=lora or None, lora_rank=lora_rank,
         packing=packing or None, activation_checkpointing=activation_checkpointing or None,
         save_steps=save_steps, keep_checkpoints=keep_checkpoints or None)
-    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split)
+    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split,
+                                max_rows)
     summary.items = len(examples)
     err = console(stderr=True)
     quiet_libraries()

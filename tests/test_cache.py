@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -150,3 +151,52 @@ def test_cache_cli_foreign_dir_exit_2(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert result.output.startswith("Error: ") and "not a gasus cache" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_swapped_model_file_is_not_mistaken_for_the_old_one(tmp_path, monkeypatch):
+    """Issue 18 item 6: file hashes were memoised by (path, size, mtime), which `cp -p`,
+    `rsync -a` and tar all preserve, so a replaced model answered from the old one's entries."""
+    import hashlib
+
+    import gasus.backends.base as base
+
+    cache = Cache()
+    model = tmp_path / "model.gguf"
+    stamp = (1_600_000_000_123_456_789, 1_600_000_000_123_456_789)
+
+    def put(data: bytes, *, in_place: bool) -> None:
+        time.sleep(0.05)  # past the kernel's coarse ctime tick, as any real copy is
+        if in_place:  # cp -p onto an existing file: same inode, old mtime restored
+            with open(model, "r+b") as handle:
+                handle.write(data)
+        else:  # rsync -a, tar: a new file renamed over the old one, old mtime restored
+            tmp = tmp_path / ".model.tmp"
+            tmp.write_bytes(data)
+            os.utime(tmp, ns=stamp)
+            os.replace(tmp, model)
+        os.utime(model, ns=stamp)
+
+    later = time.time() + 60  # every file written here is settled by then
+    monkeypatch.setattr(time, "time", lambda: later)
+    put(b"A" * 4096, in_place=False)
+    assert base.file_sha256(model, cache) == hashlib.sha256(b"A" * 4096).hexdigest()
+    put(b"B" * 4096, in_place=False)
+    assert base.file_sha256(model, cache) == hashlib.sha256(b"B" * 4096).hexdigest()
+    put(b"C" * 4096, in_place=True)
+    assert base.file_sha256(model, cache) == hashlib.sha256(b"C" * 4096).hexdigest()
+
+    # An unchanged file is answered from the memo: its bytes are not read again.
+    expected = hashlib.sha256(b"C" * 4096).hexdigest()
+    monkeypatch.setattr(base.hashlib, "sha256", None)
+    assert base.file_sha256(model, cache) == expected
+
+
+def test_a_file_written_just_now_is_hashed_again(tmp_path):
+    """Within the kernel's ctime tick a rewrite may keep every stat field: such a file is never memoised."""
+    import gasus.backends.base as base
+
+    cache = Cache()
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"x")
+    base.file_sha256(model, cache)
+    assert [k for k, _ in cache.entries() if k.startswith("filehash:")] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,14 +199,25 @@ class CachedModel:
 # ---------------------------------------------------------------- file identity
 
 
+# A file changed less than this long ago may be rewritten again within the same ctime tick
+# (the kernel's clock for ctime is coarse), so its stat cannot vouch for its bytes yet.
+SETTLE_SECONDS = 2.0
+
+
 def file_sha256(path: str | Path, cache: Cache | None = None) -> str:
-    """sha256 of a file's bytes, memoised in the cache by (path, size, mtime)."""
+    """sha256 of a file's bytes, memoised in the cache by what no copy can preserve.
+
+    `cp -p`, `rsync -a` and tar restore size and mtime, but not the inode and ctime: the memo
+    is keyed on all of them (in nanoseconds), and a file changed in the last moments is not memoised.
+    """
     path = Path(path).resolve()
     try:
         st = path.stat()
     except OSError as exc:
         raise BackendError(f"{path}: cannot read the model file: {exc.strerror}") from None
-    memo = f"filehash:{path}:{st.st_size}:{st.st_mtime_ns}"
+    memo = f"filehash:{path}:{st.st_dev}:{st.st_ino}:{st.st_ctime_ns}:{st.st_size}:{st.st_mtime_ns}"
+    if time.time() - st.st_ctime_ns / 1e9 < SETTLE_SECONDS:
+        cache = None
     if cache is not None:
         hit = cache.get(memo)
         if hit is not None:

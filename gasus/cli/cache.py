@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from .common import GasusGroup, console, summary_option
 
 
-def _open():
+def _open(**kwargs):
     from ..cache import Cache
 
-    return Cache()
+    return Cache(**kwargs)
+
+
+def _list(out, keys, limit: int = 20) -> None:
+    for key in keys[:limit]:
+        out.print(f"  {escape(key)}")
+    if len(keys) > limit:
+        out.print(f"  ... and {len(keys) - limit} more (all in --summary-json)")
 
 
 @click.group(cls=GasusGroup)
@@ -37,10 +45,13 @@ def stats(summary):
     summary.items = info["entries"]
     summary.extra.update(info)
     out = console()
-    out.print(f"cache: {info['directory']}")
+    out.print(f"cache: {escape(info['directory'])}")
     out.print(f"entries: {info['entries']}  ({info['bytes'] / 1e6:.1f} MB)")
     for backend, n in info["by_backend"].items():
-        out.print(f"  {backend}: {n}")
+        out.print(f"  {escape(backend)}: {n}")
+    if info["broken"]:
+        out.print(f"broken: {info['broken']} (stored as pickles, never loaded; `gasus cache migrate` "
+                  "converts or drops them)", soft_wrap=True)
 
 
 @cache.command("export")
@@ -54,21 +65,65 @@ def export_(file, summary):
       gasus cache export grades.jsonl
     """
     summary.items = n = _open().export(file)
-    console().print(f"exported {n} entries -> {file}")
+    console().print(f"exported {n} entries -> {escape(file)}")
 
 
 @cache.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True,
+              help="Replace an entry this cache holds with a different value (by default it is kept and listed).")
 @summary_option
-def import_(file, summary):
+def import_(file, overwrite, summary):
     """Merge the entries of FILE (written by `gasus cache export`) into this cache.
+
+    Every line is checked before anything is written; internal memos and malformed entries
+    are refused. An imported entry is trusted for what a model said: import only files
+    from people you trust.
 
     \b
     Example:
       gasus cache import grades.jsonl
     """
-    summary.items = n = _open().import_(file)
-    console().print(f"imported {n} entries from {file}")
+    report = _open().import_(file, overwrite=overwrite)
+    summary.items = report.read
+    summary.extra.update(added=report.added, unchanged=report.unchanged, replaced=report.replaced,
+                         conflicts=report.conflicts)
+    out = console()
+    line = f"read {report.read} entries from {escape(file)}: {report.added} new, {report.unchanged} already present"
+    if report.replaced:
+        line += f", {report.replaced} replaced"
+    if report.conflicts:
+        out.print(line + f", {len(report.conflicts)} conflict(s) kept as they were (--overwrite replaces them):",
+                  soft_wrap=True)
+        _list(out, report.conflicts)
+    else:
+        out.print(line, soft_wrap=True)
+
+
+@cache.command()
+@summary_option
+def migrate(summary):
+    """Convert a cache written by an older gasus (values pickled) to JSON values, once.
+
+    Old values are read by an unpickler that can build plain data only, never code; entries
+    that are not gasus entries are dropped and listed, memos of file hashes are recomputed on use.
+
+    \b
+    Example:
+      gasus cache migrate
+    """
+    report = _open(migrating=True).migrate()
+    summary.items = report.converted
+    summary.extra.update(memos=report.memos, broken=report.broken)
+    out = console()
+    line = f"converted {report.converted} entries to JSON"
+    if report.memos:
+        line += f"; dropped {report.memos} memo(s) of file hashes or chat templates (recomputed on use)"
+    if report.broken:
+        out.print(line + f"; dropped {len(report.broken)} broken entry(ies):", soft_wrap=True)
+        _list(out, report.broken)
+    else:
+        out.print(line, soft_wrap=True)
 
 
 @cache.command()

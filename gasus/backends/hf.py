@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import BackendError, MissingDependencyError
 from ..records import canonical_json, sha256_text
-from .base import Backend, BackendOptions, Request, file_sha256
+from .base import Backend, BackendOptions, Request, chat_fragments, file_sha256
 
 # Files whose bytes decide what the model writes: weights, config, tokenizer.
 _MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".gguf", ".txt", ".jinja")
@@ -90,7 +90,8 @@ class HFBackend(Backend):
         template = getattr(tokenizer, "chat_template", None)
         return {"transformers": importlib.metadata.version("transformers"),
                 "dtype": "bfloat16" if self._use_cuda(torch) else "float32",
-                "chat_template": sha256_text(canonical_json(template)) if template else None}
+                "chat_template": sha256_text(canonical_json(template)) if template else None,
+                "data_as_text": True}  # see LlamaCppBackend.cache_params
 
     # -------------------------------------------------------------- loading
 
@@ -145,22 +146,32 @@ class HFBackend(Backend):
 
     # -------------------------------------------------------------- generation
 
-    def _prompt_text(self, request: Request, tokenizer) -> str:
+    def prompt_ids(self, request: Request, tokenizer) -> list[int]:
+        """The token ids of a request's prompt, in which data is always text: a raw prompt gets
+        only the special tokens the tokenizer adds itself (BOS for LLaMA, as in training); a
+        chat only those its template writes."""
         if request.is_raw:
-            return request.messages[0]["content"]
+            return tokenizer(request.messages[0]["content"], split_special_tokens=True)["input_ids"]
         if not getattr(tokenizer, "chat_template", None):
             raise BackendError(f"hf:{self.target}: the tokenizer has no chat template; use the Alpaca prompt")
-        return tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
+        specials = [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
+        try:
+            fragments = chat_fragments(
+                lambda ms: tokenizer.apply_chat_template(ms, tokenize=False, add_generation_prompt=True),
+                request.messages, specials)
+        except BackendError as exc:
+            raise BackendError(f"hf:{self.target}: {exc}") from None
+        ids: list[int] = []
+        for text, special in fragments:
+            ids += tokenizer(text, add_special_tokens=False, split_special_tokens=not special)["input_ids"]
+        return ids
 
     def _generate(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
         torch, _ = _import_torch_transformers()
         model, tokenizer = self._load()
         params = requests[0].params
-        # A chat template already holds the special tokens it needs; a raw prompt gets the
-        # tokenizer's usual ones (BOS for LLaMA), as in training.
-        add_special = requests[0].is_raw
-        texts = [self._prompt_text(r, tokenizer) for r in requests]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special).to(self._device)
+        batch = tokenizer.pad({"input_ids": [self.prompt_ids(r, tokenizer) for r in requests]},
+                              return_tensors="pt", padding=True).to(self._device)
         temperature = float(params.get("temperature") or 0)
         sampling: dict[str, Any] = {"do_sample": False}
         if temperature > 0:

@@ -363,6 +363,7 @@ class Cache:
     def clear(self) -> int:
         n = len(self._store)
         self._store.clear()
+        self._write_marker()  # an emptied cache of an older gasus is a new one
         return n
 
     def close(self) -> None:

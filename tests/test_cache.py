@@ -272,7 +272,16 @@ def test_cache_never_runs_code_and_trusts_nothing(tmp_path, monkeypatch):
         "broken: 1 (stored as pickles, never loaded; `gasus cache migrate` converts or drops them)"]
     with pytest.raises(CacheError, match="entry cccccccccccccccc… is stored as a pickle, which gasus never loads"):
         Cache().get("c" * 64)
+    out = tmp_path / "out.jsonl"
+    assert run_cli("cache", "export", str(out)).output == f"exported 1 entries -> {out} (1 broken entries left out)\n"
     assert not flag.exists()
+
+    # An old cache can be emptied without converting it.
+    old = tmp_path / "old"
+    _legacy_cache(old, {"e" * 64: good})
+    monkeypatch.setenv("GASUS_CACHE_DIR", str(old))
+    assert run_cli("cache", "clear", "--yes").output == "cleared 1 entries\n"
+    assert run_cli("cache", "stats").exit_code == 0
 
 
 def _export_line(key, value, **entry):

@@ -64,8 +64,10 @@ def export_(file, summary):
     Example:
       gasus cache export grades.jsonl
     """
-    summary.items = n = _open().export(file)
-    console().print(f"exported {n} entries -> {escape(file)}")
+    store = _open()
+    summary.items = n = store.export(file)
+    broken = f" ({len(store.broken)} broken entries left out)" if store.broken else ""
+    console().print(f"exported {n} entries -> {escape(file)}{broken}", soft_wrap=True)
 
 
 @cache.command("import")
@@ -136,7 +138,7 @@ def clear(yes, summary):
     Example:
       gasus cache clear --yes
     """
-    store = _open()
+    store = _open(migrating=True)  # an old cache may be emptied without converting it first
     if not yes:
         click.confirm(f"Delete all {len(store)} entries of {store.directory}?", abort=True)
     summary.items = n = store.clear()

@@ -6,19 +6,168 @@ Value: the raw completion and what the backend measured; parsing happens on read
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import os
+import pickle
+import re
+import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import diskcache
 
 from .errors import BadInputError, CacheError
 from .records import canonical_json, sha256_text
 
-SCHEMA = 1
+SCHEMA = 1  # of the keys
+STORAGE = 2  # of the directory: 1 pickled values (diskcache's default), 2 JSON text
 MARKER = "gasus-cache.json"
 MODELS = "models"  # base models `gasus train` dequantized, beside the store (train.converted_gguf_dir)
+# Keys gasus writes for itself (memos of file hashes and chat templates): local, never exported or imported.
+INTERNAL_PREFIXES = ("filehash:", "chat-template:")
+_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+class PickledKey(bytes):
+    """A key diskcache stored as a pickle: never loaded, only counted and deleted."""
+
+
+class BrokenEntry(ValueError):
+    """A stored value gasus does not load: not JSON, or a file outside the cache directory."""
+
+    reason = "is not a JSON value"
+
+
+class PickledValue(BrokenEntry):
+    """A value stored as a pickle (by an older gasus, or a crafted cache): never loaded."""
+
+    reason = "is stored as a pickle"
+
+    def __init__(self, filename: str | None, data: bytes | None):
+        super().__init__(self.reason)
+        self.filename, self.data = filename, data
+
+
+class JsonDisk(diskcache.Disk):
+    """diskcache's serialisation, with values as JSON text and nothing ever unpickled.
+
+    diskcache's own Disk pickles every value that is not a str, bytes or number, and unpickles
+    it on read: a crafted cache directory would run code. Values here are JSON; a pickled
+    key or value is refused, and files are read and removed only inside the cache directory.
+    """
+
+    def put(self, key: Any) -> tuple[Any, bool]:
+        if isinstance(key, PickledKey):
+            return sqlite3.Binary(key), False
+        if type(key) not in (str, bytes, int, float):
+            raise TypeError(f"cache keys are strings, not {type(key).__name__}")
+        return super().put(key)
+
+    def get(self, key: Any, raw: bool) -> Any:
+        return super().get(key, raw) if raw else PickledKey(key)
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> tuple:
+        if read:
+            raise TypeError("the gasus cache stores JSON values, not files")
+        return super().store(json.dumps(value, ensure_ascii=False, separators=(",", ":")), False, key=key)
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode == diskcache.core.MODE_PICKLE:
+            raise PickledValue(filename, None if value is None else bytes(value))
+        if filename is not None:
+            self._inside(filename)
+        try:
+            return json.loads(super().fetch(mode, filename, value, read))
+        except (TypeError, ValueError):  # a crafted row: bytes, or text that is not JSON
+            raise BrokenEntry(BrokenEntry.reason) from None
+
+    def remove(self, file_path: str) -> None:
+        self._inside(file_path)
+        super().remove(file_path)
+
+    def _inside(self, filename: str) -> Path:
+        root = Path(self._directory).resolve()
+        path = (root / filename).resolve()
+        if root not in path.parents:  # a crafted row pointing out of the cache: never followed
+            raise BrokenEntry(f"names a file outside the cache ({filename})")
+        return path
+
+    def legacy_value(self, entry: PickledValue) -> Any:
+        """What an older gasus pickled, read by an unpickler that cannot call or import anything:
+        dicts, lists, strings and numbers load, anything else raises pickle.UnpicklingError."""
+        data = entry.data
+        if data is None:
+            data = self._inside(entry.filename or "").read_bytes()
+        return _DataOnlyUnpickler(io.BytesIO(data)).load()
+
+
+class _DataOnlyUnpickler(pickle.Unpickler):
+    # The "restricting globals" recipe of the pickle docs, restricted to nothing.
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"{module}.{name} is not data")
+
+
+@dataclass
+class ImportReport:
+    """What `Cache.import_` did with the lines of an export file."""
+
+    read: int = 0
+    added: int = 0
+    unchanged: int = 0
+    replaced: int = 0
+    conflicts: list[str] = field(default_factory=list)  # keys whose cached value differs, kept as they were
+
+
+@dataclass
+class MigrateReport:
+    converted: int = 0
+    memos: int = 0  # internal memos dropped: recomputed on use
+    broken: list[str] = field(default_factory=list)  # entries that are not data or not gasus entries: dropped
+
+
+@functools.cache
+def _entry_schema() -> Any:
+    """The pydantic model of one cache entry (pydantic is imported only to check imports)."""
+    from pydantic import BaseModel, ConfigDict
+
+    class Completion(BaseModel):
+        model_config = ConfigDict(extra="allow", strict=True)  # a backend may measure more
+        text: str
+        finish_reason: str | None = None
+        usage: dict[str, int | None] | None = None
+        logprobs: dict[str, float] | None = None
+        completion_tokens: int | None = None
+
+    class Entry(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        value: Completion
+        backend: str = ""
+        model: str = ""
+        created: float = 0.0
+
+    return Entry
+
+
+def entry_problem(key: Any, entry: Any) -> str | None:
+    """Why (key, entry) cannot be a cache entry from elsewhere, or None when it can."""
+    from pydantic import ValidationError
+
+    if not isinstance(key, str) or key.startswith(INTERNAL_PREFIXES):
+        return f"'{key}' is an internal key (file hashes, chat templates) and is never imported"
+    if not _KEY.fullmatch(key):
+        return f"'{key}' is not a gasus cache key (64 hex digits)"
+    try:
+        _entry_schema().model_validate(entry)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        return f"not a gasus cache entry: {where}: {error['msg']}"
+    return None
 
 
 def default_cache_dir() -> Path:
@@ -54,19 +203,29 @@ def prepare_cache_dir(directory: str | Path | None = None) -> Path:
     try:
         d.mkdir(parents=True, exist_ok=True)
         if not marker.exists():
-            marker.write_text(json.dumps({"gasus_cache": SCHEMA}) + "\n")
+            write_marker(d)
         probe = d / f".write-probe-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
         raise CacheError(f"{d}: the cache directory is not writable: {exc.strerror}") from None
-    try:
-        schema = json.loads(marker.read_text()).get("gasus_cache")
-    except (OSError, ValueError, AttributeError):
-        schema = None
-    if schema != SCHEMA:
-        raise CacheError(f"{d}: {MARKER} is not a gasus cache marker of schema {SCHEMA}")
+    marker_storage(d)
     return d
+
+
+def write_marker(d: Path) -> None:
+    (d / MARKER).write_text(json.dumps({"gasus_cache": STORAGE}) + "\n")
+
+
+def marker_storage(d: Path) -> int:
+    """The storage format a cache dir's marker names: 1 (pickled values, an older gasus) or STORAGE."""
+    try:
+        storage = json.loads((d / MARKER).read_text()).get("gasus_cache")
+    except (OSError, ValueError, AttributeError):
+        storage = None
+    if storage not in (1, STORAGE):
+        raise CacheError(f"{d}: {MARKER} is not a gasus cache marker of storage format 1 or {STORAGE}")
+    return storage
 
 
 def _only_converted_models(d: Path) -> bool:
@@ -82,22 +241,40 @@ def _only_converted_models(d: Path) -> bool:
 class Cache:
     """A diskcache-backed store of completions, safe to share between processes.
 
-    Each entry holds {"value": ..., "backend", "model", "created"}; `get` returns the value.
+    Each entry holds {"value": ..., "backend", "model", "created"} as JSON; `get` returns the value.
+    With `migrating=True` a directory of pickled values (an older gasus) opens, for `migrate`.
     """
 
-    def __init__(self, directory: str | Path | None = None):
+    def __init__(self, directory: str | Path | None = None, *, migrating: bool = False):
         self.directory = prepare_cache_dir(directory)
-        import diskcache
-
+        self.broken: list[str] = []  # keys of pickled entries met by `entries`
+        storage = marker_storage(self.directory)
         try:
-            self._store = diskcache.Cache(str(self.directory), eviction_policy="none", size_limit=2**62)
-        except Exception as exc:  # sqlite3.OperationalError, PermissionError
+            self._store = diskcache.Cache(str(self.directory), disk=JsonDisk, eviction_policy="none",
+                                          size_limit=2**62)
+        except Exception as exc:  # sqlite3.OperationalError, PermissionError, a crafted Settings table
             raise CacheError(f"{self.directory}: cannot open the cache: {exc}") from None
+        if storage != STORAGE:
+            if len(self._store) and not migrating:
+                raise CacheError(f"{self.directory}: the cache holds values pickled by an older gasus, which are "
+                                 "never loaded; convert them once with `gasus cache migrate`")
+            if not len(self._store):
+                self._write_marker()
+
+    def _write_marker(self) -> None:
+        write_marker(self.directory)
 
     # -------------------------------------------------------------- entries
 
+    def _entry(self, key: str) -> dict[str, Any] | None:
+        try:
+            return self._store.get(key)
+        except BrokenEntry as exc:
+            raise CacheError(f"{self.directory}: entry {key[:16]}… {exc}, which gasus never loads; "
+                             "`gasus cache migrate` converts or drops such entries") from None
+
     def get(self, key: str) -> dict[str, Any] | None:
-        entry = self._store.get(key)
+        entry = self._entry(key)
         return None if entry is None else entry["value"]
 
     def __contains__(self, key: str) -> bool:
@@ -110,9 +287,18 @@ class Cache:
         return len(self._store)
 
     def entries(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every readable entry; the keys of pickled ones are collected in `self.broken` instead."""
+        self.broken = []
         for key in self._store.iterkeys():
-            entry = self._store.get(key)
-            if entry is not None:
+            if isinstance(key, PickledKey):
+                self.broken.append(key.hex())
+                continue
+            try:
+                entry = self._store.get(key)
+            except BrokenEntry:
+                self.broken.append(key)
+                continue
+            if entry is not None:  # None: deleted meanwhile
                 yield key, entry
 
     # -------------------------------------------------------------- management
@@ -121,33 +307,90 @@ class Cache:
         by_backend: dict[str, int] = {}
         for _, entry in self.entries():
             by_backend[entry.get("backend") or "?"] = by_backend.get(entry.get("backend") or "?", 0) + 1
-        return {"directory": str(self.directory), "entries": len(self._store),
+        return {"directory": str(self.directory), "entries": len(self._store), "broken": len(self.broken),
                 "bytes": self._store.volume(), "by_backend": dict(sorted(by_backend.items()))}
 
     def export(self, path: str | Path) -> int:
-        """Write every entry as JSON Lines {"key", "entry"}; returns how many."""
+        """Write every model call's entry as JSON Lines {"key", "entry"}; returns how many.
+        Internal memos (file hashes, chat templates) stay: they describe this machine's files."""
         from .io import write_jsonl
 
-        return write_jsonl(path, ({"key": k, "entry": e} for k, e in self.entries()))
+        return write_jsonl(path, ({"key": k, "entry": e} for k, e in self.entries()
+                                  if not k.startswith(INTERNAL_PREFIXES)))
 
-    def import_(self, path: str | Path) -> int:
-        """Merge entries exported by `export`; returns how many were read."""
+    def import_(self, path: str | Path, *, overwrite: bool = False) -> ImportReport:
+        """Merge entries exported by `export`. Every line is checked first (nothing is imported
+        from a file with a bad line); an entry whose key holds a different value here is a
+        conflict, kept as it was and listed, unless `overwrite`."""
         from .io import iter_jsonl
 
         rows = []
         for lineno, row in iter_jsonl(path):
-            if not (isinstance(row, dict) and isinstance(row.get("key"), str)
-                    and isinstance(row.get("entry"), dict) and "value" in row["entry"]):
+            if not (isinstance(row, dict) and set(row) == {"key", "entry"}):
                 raise BadInputError(f"{path}: line {lineno}: not a gasus cache export line")
+            problem = entry_problem(row["key"], row["entry"])
+            if problem:
+                raise BadInputError(f"{path}: line {lineno}: {problem}")
             rows.append(row)
+        report = ImportReport(read=len(rows))
         with self._store.transact():
             for row in rows:
-                self._store.set(row["key"], row["entry"])
-        return len(rows)
+                key, entry = row["key"], {"backend": "", "model": "", "created": 0.0, **row["entry"]}
+                try:
+                    old = self._store.get(key)
+                except BrokenEntry:
+                    old = {"value": None}  # unreadable here: a conflict like any other
+                if old is None:
+                    report.added += 1
+                elif old["value"] == entry["value"]:
+                    report.unchanged += 1
+                    continue
+                elif overwrite:
+                    report.replaced += 1
+                else:
+                    report.conflicts.append(key)
+                    continue
+                self._store.set(key, entry)
+        return report
+
+    def migrate(self) -> MigrateReport:
+        """Convert the pickled entries of an older gasus to JSON, once: each is read by an
+        unpickler that can build only plain data, and checked like an import. Memos are dropped
+        (recomputed on use), anything else that is not a gasus entry is dropped and listed."""
+        report = MigrateReport()
+        disk = self._store.disk
+        with self._store.transact():
+            for key in list(self._store.iterkeys()):
+                if isinstance(key, PickledKey):
+                    report.broken.append(key.hex())
+                    self._store.delete(key)
+                    continue
+                try:
+                    self._store.get(key)
+                    continue  # already JSON
+                except PickledValue as pickled:
+                    try:
+                        entry = disk.legacy_value(pickled)
+                    except Exception:  # any failure to read the bytes as plain data
+                        entry = None
+                except BrokenEntry:
+                    entry = None
+                if key.startswith(INTERNAL_PREFIXES):
+                    report.memos += 1
+                    self._store.delete(key)
+                elif entry is not None and entry_problem(key, entry) is None:
+                    report.converted += 1
+                    self._store.set(key, entry)
+                else:
+                    report.broken.append(key)
+                    self._store.delete(key)
+        self._write_marker()
+        return report
 
     def clear(self) -> int:
         n = len(self._store)
         self._store.clear()
+        self._write_marker()  # an emptied cache of an older gasus is a new one
         return n
 
     def close(self) -> None:

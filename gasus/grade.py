@@ -33,6 +33,7 @@ SCORE_MAX_TOKENS = 8
 BUCKETS = ("<3", "3", "3.5", "4", "4.5", "5")  # the paper's score histogram (its Figure 3)
 
 _SYSTEM, _USER = "[system]\n", "[user]\n"
+_FIELDS = ("instruction", "input", "output")
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,9 @@ class GradingPrompt:
         elif text.startswith(_USER):
             text = text[len(_USER):]
         user = Template(template.name + ":user", text)
-        if "{output}" not in user.text:
+        if system is not None:
+            system.fields(_FIELDS, template.name)
+        if "output" not in user.fields(_FIELDS, template.name):
             raise BadInputError(f"prompt '{template.name}': the user message must contain {{output}}, the response to grade")
         prompt = cls(template.name, template.version, system, user)
         prompt.messages(Example(0, "i", "x", "o"))  # a bad slot fails now, not on row 1,000

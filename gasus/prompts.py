@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import string
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,30 @@ class Template:
     @property
     def version(self) -> str:
         return sha256_text(self.text)[:16]
+
+    def fields(self, allowed: Collection[str], label: str | None = None) -> set[str]:
+        """The fields the text fills in, parsed as str.format parses them (`{{x}}` is a literal).
+
+        Only bare names from `allowed` are accepted, with an optional conversion (`!s`): an index,
+        an attribute or a format spec (`{input:>3000000000}` pads to gigabytes) is refused.
+        """
+        label = label or self.name
+        names = set()
+        try:
+            parsed = list(string.Formatter().parse(self.text))
+        except ValueError as exc:
+            raise BadInputError(f"prompt '{label}': not a valid template: {exc}") from None
+        for _, name, spec, conversion in parsed:
+            if name is None:
+                continue
+            written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            if name not in allowed:
+                known = ", ".join("{" + a + "}" for a in allowed)
+                raise BadInputError(f"prompt '{label}': unknown field {written} (use {known})")
+            if spec:
+                raise BadInputError(f"prompt '{label}': {written} has a format spec; write the bare field")
+            names.add(name)
+        return names
 
     def render(self, **fields: str) -> str:
         try:

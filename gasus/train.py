@@ -403,11 +403,30 @@ def training_rows(examples: Sequence[Example]) -> list[dict[str, str]]:
     return [{"prompt": alpaca_prompt(e.instruction, e.input), "completion": e.output} for e in examples]
 
 
+def training_features(examples: Sequence[Example], tokenizer: Any) -> list[dict[str, list[int]]]:
+    """The rows as trained on: `input_ids` (prompt, response, EOS) and `completion_mask` (1 on the
+    response and EOS), as TRL would tokenize them, except that data is always text.
+
+    TRL appends the EOS *text* and tokenizes with special tokens parsed, so a response holding
+    "</s>" or "<|im_end|>" would put a real EOS (or turn marker) inside the loss. Here the data
+    is tokenized with special tokens split into plain text, and the one EOS is appended by id.
+    """
+    features = []
+    for row in training_rows(examples):
+        prompt_ids = tokenizer(row["prompt"], split_special_tokens=True)["input_ids"]
+        ids = tokenizer(row["prompt"] + row["completion"], split_special_tokens=True)["input_ids"]
+        ids = ids + [tokenizer.eos_token_id]
+        # The response starts where the two tokenizations part (a token may merge across the boundary).
+        n = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), min(len(prompt_ids), len(ids)))
+        features.append({"input_ids": ids, "completion_mask": [0] * n + [1] * (len(ids) - n)})
+    return features
+
+
 def check_prompt_lengths(examples: Sequence[Example], tokenizer: Any, max_length: int) -> dict[str, int]:
     """Token counts of the prompts; an error when any prompt leaves no room for its response
     within max_length (TRL would drop such an example without a word)."""
     prompts = [row["prompt"] for row in training_rows(examples)]
-    lengths = [len(ids) for ids in tokenizer(prompts)["input_ids"]]
+    lengths = [len(ids) for ids in tokenizer(prompts, split_special_tokens=True)["input_ids"]]
     longest = max(range(len(lengths)), key=lengths.__getitem__)
     too_long = sum(1 for n in lengths if n >= max_length)
     if too_long:
@@ -467,8 +486,8 @@ def build_trainer(examples: Sequence[Example], config: TrainConfig, model: Any, 
                   tf32: bool = False, callbacks: Sequence[Any] = ()) -> Any:
     """TRL's SFTTrainer for these examples, with Alpaca's settings and completion-only loss.
 
-    Its `train_dataset` is the tokenized data as trained on: `input_ids` and `labels`, with
-    -100 on every prompt token.
+    Its `train_dataset` is the tokenized data as trained on (`training_features`): `input_ids`
+    and `labels`, with -100 on every prompt token.
     """
     _import_training_stack()
     from datasets import Dataset
@@ -518,7 +537,7 @@ def build_trainer(examples: Sequence[Example], config: TrainConfig, model: Any, 
     )
     if args.world_size != plan.world_size:  # the global batch must come out as asked
         raise GasusError(f"the trainer sees {args.world_size} processes, but WORLD_SIZE says {plan.world_size}")
-    dataset = Dataset.from_list(training_rows(examples))
+    dataset = Dataset.from_list(training_features(examples, tokenizer))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=list(callbacks))
     trainer.remove_callback(PrinterCallback)  # it prints every log line; gasus shows its own progress

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -37,19 +38,19 @@ def test_put_get_persist_across_instances(tmp_path):
 def test_export_clear_import_round_trip(tmp_path):
     cache = Cache()
     for i in range(5):
-        cache.put(f"k{i}", {"text": str(i)}, backend="openai" if i % 2 else "llamacpp", model="m")
+        cache.put(f"{i}" * 64, {"text": str(i)}, backend="openai" if i % 2 else "llamacpp", model="m")
     out = tmp_path / "export.jsonl"
     assert cache.export(out) == 5
     assert cache.clear() == 5
-    assert all(cache.get(f"k{i}") is None for i in range(5))
-    assert cache.import_(out) == 5
-    assert [cache.get(f"k{i}")["text"] for i in range(5)] == ["0", "1", "2", "3", "4"]
+    assert all(cache.get(f"{i}" * 64) is None for i in range(5))
+    assert cache.import_(out).added == 5
+    assert [cache.get(f"{i}" * 64)["text"] for i in range(5)] == ["0", "1", "2", "3", "4"]
     assert cache.stats()["by_backend"] == {"llamacpp": 3, "openai": 2}
 
 
 def test_import_rejects_foreign_lines(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"key": "k", "entry": {"value": {}}}) + "\n" + json.dumps({"x": 1}) + "\n")
+    bad.write_text(json.dumps({"key": "a" * 64, "entry": {"value": {"text": "4"}}}) + "\n" + json.dumps({"x": 1}) + "\n")
     with pytest.raises(BadInputError, match=r"bad\.jsonl: line 2: not a gasus cache export line"):
         Cache().import_(bad)
     assert len(Cache()) == 0  # nothing half-imported
@@ -128,14 +129,15 @@ def test_offline_miss_is_an_error():
 
 
 def test_cache_cli_round_trip(tmp_path):
-    Cache().put("k", {"text": "5"}, backend="llamacpp", model="m")
+    k = "f" * 64
+    Cache().put(k, {"text": "5"}, backend="llamacpp", model="m")
     out = tmp_path / "e.jsonl"
     assert "exported 1 entries" in run_cli("cache", "export", str(out)).output
     assert "cleared 1 entries" in run_cli("cache", "clear", "--yes").output
-    assert Cache().get("k") is None
+    assert Cache().get(k) is None
     result = run_cli("cache", "import", str(out), "--summary-json", str(tmp_path / "s.json"))
-    assert "imported 1 entries" in result.output
-    assert Cache().get("k") == {"text": "5"}
+    assert f"read 1 entries from {out}: 1 new, 0 already present" in result.output
+    assert Cache().get(k) == {"text": "5"}
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["command"] == "cache import" and summary["items"] == 1
     assert "entries: 1" in run_cli("cache", "stats").output
@@ -186,3 +188,180 @@ def test_cache_key_gaps_prefix_block_misses_the_cache(embedded_gguf, monkeypatch
         return llamacpp.LlamaCppBackend(str(embedded_gguf))
 
     assert _misses_after_change(llamacpp.LlamaCppBackend(str(embedded_gguf)), with_larger_blocks, RATE) == [0]
+
+def test_swapped_model_file_is_not_mistaken_for_the_old_one(tmp_path, monkeypatch):
+    """Issue 18 item 6: file hashes were memoised by (path, size, mtime), which `cp -p`,
+    `rsync -a` and tar all preserve, so a replaced model answered from the old one's entries."""
+    import hashlib
+
+    import gasus.backends.base as base
+
+    cache = Cache()
+    model = tmp_path / "model.gguf"
+    stamp = (1_600_000_000_123_456_789, 1_600_000_000_123_456_789)
+
+    def put(data: bytes, *, in_place: bool) -> None:
+        time.sleep(0.05)  # past the kernel's coarse ctime tick, as any real copy is
+        if in_place:  # cp -p onto an existing file: same inode, old mtime restored
+            with open(model, "r+b") as handle:
+                handle.write(data)
+        else:  # rsync -a, tar: a new file renamed over the old one, old mtime restored
+            tmp = tmp_path / ".model.tmp"
+            tmp.write_bytes(data)
+            os.utime(tmp, ns=stamp)
+            os.replace(tmp, model)
+        os.utime(model, ns=stamp)
+
+    later = time.time() + 60  # every file written here is settled by then
+    monkeypatch.setattr(time, "time", lambda: later)
+    put(b"A" * 4096, in_place=False)
+    assert base.file_sha256(model, cache) == hashlib.sha256(b"A" * 4096).hexdigest()
+    put(b"B" * 4096, in_place=False)
+    assert base.file_sha256(model, cache) == hashlib.sha256(b"B" * 4096).hexdigest()
+    put(b"C" * 4096, in_place=True)
+    assert base.file_sha256(model, cache) == hashlib.sha256(b"C" * 4096).hexdigest()
+
+    # An unchanged file is answered from the memo: its bytes are not read again.
+    expected = hashlib.sha256(b"C" * 4096).hexdigest()
+    monkeypatch.setattr(base.hashlib, "sha256", None)
+    assert base.file_sha256(model, cache) == expected
+
+
+def test_a_file_written_just_now_is_hashed_again(tmp_path):
+    """Within the kernel's ctime tick a rewrite may keep every stat field: such a file is never memoised."""
+    import gasus.backends.base as base
+
+    cache = Cache()
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"x")
+    base.file_sha256(model, cache)
+    assert [k for k, _ in cache.entries() if k.startswith("filehash:")] == []
+
+
+# ---------------------------------------------------------------- item 5: no pickles, a checked import
+
+
+class _RunsCode:
+    """What a crafted cache entry may hold: unpickling it calls Path.touch(flag)."""
+
+    def __init__(self, flag):
+        self.flag = flag
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.touch, (Path(self.flag),)
+
+
+def _legacy_cache(directory, entries, marker=1):
+    """A cache as gasus wrote it before values were JSON: diskcache's default, pickling Disk."""
+    import diskcache
+
+    directory.mkdir(parents=True)
+    (directory / "gasus-cache.json").write_text(json.dumps({"gasus_cache": marker}) + "\n")
+    store = diskcache.Cache(str(directory), eviction_policy="none", size_limit=2**62)
+    for key, entry in entries.items():
+        store.set(key, entry)
+    store.close()
+
+
+def test_cache_never_runs_code_and_trusts_nothing(tmp_path, monkeypatch):
+    """Issue 18 item 5: values were pickled, so a crafted cache dir ran code on `gasus cache stats`."""
+    flag = tmp_path / "pwned"
+    good = {"value": {"text": "4.5\nFine."}, "backend": "llamacpp", "model": "m", "created": 1.0}
+    cache_dir = tmp_path / "cache"
+    _legacy_cache(cache_dir, {"a" * 64: good, "b" * 64: {"value": _RunsCode(flag)},
+                              "filehash:/m.gguf:1:2": {"value": {"sha256": "0" * 64}}})
+
+    result = run_cli("cache", "stats")
+    assert not flag.exists()
+    assert result.exit_code == 2
+    assert result.output == (f"Error: {cache_dir}: the cache holds values pickled by an older gasus, which are never "
+                             "loaded; convert them once with `gasus cache migrate`\n")
+
+    result = run_cli("cache", "migrate")
+    assert not flag.exists()
+    assert result.exit_code == 0, result.output
+    assert result.output == ("converted 1 entries to JSON; dropped 1 memo(s) of file hashes or chat templates "
+                             "(recomputed on use); dropped 1 broken entry(ies):\n  " + "b" * 64 + "\n")
+    assert Cache().get("a" * 64) == {"text": "4.5\nFine."}
+    assert len(Cache()) == 1
+    assert run_cli("cache", "migrate").output == "converted 0 entries to JSON\n"
+
+    # Every value is now stored as JSON text: no pickle mode (4) in the database.
+    import sqlite3
+
+    with sqlite3.connect(cache_dir / "cache.db") as db:
+        assert {mode for (mode,) in db.execute("SELECT mode FROM Cache")} == {1}
+
+    # A crafted cache that claims the new format still never unpickles: the entry is reported broken.
+    crafted = tmp_path / "crafted"
+    # (diskcache's own Disk stores a str as it is: that entry reads as the JSON gasus now writes)
+    _legacy_cache(crafted, {"c" * 64: {"value": _RunsCode(flag)}, "d" * 64: json.dumps(good)}, marker=2)
+    monkeypatch.setenv("GASUS_CACHE_DIR", str(crafted))
+    result = run_cli("cache", "stats")
+    assert not flag.exists()
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "entries: 2  (0.0 MB)", "  llamacpp: 1",
+        "broken: 1 (stored as pickles, never loaded; `gasus cache migrate` converts or drops them)"]
+    with pytest.raises(CacheError, match="entry cccccccccccccccc… is stored as a pickle, which gasus never loads"):
+        Cache().get("c" * 64)
+    out = tmp_path / "out.jsonl"
+    assert run_cli("cache", "export", str(out)).output == f"exported 1 entries -> {out} (1 broken entries left out)\n"
+    assert not flag.exists()
+
+    # An old cache can be emptied without converting it.
+    old = tmp_path / "old"
+    _legacy_cache(old, {"e" * 64: good})
+    monkeypatch.setenv("GASUS_CACHE_DIR", str(old))
+    assert run_cli("cache", "clear", "--yes").output == "cleared 1 entries\n"
+    assert run_cli("cache", "stats").exit_code == 0
+
+
+def _export_line(key, value, **entry):
+    return json.dumps({"key": key, "entry": {"value": value, "backend": "openai", "model": "m", "created": 2.0,
+                                             **entry}}) + "\n"
+
+
+def test_cache_import_checks_every_value_and_keeps_conflicts(tmp_path):
+    k1, k2, k3 = "1" * 64, "2" * 64, "3" * 64
+    cache = Cache()
+    cache.put(k1, {"text": "5"}, backend="openai", model="m")
+    cache.put(k2, {"text": "4"}, backend="openai", model="m")
+    f = tmp_path / "in.jsonl"
+    for line, message in [
+        (_export_line("filehash:/x.gguf:1:2", {"sha256": "0"}), "line 1: 'filehash:/x.gguf:1:2' is an internal key (file hashes, chat templates) and is never imported"),
+        (_export_line("chat-template:ab", {"template": "x"}), "line 1: 'chat-template:ab' is an internal key (file hashes, chat templates) and is never imported"),
+        (_export_line("k", {"text": "4"}), "line 1: 'k' is not a gasus cache key (64 hex digits)"),
+        (_export_line(k3, {"text": 4}), "line 1: not a gasus cache entry: value.text: Input should be a valid string"),
+        (_export_line(k3, {"text": "4", "logprobs": {"4": "high"}}), "line 1: not a gasus cache entry: value.logprobs.4: Input should be a valid number"),
+        (_export_line(k3, "4"), "line 1: not a gasus cache entry: value: Input should be a valid dictionary or instance of Completion"),
+        (_export_line(k3, {"text": "4"}, pickle="x"), "line 1: not a gasus cache entry: pickle: Extra inputs are not permitted"),
+    ]:
+        f.write_text(line)
+        with pytest.raises(BadInputError) as err:
+            cache.import_(f)
+        assert str(err.value) == f"{f}: {message}"
+    assert len(cache) == 2
+
+    f.write_text(_export_line(k1, {"text": "5"}) + _export_line(k2, {"text": "0"}) + _export_line(k3, {"text": "3"}))
+    report = cache.import_(f)
+    assert (report.read, report.added, report.unchanged, report.replaced, report.conflicts) == (3, 1, 1, 0, [k2])
+    assert cache.get(k2) == {"text": "4"}  # the conflict was kept as it was
+    result = run_cli("cache", "import", str(f))
+    assert result.exit_code == 0
+    assert result.output == (f"read 3 entries from {f}: 0 new, 2 already present, 1 conflict(s) kept as they were "
+                             f"(--overwrite replaces them):\n  {k2}\n")
+    result = run_cli("cache", "import", str(f), "--overwrite")
+    assert result.output == f"read 3 entries from {f}: 0 new, 2 already present, 1 replaced\n"
+    assert Cache().get(k2) == {"text": "0"}
+
+
+def test_export_leaves_out_internal_memos(tmp_path):
+    cache = Cache()
+    cache.put("e" * 64, {"text": "5"}, backend="llamacpp", model="m")
+    cache.put("filehash:/x:1", {"sha256": "0" * 64}, backend="filehash", model="/x")
+    out = tmp_path / "e.jsonl"
+    assert cache.export(out) == 1
+    assert [json.loads(line)["key"] for line in out.read_text().splitlines()] == ["e" * 64]

@@ -110,7 +110,7 @@ def test_custom_prompt_files(tmp_path):
     assert grading_prompt(prompt_file=both).messages(ex(0, "yes")) == [
         {"role": "system", "content": "You grade.\nTwo lines."}, {"role": "user", "content": "yes\n"}]
     for text, message in [("Rate {instruction}", "must contain {output}"),
-                          ("{output} {answer}", "uses {answer}"),
+                          ("{output} {answer}", "unknown field {answer}"),
                           ("[system]\nno user line {output}", "needs a [user] line")]:
         bad = tmp_path / "bad.txt"
         bad.write_text(text)
@@ -118,6 +118,29 @@ def test_custom_prompt_files(tmp_path):
             grading_prompt(prompt_file=bad)
     with pytest.raises(BadInputError, match="cannot read the prompt file"):
         grading_prompt(prompt_file=tmp_path / "missing.txt")
+
+
+def test_prompt_file_fields_are_parsed_not_searched(tmp_path):
+    """Issue 18 item 9: `{{output}}` passed the `{output}` substring check and sent literal braces,
+    `{output!s}` was refused, and a format spec such as `{instruction:>3000000000}` was honoured."""
+    f = tmp_path / "p.txt"
+    cases = [
+        ("Grade {{output}} for {instruction}", "prompt 'p.txt': the user message must contain {output}, the response to grade"),
+        ("{output} {instruction:>30}", "prompt 'p.txt': {instruction:>30} has a format spec; write the bare field"),
+        ("{output} {answer}", "prompt 'p.txt': unknown field {answer} (use {instruction}, {input}, {output})"),
+        ("{output} {}", "prompt 'p.txt': unknown field {} (use {instruction}, {input}, {output})"),
+        ("{output.__class__}", "prompt 'p.txt': unknown field {output.__class__} (use {instruction}, {input}, {output})"),
+        ("[system]\n{input:{output}}\n[user]\n{output}", "prompt 'p.txt': {input:{output}} has a format spec; write the bare field"),
+        ("{output} {", "prompt 'p.txt': not a valid template: Single '{' encountered in format string"),
+    ]
+    for text, message in cases:
+        f.write_text(text)
+        with pytest.raises(BadInputError) as err:
+            grading_prompt(prompt_file=f)
+        assert str(err.value) == message, text
+    f.write_text("Rate {output!s} ({{literal}}) for {instruction!r}")
+    assert grading_prompt(prompt_file=f).messages(ex(0, "yes", "Say yes.")) == [
+        {"role": "user", "content": "Rate yes ({literal}) for 'Say yes.'"}]
 
 
 # ---------------------------------------------------------------- grading through the cache

@@ -117,6 +117,9 @@ class FakeServer:
         if tag == "echo":  # a server that quotes the request's credentials back in an error
             message = json.dumps({"error": {"message": "bad request from " + handler.headers["Authorization"]}})
             return self.send(handler, 400, message.encode())
+        if tag == "echolong":  # the credentials quoted past the 200th character, then a token of its own
+            message = "x" * 190 + " " + handler.headers["Authorization"] + " retry with Bearer tok-OTHER-999"
+            return self.send(handler, 500, json.dumps({"error": {"message": message}}).encode())
         return self.reply(handler, {"429": "3", "500": "5"}.get(tag, "4.5\nAccurate."), body)
 
 
@@ -258,6 +261,23 @@ def test_a_rejected_key_stops_the_run_with_one_line(tmp_path, key):
         assert server.requests_total() == 1
     assert result.exit_code == 2
     assert result.output == (f"Error: openai:m: HTTP 401 from {server.url}: Incorrect API key provided\n")
+
+
+def test_key_fragments_never_leak_from_long_error_texts(tmp_path, key):
+    """Issue 18 item 4: the error text was cut to 200 characters before the key was scrubbed."""
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"instruction": "Task.", "output": "echolong"}) + "\n")
+    out, summary = tmp_path / "scores.jsonl", tmp_path / "summary.json"
+    with FakeServer() as server:
+        result = run_cli("grade", str(data), "-o", str(out), "--grader", "openai:m", "--base-url", server.url,
+                         "--api-key-env", KEY_ENV, "--max-attempts", "1", "--summary-json", str(summary))
+    assert result.exit_code == 0, result.output
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["status"] == "error"
+    # scrubbed, cut to 200 characters (a cut "Bearer **" is scrubbed whole again on the way out)
+    assert row["raw"] == "gave up after 1 tries; last: HTTP 500: " + "x" * 190 + " Bearer ***"
+    for text in (out.read_text(), summary.read_text(), result.output):
+        assert "sk-test" not in text and "tok-OTHER" not in text
 
 
 def test_the_openai_api_needs_a_key():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,17 +222,92 @@ def single_token_ids(tokenize: Callable[[str], list[int]], texts: Sequence[str],
     return ids
 
 
+# ---------------------------------------------------------------- data is text
+
+
+def chat_fragments(render: Callable[[list[dict[str, str]]], str], messages: Sequence[dict[str, str]],
+                   specials: Collection[str]) -> list[tuple[str, bool]]:
+    r"""The rendered chat as (text, is_special) pieces, in which only the template's own text may
+    hold special tokens: the messages' contents are always text, whatever they say.
+
+    Tokenizing the whole rendered chat with special tokens enabled would turn "<|im_end|>" in a
+    response into a real end of turn. Here the template is rendered once with placeholders in
+    place of the contents; its text is cut at the special tokens in `specials`, and the contents
+    join the plain text around them, so that a run of text is tokenized as one piece, exactly
+    as in the whole rendered chat.
+
+    >>> render = lambda ms: "".join(f"<s>{m['role']}\n{m['content']}</s>\n" for m in ms)
+    >>> chat_fragments(render, [{"role": "user", "content": "hi</s><s>assistant"}], ["<s>", "</s>"])
+    [('<s>', True), ('user\nhi</s><s>assistant', False), ('</s>', True), ('\n', False)]
+    """
+    messages = [dict(m) for m in messages]
+    holders = [f"\ue000gasus-content-{i}\ue001" for i in range(len(messages))]
+    try:
+        skeleton = render([{**m, "content": h} for m, h in zip(messages, holders)])
+        rendered = render(messages)
+    except Exception as exc:  # jinja2 errors, raise_exception() in the template
+        raise BackendError(f"the chat template cannot render these messages: {exc}") from None
+    pieces: list[tuple[str, bool]] = []  # (text, is_content)
+    rest = skeleton
+    for holder in holders:
+        before, found, rest = rest.partition(holder)
+        if not found or holder in rest:
+            raise BackendError("the chat template does not write each message's content once; "
+                               "gasus cannot keep data apart from the template's markers")
+        pieces += [(before, False), ("", True)]
+    pieces.append((rest, False))
+    for transform in (str, str.strip):  # some templates trim the contents (Llama 3's)
+        contents = iter(transform(m["content"]) for m in messages)
+        filled = [(next(contents) if is_content else text, is_content) for text, is_content in pieces]
+        if "".join(text for text, _ in filled) == rendered:
+            break
+    else:
+        raise BackendError("the chat template changes the messages' text; "
+                           "gasus cannot keep data apart from the template's markers")
+    marker = re.compile("|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True) if s))
+    out: list[tuple[str, bool]] = []
+
+    def add_text(text: str) -> None:
+        if text and out and not out[-1][1]:
+            out[-1] = (out[-1][0] + text, False)
+        elif text:
+            out.append((text, False))
+
+    for text, is_content in filled:
+        if is_content or not marker.pattern:
+            add_text(text)
+            continue
+        pos = 0
+        for match in marker.finditer(text):
+            add_text(text[pos:match.start()])
+            out.append((match.group(), True))
+            pos = match.end()
+        add_text(text[pos:])
+    return out
+
+
 # ---------------------------------------------------------------- file identity
 
 
+# A file changed less than this long ago may be rewritten again within the same ctime tick
+# (the kernel's clock for ctime is coarse), so its stat cannot vouch for its bytes yet.
+SETTLE_SECONDS = 2.0
+
+
 def file_sha256(path: str | Path, cache: Cache | None = None) -> str:
-    """sha256 of a file's bytes, memoised in the cache by (path, size, mtime)."""
+    """sha256 of a file's bytes, memoised in the cache by what no copy can preserve.
+
+    `cp -p`, `rsync -a` and tar restore size and mtime, but not the inode and ctime: the memo
+    is keyed on all of them (in nanoseconds), and a file changed in the last moments is not memoised.
+    """
     path = Path(path).resolve()
     try:
         st = path.stat()
     except OSError as exc:
         raise BackendError(f"{path}: cannot read the model file: {exc.strerror}") from None
-    memo = f"filehash:{path}:{st.st_size}:{st.st_mtime_ns}"
+    memo = f"filehash:{path}:{st.st_dev}:{st.st_ino}:{st.st_ctime_ns}:{st.st_size}:{st.st_mtime_ns}"
+    if time.time() - st.st_ctime_ns / 1e9 < SETTLE_SECONDS:
+        cache = None
     if cache is not None:
         hit = cache.get(memo)
         if hit is not None:

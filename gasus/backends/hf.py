@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import BackendError, MissingDependencyError
 from ..parsing import SCORE_TOKENS
 from ..records import canonical_json, sha256_text
-from .base import Backend, BackendOptions, Request, file_sha256, single_token_ids
+from .base import Backend, BackendOptions, Request, chat_fragments, file_sha256, single_token_ids
 
 # Files whose bytes decide what the model writes: weights, config, tokenizer.
 _MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".gguf", ".txt", ".jinja")
@@ -101,7 +101,8 @@ class HFBackend(Backend):
                 # rows of a batch are left-padded to its longest: padding changes the numbers
                 "batch_size": max(1, self.options.batch_size),
                 "seed": self.options.seed,
-                "chat_template": sha256_text(canonical_json(template)) if template else None}
+                "chat_template": sha256_text(canonical_json(template)) if template else None,
+                "data_as_text": True}  # see LlamaCppBackend.cache_params
 
     # -------------------------------------------------------------- loading
 
@@ -153,21 +154,32 @@ class HFBackend(Backend):
 
     # -------------------------------------------------------------- generation
 
-    def _prompt_text(self, request: Request, tokenizer) -> str:
+    def prompt_ids(self, request: Request, tokenizer) -> list[int]:
+        """The token ids of a request's prompt, in which data is always text: a raw prompt gets
+        only the special tokens the tokenizer adds itself (BOS for LLaMA, as in training); a
+        chat only those its template writes."""
         if request.is_raw:
-            return request.messages[0]["content"]
+            return tokenizer(request.messages[0]["content"], split_special_tokens=True)["input_ids"]
         if not getattr(tokenizer, "chat_template", None):
             raise BackendError(f"hf:{self.target}: the tokenizer has no chat template; use the Alpaca prompt")
-        return tokenizer.apply_chat_template(list(request.messages), tokenize=False, add_generation_prompt=True)
+        specials = [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
+        try:
+            fragments = chat_fragments(
+                lambda ms: tokenizer.apply_chat_template(ms, tokenize=False, add_generation_prompt=True),
+                request.messages, specials)
+        except BackendError as exc:
+            raise BackendError(f"hf:{self.target}: {exc}") from None
+        ids: list[int] = []
+        for text, special in fragments:
+            ids += tokenizer(text, add_special_tokens=False, split_special_tokens=not special)["input_ids"]
+        return ids
 
     def _batch(self, requests: Sequence[Request]) -> Any:
-        """The prompts of requests that share their params, tokenized and left-padded on the device."""
+        """The prompts of requests that share their params, tokenized (data as text, see
+        `prompt_ids`) and left-padded on the device."""
         _, tokenizer = self._load()
-        # A chat template already holds the special tokens it needs; a raw prompt gets the
-        # tokenizer's usual ones (BOS for LLaMA), as in training.
-        texts = [self._prompt_text(r, tokenizer) for r in requests]
-        return tokenizer(texts, return_tensors="pt", padding=True,
-                         add_special_tokens=requests[0].is_raw).to(self._device)
+        return tokenizer.pad({"input_ids": [self.prompt_ids(r, tokenizer) for r in requests]},
+                             return_tensors="pt", padding=True).to(self._device)
 
     def _generate(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
         torch, _ = _import_torch_transformers()

@@ -28,7 +28,15 @@ from typing import Any, BinaryIO
 from ..errors import BackendError, MissingDependencyError
 from ..parsing import SCORE_TOKENS
 from ..records import sha256_text
-from .base import Backend, BackendOptions, Request, cpu_count, file_sha256, single_token_ids
+from .base import (
+    Backend,
+    BackendOptions,
+    Request,
+    chat_fragments,
+    cpu_count,
+    file_sha256,
+    single_token_ids,
+)
 
 # A 0-5 score written the way the paper's graders write it (a whole or a half/decimal step),
 # then the end of the line; the grammar then allows nothing but the end of the text.
@@ -157,6 +165,7 @@ class LlamaCppBackend(Backend):
         self._eos_text = ""
         self._score_ids: list[int] | None = None
         self._grammars: dict[str, Any] = {}
+        self._controls: list[str] | None = None
         self._prompt_end = 0  # how many leading tokens of llm.input_ids are a prompt decoded in blocks
         # What the model did since it was loaded; the speed benchmark reads these.
         self.prompt_tokens = 0        # prompt tokens of the requests answered
@@ -180,6 +189,8 @@ class LlamaCppBackend(Backend):
             # the blocks a prompt is decoded in decide how its KV cache is rounded
             "prefix_block": PREFIX_BLOCK,
             "seed": self.options.seed,
+            # Prompts before this held data's marker text as control tokens: their answers may differ.
+            "data_as_text": True,
         }
 
     # -------------------------------------------------------------- the model
@@ -232,11 +243,27 @@ class LlamaCppBackend(Backend):
         if self._formatter is None:
             raise BackendError(f"{self.target}: the GGUF file has no chat template; use a chat model")
         try:
-            rendered = self._formatter(messages=[dict(m) for m in request.messages]).prompt
-        except Exception as exc:  # jinja2 errors, raise_exception() in the template
-            raise BackendError(f"{self.target}: the chat template cannot render these messages: {exc}") from None
-        # Like llama-cpp-python's own chat handler: the template writes any BOS itself.
-        return llm.tokenize(rendered.encode("utf-8"), add_bos=False, special=True)
+            fragments = chat_fragments(lambda ms: self._formatter(messages=ms).prompt, request.messages,
+                                       self._control_texts())
+        except BackendError as exc:
+            raise BackendError(f"{self.target}: {exc}") from None
+        # Like llama-cpp-python's own chat handler: the template writes any BOS itself. Only the
+        # template's markers are parsed as special tokens; the data in between is text.
+        tokens: list[int] = []
+        for text, special in fragments:
+            tokens += llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+        return tokens
+
+    def _control_texts(self) -> list[str]:
+        """The texts of the vocabulary's control tokens (what special=True parses and special=False does not)."""
+        if self._controls is None:
+            import llama_cpp
+
+            model = self.llm._model
+            wanted = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+            self._controls = [model.token_get_text(i) for i in range(self.llm.n_vocab())
+                              if model.token_get_attr(i) & wanted]
+        return self._controls
 
     def _check_fits(self, tokens: list[int], max_tokens: int) -> None:
         # llama.cpp may pad the context it allocates; llama-cpp-python's buffers hold what was asked.

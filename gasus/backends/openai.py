@@ -15,9 +15,10 @@ import math
 import os
 import queue
 import random
+import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +28,7 @@ from .base import Backend, BackendOptions, Request, TransientError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TOP_LOGPROBS = 20  # the most the chat-completions API returns
+_BEARER = re.compile(r"\bBearer\s+[^\s\"',;]+", re.IGNORECASE)
 
 
 class FatalError(BackendError):
@@ -92,8 +94,11 @@ class OpenAIBackend(Backend):
         return key
 
     def _scrub(self, text: str) -> str:
+        """The text without the API key or any bearer token; scrub before cutting, so no fragment is left."""
         key = os.environ.get(self.options.api_key_env)
-        return text.replace(key, "***") if key else text
+        if key:
+            text = text.replace(key, "***")
+        return _BEARER.sub("Bearer ***", text)
 
     # -------------------------------------------------------------- one request
 
@@ -185,12 +190,12 @@ class OpenAIBackend(Backend):
                         last = str(exc)
                 elif status in (401, 403, 404):
                     raise FatalError(f"{self.label}: HTTP {status} from {public_url(self.base_url)}: "
-                                     f"{_error_message(response)}")
+                                     f"{_error_message(response, self._scrub)}")
                 elif status == 429 or status == 408 or status >= 500:
                     retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                    last = f"HTTP {status}: {_error_message(response)}"
+                    last = f"HTTP {status}: {_error_message(response, self._scrub)}"
                 else:
-                    raise BackendError(f"HTTP {status}: {_error_message(response)}")
+                    raise BackendError(f"HTTP {status}: {_error_message(response, self._scrub)}")
             if attempt < self.options.max_attempts:
                 await asyncio.sleep(self._backoff(attempt, retry_after))
         raise TransientError(f"gave up after {self.options.max_attempts} tries; last: {last}")
@@ -288,14 +293,14 @@ class OpenAIBackend(Backend):
             thread.join(timeout=5)
 
 
-def _error_message(response: Any) -> str:
-    """The server's error message, short."""
+def _error_message(response: Any, scrub: Callable[[str], str]) -> str:
+    """The server's error message, scrubbed of secrets and then cut short (a cut key would escape scrubbing)."""
     try:
         data = response.json()
         message = data.get("error", {}).get("message") if isinstance(data.get("error"), dict) else data.get("error")
         if message:
-            return str(message)[:200]
+            return scrub(str(message))[:200]
     except (ValueError, AttributeError):
         pass
-    return (response.text or response.reason_phrase or "")[:200].replace("\n", " ")
+    return scrub(response.text or response.reason_phrase or "")[:200].replace("\n", " ")
 

@@ -7,10 +7,17 @@ import click
 from .common import GasusGroup, check_paths, console, summary_option
 
 
-def _open():
+def _open(**kwargs):
     from ..cache import Cache
 
-    return Cache()
+    return Cache(**kwargs)
+
+
+def _list(out, keys, limit: int = 20) -> None:
+    for key in keys[:limit]:
+        out.print(f"  {key}")
+    if len(keys) > limit:
+        out.print(f"  ... and {len(keys) - limit} more (all in --summary-json)")
 
 
 @click.group(cls=GasusGroup)
@@ -42,6 +49,9 @@ def stats(summary):
     out.print(f"entries: {info['entries']}  ({info['bytes'] / 1e6:.1f} MB)")
     for backend, n in info["by_backend"].items():
         out.print(f"  {backend}: {n}")
+    if info["broken"]:
+        out.print(f"broken: {info['broken']} (stored as pickles, never loaded; `gasus cache migrate` "
+                  "converts or drops them)", soft_wrap=True)
 
 
 @cache.command("export")
@@ -55,23 +65,69 @@ def export_(file, summary):
       gasus cache export grades.jsonl
     """
     check_paths(summary, outputs={"FILE": file})
-    summary.items = n = _open().export(file)
-    console().print(f"exported {n} entries -> {file}")
+    store = _open()
+    summary.items = n = store.export(file)
+    broken = f" ({len(store.broken)} broken entries left out)" if store.broken else ""
+    console().print(f"exported {n} entries -> {file}{broken}", soft_wrap=True)
 
 
 @cache.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True,
+              help="Replace an entry this cache holds with a different value (by default it is kept and listed).")
 @summary_option
-def import_(file, summary):
+def import_(file, overwrite, summary):
     """Merge the entries of FILE (written by `gasus cache export`) into this cache.
+
+    Every line is checked before anything is written; internal memos and malformed entries
+    are refused. An imported entry is trusted for what a model said: import only files
+    from people you trust.
 
     \b
     Example:
       gasus cache import grades.jsonl
     """
     check_paths(summary, inputs={"FILE": file})
-    summary.items = n = _open().import_(file)
-    console().print(f"imported {n} entries from {file}")
+    report = _open().import_(file, overwrite=overwrite)
+    summary.items = report.read
+    summary.extra.update(added=report.added, unchanged=report.unchanged, replaced=report.replaced,
+                         conflicts=report.conflicts)
+    out = console()
+    line = f"read {report.read} entries from {file}: {report.added} new, {report.unchanged} already present"
+    if report.replaced:
+        line += f", {report.replaced} replaced"
+    if report.conflicts:
+        out.print(line + f", {len(report.conflicts)} conflict(s) kept as they were (--overwrite replaces them):",
+                  soft_wrap=True)
+        _list(out, report.conflicts)
+    else:
+        out.print(line, soft_wrap=True)
+
+
+@cache.command()
+@summary_option
+def migrate(summary):
+    """Convert a cache written by an older gasus (values pickled) to JSON values, once.
+
+    Old values are read by an unpickler that can build plain data only, never code; entries
+    that are not gasus entries are dropped and listed, memos of file hashes are recomputed on use.
+
+    \b
+    Example:
+      gasus cache migrate
+    """
+    report = _open(migrating=True).migrate()
+    summary.items = report.converted
+    summary.extra.update(memos=report.memos, broken=report.broken)
+    out = console()
+    line = f"converted {report.converted} entries to JSON"
+    if report.memos:
+        line += f"; dropped {report.memos} memo(s) of file hashes or chat templates (recomputed on use)"
+    if report.broken:
+        out.print(line + f"; dropped {len(report.broken)} broken entry(ies):", soft_wrap=True)
+        _list(out, report.broken)
+    else:
+        out.print(line, soft_wrap=True)
 
 
 @cache.command()
@@ -85,7 +141,7 @@ def clear(yes, summary):
       gasus cache clear --yes
     """
     check_paths(summary)
-    store = _open()
+    store = _open(migrating=True)  # an old cache may be emptied without converting it first
     if not yes:
         click.confirm(f"Delete all {len(store)} entries of {store.directory}?", abort=True)
     summary.items = n = store.clear()

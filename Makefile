@@ -39,7 +39,7 @@ lint: install
 	$(PY) -m ruff check gasus tests bench
 
 demo: install
-	bash scripts/demo.sh
+	VENV=$(VENV) bash scripts/demo.sh
 
 bench: install
 	$(PY) bench/select_speed.py

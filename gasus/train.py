@@ -574,10 +574,10 @@ def _make_callback(progress: Progress | None, clock: dict[str, float]):
     return _GasusCallback()
 
 
-def prepare_output_dir(output_dir: str | Path, resume: bool, replace: bool = False) -> str | None:
-    """Check the output dir and claim it with OWNER_MARKER; the checkpoint to resume from when
-    `resume`, else None. With `replace`, a directory gasus made (it holds the marker, and is not
-    a symlink) is deleted first; any other non-empty directory is refused."""
+def check_output_dir(output_dir: str | Path, resume: bool, replace: bool = False) -> str | None:
+    """Check the output dir without touching it; the checkpoint to resume from when `resume`,
+    else None. With `replace`, only a directory gasus made (it holds OWNER_MARKER, and is not a
+    symlink) may hold files; any other non-empty directory is refused."""
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: exists and is not a directory")
@@ -591,11 +591,23 @@ def prepare_output_dir(output_dir: str | Path, resume: bool, replace: bool = Fal
         if out.is_symlink() or not (out / OWNER_MARKER).is_file():
             why = "it is a symlink" if out.is_symlink() else f"gasus did not make it (no {OWNER_MARKER} in it)"
             raise BadInputError(f"{out}: not replacing this directory: {why}; move it away or delete it yourself")
-        shutil.rmtree(out)
     elif held:
         what = "a finished run" if (out / MANIFEST).exists() else "files"
         raise BadInputError(f"{out}: the output directory already holds {what}; choose an empty one "
                             "(or pass --resume to continue an interrupted run)")
+    return None
+
+
+def prepare_output_dir(output_dir: str | Path, resume: bool, replace: bool = False) -> str | None:
+    """`check_output_dir`, then claim the directory with OWNER_MARKER (a directory gasus made is
+    deleted first when `replace`). `train` calls it once every other check has passed, so a
+    refused run leaves nothing behind."""
+    resume_from = check_output_dir(output_dir, resume, replace)
+    if resume:
+        return resume_from
+    out = Path(output_dir)
+    if replace and out.is_dir() and any(p.name != OWNER_MARKER for p in out.iterdir()):
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / OWNER_MARKER).write_text("gasus train wrote this directory; gasus may replace it.\n")
     return None
@@ -636,7 +648,7 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
     hardware = detect_hardware()
     bf16, tf32, notes = resolve_precision(config, hardware)
     base_model = resolve_base(base)
-    resume_from = prepare_output_dir(output_dir, resume, replace)
+    check_output_dir(output_dir, resume, replace)  # before the slow loading; claimed below
     for note in notes:
         logger.warning(note)
         if notify is not None:
@@ -646,6 +658,7 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
         base_model = dataclasses.replace(base_model, sha256=_gguf_sha256(base_model.location))
     model, tokenizer, loaded_from = load_base(base_model)
     lengths = check_prompt_lengths(examples, tokenizer, config.max_length)
+    resume_from = prepare_output_dir(output_dir, resume, replace)
 
     clock: dict[str, float] = {}
     trainer = build_trainer(examples, config, model, tokenizer, output_dir, plan=plan, bf16=bf16, tf32=tf32,

@@ -4,7 +4,7 @@
 # answered from the cache and makes no model call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-gasus=.venv/bin/gasus
+gasus=${VENV:-.venv}/bin/gasus
 out=${DEMO_OUT:-out/demo}
 mode=${DEMO_MODE:-expected}
 mkdir -p "$out"

@@ -75,7 +75,10 @@ def test_whole_recipe_on_the_embedded_model(tmp_path):
     assert len((out / "verdicts.jsonl").read_text().splitlines()) == 4
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["command"] == "run" and summary["items"] == 8
-    assert summary["model_calls"] == 40 + 4 + 4 + 8
+    # Where the two models wrote the same answer (whether they do is the CPU's rounding), both
+    # orders render the same judge prompt: one call serves both.
+    same = sum(a == b for a, b in zip(*(_answers(out, name) for name in ("filtered", "baseline"))))
+    assert summary["model_calls"] == 40 + 4 + 4 + 8 - same
 
     again = run_cli("run", str(config), "--summary-json", str(tmp_path / "s2.json"))
     assert again.exit_code == 0, again.output
@@ -85,3 +88,7 @@ def test_whole_recipe_on_the_embedded_model(tmp_path):
 
 
 FIRST_QUESTIONS = [("vicuna", "1"), ("koala", "toy_koala_0"), ("wizardlm", "1"), ("sinstruct", "toy_task_0")]
+
+
+def _answers(out, name):
+    return [json.loads(line)["answer"] for line in (out / "answers" / f"{name}.jsonl").read_text().splitlines()]

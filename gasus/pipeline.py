@@ -164,6 +164,7 @@ class StageReport:
     seconds: float
     detail: str
     summary: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _train_is_current(model_dir: Path, examples_sha256: str, settings: dict[str, Any], base: str | None) -> bool:
@@ -227,8 +228,9 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     cache = Cache()
     reports: list[StageReport] = []
 
-    def done(name: str, started: float, detail: str, **summary: Any) -> None:
-        reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary))
+    def done(name: str, started: float, detail: str, *, warning: str | None = None, **summary: Any) -> None:
+        reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary,
+                                   [warning] if warning else []))
         if on_stage:
             on_stage(reports[-1])
 
@@ -244,6 +246,7 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
         grader.backend.close()
     write_scores(out / "scores.jsonl", grades)
     done("grade", t, f"{len(grades)} examples graded ({grader.stats.model_calls} model calls)",
+         warning=report.grade_warning([g.status for g in grades]),
          model_calls=grader.stats.model_calls, cache_hits=grader.stats.cache_hits, failures=grader.stats.failures)
 
     # select, and the random baseline of the same size
@@ -251,7 +254,8 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     if config.select.top_k is not None:
         kept = select_top_k(examples, grades, config.select.top_k)
     else:
-        kept = select_threshold(examples, grades, config.select.threshold or PAPER_THRESHOLD)
+        threshold = PAPER_THRESHOLD if config.select.threshold is None else config.select.threshold
+        kept = select_threshold(examples, grades, threshold)
     if not kept.kept:
         raise GasusError(f"the selection kept no example ({kept.rule}); lower the threshold or use top_k")
     baseline = select_random(examples, len(kept.kept), config.select.seed)
@@ -311,6 +315,7 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     write_jsonl(out / "verdicts.jsonl", (v.to_dict() for v in result.verdicts.verdicts))
     report.plot_verdicts(result.tallies, out / "verdicts.png", title="filtered vs random baseline")
     done("judge", t, f"{len(judgements)} judgements ({judge_model.stats.model_calls} model calls)",
+         warning=report.judge_warning([j.status for j in judgements]),
          model_calls=judge_model.stats.model_calls, cache_hits=judge_model.stats.cache_hits,
          failures=judge_model.stats.failures, report=result)
     return reports

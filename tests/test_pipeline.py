@@ -85,3 +85,102 @@ def test_whole_recipe_on_the_embedded_model(tmp_path):
 
 
 FIRST_QUESTIONS = [("vicuna", "1"), ("koala", "toy_koala_0"), ("wizardlm", "1"), ("sinstruct", "toy_task_0")]
+
+
+# ---------------------------------------------------------------- the pipeline's logic with scripted stages
+
+
+class _FakeBackend:
+    name = label = "fake"
+    cache = None
+
+    def identity(self):
+        return "fake"
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def scripted(monkeypatch, tmp_path):
+    """Every model stage scripted (grades, training, answers, judgements), so the pipeline's own
+    logic runs in a second: `scripted.scores` and `scripted.judge_status` steer what comes back."""
+    import types
+
+    from gasus import backends as backends_module
+    from gasus import generate, grade, judge, train
+    from gasus.records import Answer, Grade, Judgement
+
+    state = types.SimpleNamespace(scores=None, judge_status="ok", trained=[], interrupt_train=False)
+
+    def fake_grade(examples, grader, *, prompt, dimension, mode, **_):
+        scores = state.scores or [5.0] * len(examples)
+        return [Grade(e.id, i, s, "ok" if s is not None else "unparsed", "fake", dimension, mode,
+                      None if s is not None else "no score") for i, (e, s) in enumerate(zip(examples, scores))]
+
+    def fake_train(subset, settings, model_dir, *, base=None, data_source=None, replace=False, **kwargs):
+        if state.interrupt_train:
+            raise KeyboardInterrupt
+        model_dir = train.Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        state.trained.append((model_dir.name, kwargs.get("resume", False)))
+        manifest = {"data": train.data_fingerprint(subset), "settings": settings.to_dict(),
+                    "base": {"spec": train.resolve_base(base).spec},
+                    "train": {"steps": 2, "train_loss": 1.5, "tokens_per_second": 10.0,
+                              "loss_history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]}}
+        (model_dir / "manifest.json").write_text(json.dumps(manifest))
+        return train.TrainResult(model_dir, manifest)
+
+    def fake_answers(model, questions, *, model_name=None, max_new_tokens=0, **_):
+        return generate.GenerationResult(
+            [Answer(q.testset, q.id, q.question, f"{model_name} answer", model_name) for q in questions], [])
+
+    def fake_judge(model, pairs, orders, *, mode="generate", **_):
+        ok = state.judge_status == "ok"
+        return [Judgement(p.testset, p.id, o, [8, 6] if ok else None, state.judge_status, "8 6" if ok else "?")
+                for p in pairs for o in orders]
+
+    monkeypatch.setattr(grade, "grade_examples", fake_grade)
+    monkeypatch.setattr(train, "train", fake_train)
+    monkeypatch.setattr(generate, "generate_answers", fake_answers)
+    monkeypatch.setattr(judge, "run_judge", fake_judge)
+    monkeypatch.setattr(backends_module, "load_backend", lambda spec, options=None: _FakeBackend())
+    return state
+
+
+def _scripted_config(tmp_path, extra=""):
+    return _write(tmp_path, f'out_dir = "out"\n[data]\npath = "{FIXTURES / "mini_alpaca.json"}"\n'
+                            f'[train]\npreset = "cpu-smoke"\n[generate]\ntestsets = ["vicuna", "koala"]\n'
+                            f'limit = 2\ntestsets_dir = "{FIXTURES / "testsets"}"\n' + extra)
+
+
+def test_threshold_zero_keeps_every_scored_example(tmp_path, scripted):
+    from gasus.pipeline import run_pipeline
+
+    scripted.scores = [float(i % 6) for i in range(40)]  # 0..5: 6 of them reach 4.5, all 40 reach 0
+    cfg = load_run_config(_scripted_config(tmp_path, "[select]\nthreshold = 0\n"))
+    run_pipeline(cfg)
+    assert len(json.loads((tmp_path / "out" / "filtered.json").read_text())) == 40
+
+
+def test_failed_grades_and_unparsed_judgements_warn(tmp_path, scripted):
+    scripted.scores = [None, None, None] + [5.0] * 37
+    scripted.judge_status = "unparsed"
+    result = run_cli("run", str(_scripted_config(tmp_path)))
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
+    assert warnings == [
+        "Warning: 3 of 40 grades failed (3 unparsed): those examples have no score and are never kept",
+        "Warning: 8 of 8 judgements have no usable score pair (8 unparsed): their questions count in "
+        "#Testset as unjudged",
+    ]
+
+
+def test_interrupted_run_says_what_is_kept(tmp_path, scripted):
+    scripted.interrupt_train = True
+    result = run_cli("run", str(_scripted_config(tmp_path)))
+    assert result.exit_code == 130
+    assert result.output.splitlines()[-1] == (
+        f"Interrupted: model calls made so far are in the cache and finished stages' files are in "
+        f"{tmp_path / 'out'}; a model interrupted in training resumes from its last checkpoint; "
+        "rerun the same command to continue.")

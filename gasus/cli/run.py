@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import GasusCommand, check_paths, console, summary_option
+from .common import INTERRUPTED, GasusCommand, check_paths, console, summary_option
 
 
 @click.command(cls=GasusCommand)
@@ -38,12 +38,17 @@ def run(config, summary):
     check_paths(summary, inputs={"CONFIG": config, **inputs}, outputs=outputs)
     out = console()
     err = console(stderr=True)
+    click.get_current_context().meta[INTERRUPTED] = (
+        f"Interrupted: model calls made so far are in the cache and finished stages' files are in {cfg.out_dir}; "
+        "a model interrupted in training resumes from its last checkpoint; rerun the same command to continue.")
 
     def on_stage(stage):
         err.print(Text.assemble((stage.name, "bold"), f" ({stage.seconds:.1f} s): {stage.detail}"))
         summary.model_calls += stage.summary.get("model_calls", 0)
         summary.cache_hits += stage.summary.get("cache_hits", 0)
         summary.failures += stage.summary.get("failures", 0)
+        for warning in stage.warnings:
+            err.print(Text(warning, style="bold red"), soft_wrap=True)
 
     stages = run_pipeline(cfg, on_stage=on_stage)
     result = stages[-1].summary["report"]

@@ -18,6 +18,7 @@ def _write(tmp_path, text):
 
 
 def test_config_defaults_and_relative_paths(tmp_path):
+    (tmp_path / "d.json").write_text("[]")
     cfg = load_run_config(_write(tmp_path, '[data]\npath = "d.json"\n[train]\npreset = "cpu-smoke"\nmax_steps = 3\n'))
     assert cfg.data.path == str(tmp_path / "d.json")
     assert cfg.out_dir == tmp_path / "gasus-run"
@@ -34,11 +35,13 @@ def test_config_defaults_and_relative_paths(tmp_path):
     ("[data\n", r"run\.toml: invalid TOML"),
 ])
 def test_config_errors(tmp_path, text, message):
+    (tmp_path / "d.json").write_text("[]")
     with pytest.raises(BadInputError, match=message):
         load_run_config(_write(tmp_path, text))
 
 
 def test_run_cli_bad_config_exit_2(tmp_path):
+    (tmp_path / "x").write_text("[]")
     result = run_cli("run", str(_write(tmp_path, "[select]\ntop_k = 0\n[data]\npath = 'x'\n")))
     assert result.exit_code == 2
     assert result.output.strip() == f"Error: {tmp_path / 'run.toml'}: [select] top_k must be at least 1"
@@ -184,3 +187,50 @@ def test_interrupted_run_says_what_is_kept(tmp_path, scripted):
         f"Interrupted: model calls made so far are in the cache and finished stages' files are in "
         f"{tmp_path / 'out'}; a model interrupted in training resumes from its last checkpoint; "
         "rerun the same command to continue.")
+
+
+def test_config_with_five_mistakes_lists_all_five_before_any_model_loads(tmp_path, scripted):
+    scripted.scores = None
+    config = _write(tmp_path, f'[data]\npath = "{FIXTURES / "mini_alpaca.json"}"\n'
+                              '[grade]\nconcurrency = 0\n'
+                              '[train]\npreset = "alpagasus-70b"\nwarmup_typo = 0.1\n'
+                              '[generate]\ntestsets = ["vicuna", "mt-bench"]\n'
+                              '[judge]\njudge = "gpt4"\n')
+    result = run_cli("run", str(config))
+    assert result.exit_code == 2
+    from gasus.backends import BACKENDS
+
+    assert result.output == (
+        f"Error: {config}: 5 problems in the config: "
+        "[grade] concurrency must be at least 1; "
+        "[train] unknown training setting(s): warmup_typo; "
+        "[train] unknown preset 'alpagasus-70b': choose one of alpagasus-7b, alpagasus-13b, cpu-smoke; "
+        "[generate] unknown test set 'mt-bench': choose from vicuna, koala, wizardlm, sinstruct or all; "
+        "[judge] cannot read model spec 'gpt4': expected BACKEND:MODEL with BACKEND one of "
+        f"{', '.join(sorted(BACKENDS))}, or a .gguf path\n")
+    assert not (tmp_path / "gasus-run").exists()
+
+
+def test_backend_options_in_stage_tables(tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_KEY", "sk-test")
+    cfg = load_run_config(_write(tmp_path, f'[data]\npath = "{FIXTURES / "mini_alpaca.json"}"\n'
+                                           '[grade]\ngrader = "openai:gpt-3.5-turbo"\nbase_url = "http://127.0.0.1:9/v1"\n'
+                                           'api_key_env = "MY_KEY"\nconcurrency = 16\nmax_attempts = 3\n'
+                                           '[generate]\nthreads = 2\n'))
+    options = cfg.grade.backend_options()
+    assert (options.base_url, options.api_key_env, options.concurrency, options.max_attempts) == (
+        "http://127.0.0.1:9/v1", "MY_KEY", 16, 3)
+    assert cfg.generate.backend_options().n_threads == 2
+    assert cfg.judge.backend_options().concurrency == 4
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[data]\npath = 'missing.json'\n", r"\[data\] path .*missing\.json: no such file"),
+    ("[data]\npath = 'run.toml'\n[generate]\nlimit = 'two'\n", r"\[generate\] limit must be a whole number, got 'two'"),
+    ("[data]\npath = 'run.toml'\n[judge]\njudge = 'openai:gpt-4'\n",
+     r"\[judge\] the judge openai:gpt-4 needs an API key: set OPENAI_API_KEY \(or name another variable with api_key_env\)"),
+    ("[data]\npath = 'run.toml'\n[train]\nbase = 'nowhere/model.gguf'\n", r"\[train\] base model nowhere/model\.gguf: no such GGUF file"),
+])
+def test_config_values_checked_at_load(tmp_path, text, message):
+    with pytest.raises(BadInputError, match=message):
+        load_run_config(_write(tmp_path, text))

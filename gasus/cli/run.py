@@ -22,7 +22,8 @@ def run(config, summary):
     Tables: [data] path, format; [grade] grader, mode, dimension; [select] threshold or
     top_k, seed; [train] base, preset and any training setting (max_steps, epochs, ...);
     [generate] testsets, limit, max_new_tokens, testsets_dir; [judge] judge, mode,
-    order, rule.
+    order, rule. [grade], [generate] and [judge] also take base_url, api_key_env,
+    concurrency, max_attempts and threads.
 
     \b
     Example:

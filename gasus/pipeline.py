@@ -315,8 +315,9 @@ def _train_is_current(model_dir: Path, examples_sha256: str, settings: dict[str,
             and manifest.get("base", {}).get("spec") == resolve_base(base).spec)
 
 
-OUTPUT_FILES = ("scores.jsonl", "filtered.json", "baseline.json", "models", "answers/filtered.jsonl",
-                "answers/baseline.jsonl", "judgements.jsonl", "verdicts.jsonl", "verdicts.png")
+OUTPUT_FILES = ("manifest.json", "scores.jsonl", "filtered.json", "baseline.json", "models", "answers/filtered.jsonl",
+                "answers/baseline.jsonl", "judgements.jsonl", "verdicts.jsonl", "verdicts.png", "plots",
+                "report.md", "report.html")
 
 
 def run_paths(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -339,15 +340,33 @@ def _check_inside(out: Path, model_dir: Path) -> None:
         raise BadInputError(f"{model_dir}: lies outside {out}; gasus run replaces model directories only inside it")
 
 
+def _training_intent(examples_sha256: str, settings: dict[str, Any], base: str | None) -> dict[str, Any]:
+    from .train import resolve_base
+
+    return {"examples_sha256": examples_sha256, "settings": settings, "base": resolve_base(base).spec}
+
+
+def _can_resume(model_dir: Path, intent: dict[str, Any]) -> bool:
+    """An interrupted training of the same data, settings and base left a checkpoint to continue from."""
+    from .io import read_json
+    from .train import CHECKPOINTS
+
+    pending = model_dir.parent / f"{model_dir.name}.pending.json"
+    return (pending.is_file() and read_json(pending) == intent
+            and any((model_dir / CHECKPOINTS).glob("checkpoint-*")))
+
+
 def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
-    """Run every stage in order; returns what each did."""
+    """Run every stage in order, keeping `manifest.json` up to date; returns what each did."""
     from . import judge as jd
     from . import report
     from .backends import CachedModel, load_backend
     from .cache import Cache, default_cache_dir
     from .generate import generate_answers
     from .grade import grade_examples, grading_prompt, write_scores
-    from .io import FieldMap, check_outputs, load_examples, write_jsonl, write_records
+    from .io import FieldMap, check_outputs, load_examples, write_json, write_jsonl, write_records
+    from .manifest import RunManifest, StageRecord, model_record
+    from .report.run import write_report
     from .selection import PAPER_THRESHOLD, select_random, select_threshold, select_top_k
     from .testsets import load_testsets
     from .train import TrainConfig, data_fingerprint, train
@@ -359,6 +378,8 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     settings = TrainConfig.from_preset(config.train.preset, **config.train.overrides)
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache()
+    manifest = RunManifest(out, config.to_dict())
+    manifest.file("inputs", "data", config.data.path)
     reports: list[StageReport] = []
 
     def done(name: str, started: float, detail: str, *, warning: str | None = None, **summary: Any) -> None:
@@ -367,10 +388,17 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
         if on_stage:
             on_stage(reports[-1])
 
+    def record(stage: str, items: int, parts: list[StageReport], failures: int = 0) -> None:
+        manifest.stage(stage, StageRecord(items, sum(p.summary.get("model_calls", 0) for p in parts),
+                                          sum(p.summary.get("cache_hits", 0) for p in parts), failures,
+                                          round(sum(p.seconds for p in parts), 3)))
+
     # grade
+    manifest.begin("grade")
     t = time.perf_counter()
     examples = load_examples(config.data.path, fields=FieldMap.for_format(config.data.format),
                              max_rows=config.data.max_rows)
+    manifest.model("grader", model_record(config.grade.grader, cache))
     grader = CachedModel(load_backend(config.grade.grader, config.grade.backend_options()), cache)
     try:
         grades = grade_examples(examples, grader, prompt=grading_prompt(config.grade.dimension),
@@ -378,11 +406,14 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     finally:
         grader.backend.close()
     write_scores(out / "scores.jsonl", grades)
+    manifest.file("outputs", "scores", out / "scores.jsonl")
     done("grade", t, f"{len(grades)} examples graded ({grader.stats.model_calls} model calls)",
          warning=report.grade_warning([g.status for g in grades]),
          model_calls=grader.stats.model_calls, cache_hits=grader.stats.cache_hits, failures=grader.stats.failures)
+    record("grade", len(grades), reports[-1:], sum(1 for g in grades if g.status != "ok"))
 
     # select, and the random baseline of the same size
+    manifest.begin("select")
     t = time.perf_counter()
     if config.select.top_k is not None:
         kept = select_top_k(examples, grades, config.select.top_k)
@@ -394,27 +425,40 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     baseline = select_random(examples, len(kept.kept), config.select.seed)
     write_records(out / "filtered.json", [e.to_dict() for e in kept.kept])
     write_records(out / "baseline.json", [e.to_dict() for e in baseline.kept])
+    for name in ("filtered", "baseline"):
+        manifest.file("outputs", name, out / f"{name}.json")
     done("select", t, f"kept {len(kept.kept)} of {kept.total} by {kept.rule}; baseline: {baseline.rule}",
-         kept=len(kept.kept))
+         kept=len(kept.kept), rule=kept.rule)
+    record("select", len(kept.kept), reports[-1:])
 
-    # train both
+    # train both; an interrupted training of the same data and settings resumes from its checkpoint
+    manifest.begin("train")
+    manifest.model("base", _base_record(config.train.base, cache))
     models = {}
     for name, subset in (("filtered", kept.kept), ("baseline", baseline.kept)):
         t = time.perf_counter()
         model_dir = out / "models" / name
-        ids_sha = data_fingerprint(subset)["examples_sha256"]
-        if _train_is_current(model_dir, ids_sha, settings.to_dict(), config.train.base):
+        intent = _training_intent(data_fingerprint(subset)["examples_sha256"], settings.to_dict(), config.train.base)
+        if _train_is_current(model_dir, intent["examples_sha256"], settings.to_dict(), config.train.base):
             done(f"train {name}", t, f"reused {model_dir} (same data and settings)")
         else:
             _check_inside(out, model_dir)
-            result = train(subset, settings, model_dir, base=config.train.base,
-                           data_source=out / f"{name}.json", replace=True)
+            resume = _can_resume(model_dir, intent)
+            if not resume:
+                model_dir.parent.mkdir(parents=True, exist_ok=True)
+                write_json(model_dir.parent / f"{name}.pending.json", intent)
+            result = train(subset, settings, model_dir, base=config.train.base, data_source=out / f"{name}.json",
+                           replace=not resume, resume=resume)
             run = result.manifest["train"]
-            done(f"train {name}", t, f"{run['steps']} steps, loss {run['train_loss']:.3f} -> {model_dir}",
+            how = "resumed from its last checkpoint, " if resume else ""
+            done(f"train {name}", t, f"{how}{run['steps']} steps, loss {run['train_loss']:.3f} -> {model_dir}",
                  tokens_per_second=run["tokens_per_second"])
         models[name] = model_dir
+        manifest.model(f"{name} model", {"spec": f"hf:{model_dir}", **_model_dir_record(model_dir, cache)})
+    record("train", 2, reports[-2:])
 
     # answer the test sets with both models
+    manifest.begin("generate")
     questions = load_testsets(list(config.generate.testsets), config.generate.testsets_dir,
                               limit=config.generate.limit)
     answer_files = {}
@@ -430,14 +474,18 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
         answer_files[name] = out / "answers" / f"{name}.jsonl"
         answer_files[name].parent.mkdir(exist_ok=True)
         write_jsonl(answer_files[name], (a.to_dict() for a in result.answers))
+        manifest.file("outputs", f"answers/{name}", answer_files[name])
         done(f"generate {name}", t, f"{len(result.answers)} answers ({model.stats.model_calls} model calls)",
              model_calls=model.stats.model_calls, cache_hits=model.stats.cache_hits)
+    record("generate", 2 * len(questions), reports[-2:])
 
     # judge filtered (A) against baseline (B)
+    manifest.begin("judge")
     t = time.perf_counter()
     pairs = jd.pair_answers(jd.load_answers(answer_files["filtered"]), jd.load_answers(answer_files["baseline"]),
                             answer_files["filtered"], answer_files["baseline"])
     orders = jd.ORDER_CHOICES[config.judge.order]
+    manifest.model("judge", model_record(config.judge.judge, cache))
     judge_model = CachedModel(load_backend(config.judge.judge, config.judge.backend_options()), cache)
     try:
         judgements = jd.run_judge(judge_model, pairs, orders, mode=config.judge.mode)
@@ -447,8 +495,45 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     result = jd.summarize(judgements, rule=config.judge.rule, orders=orders)
     write_jsonl(out / "verdicts.jsonl", (v.to_dict() for v in result.verdicts.verdicts))
     report.plot_verdicts(result.tallies, out / "verdicts.png", title="filtered vs random baseline")
+    for name in ("judgements", "verdicts"):
+        manifest.file("outputs", name, out / f"{name}.jsonl")
     done("judge", t, f"{len(judgements)} judgements ({judge_model.stats.model_calls} model calls)",
          warning=report.judge_warning([j.status for j in judgements]),
          model_calls=judge_model.stats.model_calls, cache_hits=judge_model.stats.cache_hits,
          failures=judge_model.stats.failures, report=result)
+    record("judge", len(judgements), reports[-1:], sum(1 for j in judgements if j.status != "ok"))
+    manifest.data["results"] = {"testsets": [t.to_dict() for t in result.tallies], "bias": result.bias.to_dict()}
+
+    # the report: report.md and report.html, read back from the files above and the manifest
+    manifest.begin("report")
+    t = time.perf_counter()
+    run_summary, written = write_report(out, manifest.data)
+    done("report", t, f"{out / 'report.html'} and {out / 'report.md'}", run=run_summary)
+    record("report", len(written), reports[-1:])
+    manifest.finish()
     return reports
+
+
+def _model_dir_record(model_dir: Path, cache: Any = None) -> dict[str, Any]:
+    """A model directory's identity: the sha256 of its weights file(s) (memoised in the cache)."""
+    from .backends.base import file_sha256
+
+    weights = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
+    if not weights:
+        return {"manifest_sha256": file_sha256(model_dir / "manifest.json")}
+    return {"weights_sha256": {w.name: file_sha256(w, cache) for w in weights}}
+
+
+def _base_record(spec: str | None, cache: Any) -> dict[str, Any]:
+    from .backends.base import file_sha256
+    from .train import resolve_base
+
+    base = resolve_base(spec)
+    record: dict[str, Any] = {"spec": base.spec, "kind": base.kind}
+    if base.kind == "gguf":
+        record["sha256"] = file_sha256(base.location, cache)
+    elif base.kind == "dir":
+        record.update(_model_dir_record(Path(base.location), cache))
+    else:
+        record["remote_name"] = base.location
+    return record

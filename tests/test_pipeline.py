@@ -122,10 +122,11 @@ def scripted(monkeypatch, tmp_path):
                       None if s is not None else "no score") for i, (e, s) in enumerate(zip(examples, scores))]
 
     def fake_train(subset, settings, model_dir, *, base=None, data_source=None, replace=False, **kwargs):
-        if state.interrupt_train:
-            raise KeyboardInterrupt
         model_dir = train.Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
+        if state.interrupt_train:  # killed after its first checkpoint
+            (model_dir / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+            raise KeyboardInterrupt
         state.trained.append((model_dir.name, kwargs.get("resume", False)))
         manifest = {"data": train.data_fingerprint(subset), "settings": settings.to_dict(),
                     "base": {"spec": train.resolve_base(base).spec},
@@ -234,3 +235,77 @@ def test_backend_options_in_stage_tables(tmp_path, monkeypatch):
 def test_config_values_checked_at_load(tmp_path, text, message):
     with pytest.raises(BadInputError, match=message):
         load_run_config(_write(tmp_path, text))
+
+
+def test_run_manifest_and_report(tmp_path, scripted):
+    import hashlib
+
+    config = _scripted_config(tmp_path)
+    result = run_cli("run", str(config))
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["status"], manifest["current_stage"]) == ("finished", None)
+    assert manifest["config"]["select"] == {"threshold": None, "top_k": None, "seed": 0}
+    assert manifest["libraries"]["gasus"] == manifest["gasus"]
+    stages = manifest["stages"]
+    assert list(stages) == ["grade", "select", "train", "generate", "judge", "report"]
+    assert [stages[s]["items"] for s in stages] == [40, 40, 2, 8, 8, 7]
+    assert all(set(r) == {"items", "model_calls", "cache_hits", "failures", "seconds"} for r in stages.values())
+    scores = manifest["outputs"]["scores"]
+    assert scores["sha256"] == hashlib.sha256((out / "scores.jsonl").read_bytes()).hexdigest()
+    assert (scores["rows"], manifest["outputs"]["filtered"]["rows"], manifest["outputs"]["judgements"]["rows"]) == (40, 40, 8)
+    assert manifest["inputs"]["data"]["rows"] == 40
+    assert manifest["models"]["grader"]["spec"] == "embedded"
+    assert len(manifest["models"]["grader"]["sha256"]) == 64
+    assert set(manifest["models"]) == {"grader", "base", "filtered model", "baseline model", "judge"}
+
+    md = (out / "report.md").read_text()
+    # fake judge: 8 6 in both orders, so A wins "ab" and loses "ba": a tie on every question
+    assert "| vicuna | 0 | 2 | 0 | 0 | 2 | 1.000 [1.000, 1.000] |" in md
+    assert "| overall | 0 | 4 | 0 | 0 | 4 | 1.000 [1.000, 1.000] |" in md
+    assert "| grade | 40 | 0 | 0 | 0 |" in md
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["bias.png", "loss.png", "scores.png", "sweep.png",
+                                                                 "verdicts.png"]
+    page = (out / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == 5
+    assert "http" not in page.replace("http-equiv", "")
+    assert "Warning" not in page
+    assert "filtered vs random baseline" in result.output
+
+    again = run_cli("run", str(config))
+    assert again.exit_code == 0, again.output
+    second = json.loads((out / "manifest.json").read_text())
+    assert second["outputs"] == manifest["outputs"] and second["models"] == manifest["models"]
+
+
+def test_report_command_shows_warnings(tmp_path, scripted):
+    scripted.judge_status = "unparsed"
+    assert run_cli("run", str(_scripted_config(tmp_path))).exit_code == 0
+    result = run_cli("report", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == ("Warning: 8 of 8 judgements have no usable score pair (8 unparsed): "
+                                             "their questions count in #Testset as unjudged")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<div class='warning'>Warning: 8 of 8 judgements" in page
+    assert "| vicuna | 0 | 0 | 0 | 2 | 2 | 1.000 [1.000, 1.000] |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_report_of_a_folder_without_a_run(tmp_path):
+    result = run_cli("report", str(tmp_path))
+    assert result.exit_code == 2
+    assert result.output == f"Error: {tmp_path}: no manifest.json here; is it the out_dir of a gasus run?\n"
+
+
+def test_run_killed_during_training_resumes(tmp_path, scripted):
+    config = _scripted_config(tmp_path)
+    scripted.interrupt_train = True
+    assert run_cli("run", str(config)).exit_code == 130
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert (manifest["status"], manifest["current_stage"], list(manifest["stages"])) == (
+        "running", "train", ["grade", "select"])
+    scripted.interrupt_train = False
+    result = run_cli("run", str(config))
+    assert result.exit_code == 0, result.output
+    assert scripted.trained == [("filtered", True), ("baseline", False)]
+    assert "train filtered" in result.output and "resumed from its last checkpoint, 2 steps" in result.output

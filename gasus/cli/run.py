@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import INTERRUPTED, GasusCommand, check_paths, console, summary_option
+from .report import show_report
 
 
 @click.command(cls=GasusCommand)
@@ -31,13 +32,11 @@ def run(config, summary):
     """
     from rich.text import Text
 
-    from .. import report
     from ..pipeline import load_run_config, run_paths, run_pipeline
 
     cfg = load_run_config(config)
     inputs, outputs = run_paths(cfg)
     check_paths(summary, inputs={"CONFIG": config, **inputs}, outputs=outputs)
-    out = console()
     err = console(stderr=True)
     click.get_current_context().meta[INTERRUPTED] = (
         f"Interrupted: model calls made so far are in the cache and finished stages' files are in {cfg.out_dir}; "
@@ -52,10 +51,8 @@ def run(config, summary):
             err.print(Text(warning, style="bold red"), soft_wrap=True)
 
     stages = run_pipeline(cfg, on_stage=on_stage)
-    result = stages[-1].summary["report"]
-    out.print(report.verdict_table(result.tallies, title="filtered vs random baseline"))
-    out.print(report.bias_text(result.bias))
-    out.print(f"files -> {cfg.out_dir}")
+    result = stages[-2].summary["report"]
+    show_report(stages[-1].summary["run"], warnings=False)  # the stages printed their warnings already
     summary.items = len(result.judgements)
     summary.extra["stages"] = [{"name": s.name, "seconds": s.seconds, "detail": s.detail} for s in stages]
     summary.extra["verdicts"] = [t.to_dict() for t in result.tallies]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import BadInputError
-from .judge import PositionBias, Tally
+from ..errors import BadInputError
+from ..judge import PositionBias, Tally
 
 # The paper's Figure 5 colours: win, tie, lose.
 COLOURS = {"win": "#4c72b0", "tie": "#a6a6a6", "lose": "#dd8452"}
@@ -91,7 +91,7 @@ def plot_verdicts(tallies: Sequence[Tally], path: str | Path, *, title: str = "M
     matplotlib.use("Agg")  # no display is needed or wanted
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write
+    from ..io import atomic_write
 
     rows = list(reversed(tallies))  # first test set at the top
     names = [t.testset for t in rows]

@@ -8,6 +8,7 @@ cache, and a trained model whose manifest matches the data and settings is reuse
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -74,6 +75,8 @@ class SelectConfig:
     def __post_init__(self):
         if self.threshold is not None and self.top_k is not None:
             raise ValueError("[select] give threshold or top_k, not both")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ValueError(f"[select] threshold must be a finite number, got {self.threshold}")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError("[select] top_k must be at least 1")
 
@@ -171,6 +174,19 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise BadInputError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:
         raise BadInputError(f"{path}: invalid TOML: nested too deeply") from None
+
+
+DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.toml"
+
+
+def with_overrides(config: RunConfig, *, out_dir: str | Path | None = None, threshold: float | None = None) -> RunConfig:
+    """The config with the command line's --run-dir (taken from the working directory) and
+    --threshold (which replaces [select] threshold or top_k) applied."""
+    if out_dir is not None:
+        config = dataclasses.replace(config, out_dir=Path(os.path.abspath(out_dir)))
+    if threshold is not None:
+        config = dataclasses.replace(config, select=SelectConfig(threshold=threshold, seed=config.select.seed))
+    return config
 
 
 def load_run_config(path: str | Path) -> RunConfig:

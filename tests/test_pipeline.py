@@ -309,3 +309,25 @@ def test_run_killed_during_training_resumes(tmp_path, scripted):
     assert result.exit_code == 0, result.output
     assert scripted.trained == [("filtered", True), ("baseline", False)]
     assert "train filtered" in result.output and "resumed from its last checkpoint, 2 steps" in result.output
+
+
+def test_demo_run_dir_and_threshold(tmp_path, scripted, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("run", "--demo", "--run-dir", "d", "--threshold", "3")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["config"]["out_dir"] == str(tmp_path / "d")
+    assert manifest["config"]["select"] == {"threshold": 3.0, "top_k": None, "seed": 0}
+    assert manifest["config"]["grade"]["mode"] == "expected"
+    assert manifest["inputs"]["data"]["path"] == str(FIXTURES / "mini_alpaca.json")
+    assert (tmp_path / "d" / "report.html").is_file()
+
+
+@pytest.mark.parametrize("args,message", [
+    ((), "Error: give a CONFIG file, or --demo"),
+    (("x.toml", "--demo"), "Error: give a CONFIG file or --demo, not both"),
+    (("--demo", "--threshold", "nan"), "Error: --threshold must be a finite number, got nan"),
+])
+def test_run_demo_arguments(args, message):
+    result = run_cli("run", *args)
+    assert (result.exit_code, result.output.strip()) == (2, message)

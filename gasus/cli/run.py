@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import click
 
+from ..errors import BadInputError
 from .common import INTERRUPTED, GasusCommand, check_paths, console, summary_option
 from .report import show_report
 
 
 @click.command(cls=GasusCommand)
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path(dir_okay=False), required=False)
+@click.option("--demo", is_flag=True, help="Run the built-in demo config on the fixtures (embedded model, minutes on a CPU).")
+@click.option("--run-dir", type=click.Path(file_okay=False),
+              help="Write the run here instead of the config's out_dir (--demo: ./gasus-demo).")
+@click.option("--threshold", type=float,
+              help="Keep score >= T instead of the config's [select] rule; every grade is reused from the cache.")
 @summary_option
-def run(config, summary):
+def run(config, demo, run_dir, threshold, summary):
     """Run the AlpaGasus recipe end to end from a TOML file.
 
     Grades the dataset, keeps the best examples and a random baseline of the same size,
@@ -29,14 +35,21 @@ def run(config, summary):
     \b
     Example:
       gasus run fixtures/smoke_run.toml
+      gasus run --demo --run-dir demo --threshold 2.5
     """
     from rich.text import Text
 
-    from ..pipeline import load_run_config, run_paths, run_pipeline
+    from ..pipeline import DEMO_CONFIG, load_run_config, run_paths, run_pipeline, with_overrides
+    from ..selection import check_threshold
 
-    cfg = load_run_config(config)
+    if demo == bool(config):
+        raise BadInputError("give a CONFIG file or --demo, not both" if demo else "give a CONFIG file, or --demo")
+    if threshold is not None:
+        check_threshold(threshold)
+    cfg = with_overrides(load_run_config(DEMO_CONFIG if demo else config),
+                         out_dir=run_dir or ("gasus-demo" if demo else None), threshold=threshold)
     inputs, outputs = run_paths(cfg)
-    check_paths(summary, inputs={"CONFIG": config, **inputs}, outputs=outputs)
+    check_paths(summary, inputs={"CONFIG": config or str(DEMO_CONFIG), **inputs}, outputs=outputs)
     err = console(stderr=True)
     click.get_current_context().meta[INTERRUPTED] = (
         f"Interrupted: model calls made so far are in the cache and finished stages' files are in {cfg.out_dir}; "

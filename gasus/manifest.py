@@ -37,9 +37,10 @@ class StageRecord:
     seconds: float
 
 
-def library_versions() -> dict[str, str | None]:
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None]:
+    """Python's, gasus's and each installed library's version (None when it is not installed)."""
     versions: dict[str, str | None] = {"python": platform.python_version(), "gasus": __version__}
-    for name in LIBRARIES:
+    for name in names:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

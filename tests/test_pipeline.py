@@ -61,8 +61,16 @@ def test_whole_recipe_on_the_embedded_model(tmp_path):
     assert first.exit_code == 0, first.output
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == [
-        "answers", "baseline.json", "filtered.json", "judgements.jsonl", "models", "scores.jsonl",
-        "verdicts.jsonl", "verdicts.png"]
+        "answers", "baseline.json", "filtered.json", "judgements.jsonl", "manifest.json", "models", "plots",
+        "report.html", "report.md", "scores.jsonl", "verdicts.jsonl", "verdicts.png"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {s: (r["items"], r["model_calls"]) for s, r in manifest["stages"].items()} == {
+        "grade": (40, 40), "select": (8, 0), "train": (2, 0), "generate": (8, 8), "judge": (8, 8), "report": (7, 0)}
+    assert manifest["status"] == "finished" and manifest["outputs"]["scores"]["rows"] == 40
+    assert len(manifest["models"]["filtered model"]["weights_sha256"]["model.safetensors"]) == 64
+    report_md = (out / "report.md").read_text()
+    assert "| grade | 40 | 40 | 0 | 0 |" in report_md and "![Training loss of each model](plots/loss.png)" in report_md
+    assert (out / "report.html").read_text().count("src='data:image/png;base64,") == 5
     assert len(json.loads((out / "filtered.json").read_text())) == 8
     assert len(json.loads((out / "baseline.json").read_text())) == 8
     assert len((out / "scores.jsonl").read_text().splitlines()) == 40
@@ -85,6 +93,15 @@ def test_whole_recipe_on_the_embedded_model(tmp_path):
     summary = json.loads((tmp_path / "s2.json").read_text())
     assert (summary["model_calls"], summary["cache_hits"]) == (0, 56)
     assert [s["detail"].startswith("reused") for s in summary["stages"] if s["name"].startswith("train")] == [True, True]
+    rerun = json.loads((out / "manifest.json").read_text())
+    assert rerun["outputs"] == manifest["outputs"] and rerun["stages"]["judge"]["model_calls"] == 0
+
+    # A new threshold reuses every grade: no grader call, only the stages after it rerun.
+    lower = run_cli("run", str(config), "--threshold", "0", "--summary-json", str(tmp_path / "s3.json"))
+    assert lower.exit_code == 0, lower.output
+    third = json.loads((out / "manifest.json").read_text())
+    assert (third["stages"]["grade"]["model_calls"], third["stages"]["grade"]["cache_hits"]) == (0, 40)
+    assert third["stages"]["select"]["items"] == 40 and third["outputs"]["scores"] == manifest["outputs"]["scores"]
 
 
 FIRST_QUESTIONS = [("vicuna", "1"), ("koala", "toy_koala_0"), ("wizardlm", "1"), ("sinstruct", "toy_task_0")]

@@ -535,7 +535,7 @@ def _model_dir_record(model_dir: Path, cache: Any = None) -> dict[str, Any]:
     from .backends.base import file_sha256
 
     weights = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
-    if not weights:
+    if not weights and (model_dir / "manifest.json").is_file():
         return {"manifest_sha256": file_sha256(model_dir / "manifest.json")}
     return {"weights_sha256": {w.name: file_sha256(w, cache) for w in weights}}
 

@@ -523,10 +523,12 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     # the report: report.md and report.html, read back from the files above and the manifest
     manifest.begin("report")
     t = time.perf_counter()
-    run_summary, written = write_report(out, manifest.data)
-    done("report", t, f"{out / 'report.html'} and {out / 'report.md'}", run=run_summary)
-    record("report", len(written), reports[-1:])
+    _, written, images = write_report(out, manifest.data)
+    record("report", len(written), [StageReport("report", round(time.perf_counter() - t, 3), "")])
     manifest.finish()
+    # once more, so the pages show the finished run and its report stage (the plots are kept)
+    run_summary, _, _ = write_report(out, manifest.data, images=images)
+    done("report", t, f"{out / 'report.html'} and {out / 'report.md'}", run=run_summary)
     return reports
 
 

@@ -281,7 +281,8 @@ def test_run_manifest_and_report(tmp_path, scripted):
     # fake judge: 8 6 in both orders, so A wins "ab" and loses "ba": a tie on every question
     assert "| vicuna | 0 | 2 | 0 | 0 | 2 | 1.000 [1.000, 1.000] |" in md
     assert "| overall | 0 | 4 | 0 | 0 | 4 | 1.000 [1.000, 1.000] |" in md
-    assert "| grade | 40 | 0 | 0 | 0 |" in md
+    assert "| grade | 40 | 0 | 0 | 0 |" in md and "| report | 7 | 0 | 0 | 0 |" in md
+    assert "- status: finished\n" in md
     assert sorted(p.name for p in (out / "plots").iterdir()) == ["bias.png", "loss.png", "scores.png", "sweep.png",
                                                                  "verdicts.png"]
     page = (out / "report.html").read_text()

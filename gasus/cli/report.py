@@ -39,7 +39,7 @@ def report(run_dir, summary):
     """
     from ..report.run import write_report
 
-    result, written = write_report(run_dir)
+    result, written, _ = write_report(run_dir)
     show_report(result)
     summary.items = len(written)
     summary.failures = len(result.warnings)

@@ -157,7 +157,8 @@ def _headline(summary: RunSummary) -> list[str]:
              f"gasus {m.get('gasus')}, started {m.get('started_at')}, updated {m.get('updated_at')}",
              f"selection: {summary.rule}; kept {kept if kept is not None else '?'} of {summary.graded} graded"]
     for role, model in m.get("models", {}).items():
-        ident = model.get("sha256") or model.get("remote_name") or model.get("weights_sha256") or ""
+        ident = (model.get("sha256") or model.get("remote_name") or model.get("weights_sha256")
+                 or model.get("manifest_sha256") or "")
         if isinstance(ident, dict):
             ident = ", ".join(f"{k} {v[:12]}" for k, v in ident.items())
         elif len(str(ident)) == 64:
@@ -174,9 +175,8 @@ def markdown(summary: RunSummary) -> str:
     if summary.judge is not None:
         parts += ["## Filtered vs random baseline", "", _md_table(VERDICT_COLUMNS, verdict_rows(summary.judge)), "",
                   _md_cell(_bias_line(summary.judge)), ""]
-    parts += ["## Grades", "", _md_table(list(summary.buckets) + [s for s in summary.statuses],
-                                         [[str(v) for v in summary.buckets.values()]
-                                          + [str(v) for v in summary.statuses.values()]]), ""]
+    parts += ["## Grades", "", _md_table(["score"] + list(summary.buckets), [["examples"] + _values(summary.buckets)]),
+              "", _md_table(["status"] + list(summary.statuses), [["examples"] + _values(summary.statuses)]), ""]
     parts += ["## Stages", "", _md_table(("stage",) + STAGE_COLUMNS, stage_rows(summary.manifest)), ""]
     parts += ["## Plots", ""]
     for name in PLOTS:
@@ -191,15 +191,19 @@ def _bias_line(judge: JudgeReport) -> str:
     return bias_text(judge.bias)
 
 
-def _html_table(header: Any, rows: list[list[str]]) -> str:
+def _values(counts: dict[str, int]) -> list[str]:
+    return [str(v) for v in counts.values()]
+
+
+def _html_table(header: Any, rows: list[list[str]], css: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}
-td:first-child,th:first-child{text-align:left}tr:last-child td{font-weight:600}
+td:first-child,th:first-child{text-align:left}table.verdicts tr:last-child td{font-weight:600}
 .warning{background:#fde8e8;border:2px solid #c44e52;color:#7a1c1f;padding:.6rem 1rem;font-weight:600;margin:.5rem 0}
 figure{margin:1rem 0}figcaption{color:#555;font-size:.9rem}img{max-width:100%}ul{line-height:1.5}"""
 
@@ -210,11 +214,10 @@ def html_page(summary: RunSummary, images: dict[str, bytes]) -> str:
     parts += [f"<div class='warning'>{html.escape(w)}</div>" for w in summary.warnings]
     parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in _headline(summary)) + "</ul>")
     if summary.judge is not None:
-        parts += ["<h2>Filtered vs random baseline</h2>", _html_table(VERDICT_COLUMNS, verdict_rows(summary.judge)),
+        parts += ["<h2>Filtered vs random baseline</h2>", _html_table(VERDICT_COLUMNS, verdict_rows(summary.judge), "verdicts"),
                   f"<p>{html.escape(_bias_line(summary.judge))}</p>"]
-    parts += ["<h2>Grades</h2>", _html_table(list(summary.buckets) + list(summary.statuses),
-                                            [[str(v) for v in summary.buckets.values()]
-                                             + [str(v) for v in summary.statuses.values()]])]
+    parts += ["<h2>Grades</h2>", _html_table(["score"] + list(summary.buckets), [["examples"] + _values(summary.buckets)]),
+              _html_table(["status"] + list(summary.statuses), [["examples"] + _values(summary.statuses)])]
     parts += ["<h2>Stages</h2>", _html_table(("stage",) + STAGE_COLUMNS, stage_rows(summary.manifest))]
     parts.append("<h2>Plots</h2>")
     for name in PLOTS:
@@ -226,13 +229,15 @@ def html_page(summary: RunSummary, images: dict[str, bytes]) -> str:
     return "\n".join(parts)
 
 
-def write_report(run_dir: str | Path, manifest: dict[str, Any] | None = None) -> tuple[RunSummary, list[Path]]:
-    """Write plots/*.png, report.md and report.html into the run dir; returns what was read and written."""
+def write_report(run_dir: str | Path, manifest: dict[str, Any] | None = None, *,
+                 images: dict[str, bytes] | None = None) -> tuple[RunSummary, list[Path], dict[str, bytes]]:
+    """Write plots/*.png, report.md and report.html into the run dir; returns what was read, the
+    files written and the plots (pass them back in to rewrite the pages without drawing again)."""
     from ..io import atomic_write
 
     summary = summarize_run(run_dir, manifest)
     run_dir = Path(run_dir)
-    images = render_plots(summary)
+    images = images if images is not None else render_plots(summary)
     (run_dir / "plots").mkdir(exist_ok=True)
     written = []
     for name, data in images.items():
@@ -243,7 +248,7 @@ def write_report(run_dir: str | Path, manifest: dict[str, Any] | None = None) ->
         with atomic_write(run_dir / name) as handle:
             handle.write(text)
         written.append(run_dir / name)
-    return summary, written
+    return summary, written, images
 
 
 def rich_tables(summary: RunSummary) -> list[Any]:

@@ -301,12 +301,15 @@ def tally(result: VerdictSet, *, n_resamples: int = 1000, seed: int = 0) -> list
     for name in sorted(by_set, key=_testset_sort_key):
         vs = by_set[name]
         w, t, ls = (vs.count(x) for x in VERDICTS)
-        rows.append(Tally(name, w, t, ls, missing.get(name, 0), winning_score(w, ls, len(counted[name])),
-                          bootstrap_interval([counted[name]], n_resamples=n_resamples, seed=seed)))
+        # A set with no question judged at all has no score: 1.000 would read as a draw.
+        rows.append(Tally(name, w, t, ls, missing.get(name, 0), winning_score(w, ls, len(counted[name])) if vs else None,
+                          bootstrap_interval([counted[name]], n_resamples=n_resamples, seed=seed) if vs else None))
     if len(rows) > 1:
         w, t, ls, u = (sum(getattr(r, k) for r in rows) for k in ("win", "tie", "lose", "unjudged"))
-        rows.append(Tally("overall", w, t, ls, u, winning_score(w, ls, w + t + ls + u),
-                          bootstrap_interval(list(counted.values()), n_resamples=n_resamples, seed=seed)))
+        judged = w + t + ls > 0
+        rows.append(Tally("overall", w, t, ls, u, winning_score(w, ls, w + t + ls + u) if judged else None,
+                          bootstrap_interval(list(counted.values()), n_resamples=n_resamples, seed=seed)
+                          if judged else None))
     return rows
 
 

@@ -439,3 +439,5 @@ def test_winning_score_counts_unjudged_in_testset_size():
     assert rows["vicuna"].interval == (1.0, 2.0)
     assert rows["vicuna"].to_dict()["testset_size"] == 2
     assert (rows["overall"].score, rows["overall"].to_dict()["testset_size"]) == (pytest.approx(1 + 0 / 3), 3)
+    nothing = summarize([Judgement("vicuna", "1", "ab", None, "unparsed", "?")], orders=("ab",)).tallies
+    assert (nothing[0].unjudged, nothing[0].size, nothing[0].score, nothing[0].interval) == (1, 1, None, None)

@@ -306,7 +306,8 @@ def test_report_command_shows_warnings(tmp_path, scripted):
                                              "their questions count in #Testset as unjudged")
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<div class='warning'>Warning: 8 of 8 judgements" in page
-    assert "| vicuna | 0 | 0 | 0 | 2 | 2 | 1.000 [1.000, 1.000] |" in (tmp_path / "out" / "report.md").read_text()
+    # nothing judged: no score at all, rather than 1.000 (a draw)
+    assert "| vicuna | 0 | 0 | 0 | 2 | 2 | - |" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_report_of_a_folder_without_a_run(tmp_path):

@@ -42,4 +42,4 @@ def report(run_dir, summary):
     result, written, _ = write_report(run_dir)
     show_report(result)
     summary.items = len(written)
-    summary.failures = len(result.warnings)
+    summary.failures = sum(stage.get("failures", 0) for stage in result.manifest.get("stages", {}).values())

@@ -141,7 +141,8 @@ def _status_text(manifest: dict[str, Any]) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return html.escape(str(text)).replace("|", "\\|").replace("\n", " ")
+    """Data in a Markdown line: no raw HTML (& and < escaped), no table break (|), one line."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|").replace("\n", " ")
 
 
 def _md_table(header: Any, rows: list[list[str]]) -> str:

@@ -12,7 +12,7 @@ PIN := -c constraints.txt
 LLAMA_CMAKE_ARGS ?=
 LLAMA_FRESH := $(if $(LLAMA_CMAKE_ARGS),--no-cache-dir --force-reinstall,)
 
-.PHONY: install test test-fast demo lint bench clean
+.PHONY: install test test-fast demo demo-steps lint bench clean
 
 install: $(STAMP)
 
@@ -38,7 +38,13 @@ test-fast: install
 lint: install
 	$(PY) -m ruff check gasus tests bench
 
+# The whole recipe on the fixtures with the embedded model (minutes on 2 CPU cores).
 demo: install
+	$(VENV)/bin/gasus run --demo --run-dir $${DEMO_DIR:-out/demo-run}
+	@echo "report: $${DEMO_DIR:-out/demo-run}/report.html (and report.md)"
+
+# The single commands one by one: grade, select, agree, then the run on fixtures/smoke_run.toml.
+demo-steps: install
 	VENV=$(VENV) bash scripts/demo.sh
 
 bench: install

@@ -242,7 +242,7 @@ def bootstrap_interval(groups: Sequence[Sequence[str]], *, n_resamples: int = 10
     if not groups:
         return None
     rng = np.random.default_rng(seed)
-    value = {"win": 1, "tie": 0, "lose": -1}
+    value = {"win": 1, "tie": 0, "lose": -1, "unjudged": 0}
     total = sum(len(g) for g in groups)
     sums = np.zeros(n_resamples)
     for g in groups:
@@ -270,9 +270,14 @@ class Tally:
     def judged(self) -> int:
         return self.win + self.tie + self.lose
 
+    @property
+    def size(self) -> int:
+        """#Testset, the winning score's denominator: judged and unjudged questions."""
+        return self.judged + self.unjudged
+
     def to_dict(self) -> dict[str, Any]:
         return {"testset": self.testset, "win": self.win, "tie": self.tie, "lose": self.lose,
-                "unjudged": self.unjudged, "winning_score": self.score,
+                "unjudged": self.unjudged, "testset_size": self.size, "winning_score": self.score,
                 "interval_95": list(self.interval) if self.interval else None}
 
 
@@ -289,16 +294,22 @@ def tally(result: VerdictSet, *, n_resamples: int = 1000, seed: int = 0) -> list
     for testset, _ in result.unjudged:
         missing[testset] = missing.get(testset, 0) + 1
         by_set.setdefault(testset, [])
+    # The paper divides by #Testset: an unjudged question counts in it as neither win nor lose
+    # (a 0 in the bootstrap too), so a judge that fails on lost questions cannot raise the score.
+    counted = {name: vs + ["unjudged"] * missing.get(name, 0) for name, vs in by_set.items()}
     rows = []
     for name in sorted(by_set, key=_testset_sort_key):
         vs = by_set[name]
         w, t, ls = (vs.count(x) for x in VERDICTS)
-        rows.append(Tally(name, w, t, ls, missing.get(name, 0), winning_score(w, ls, len(vs)),
-                          bootstrap_interval([vs], n_resamples=n_resamples, seed=seed)))
+        # A set with no question judged at all has no score: 1.000 would read as a draw.
+        rows.append(Tally(name, w, t, ls, missing.get(name, 0), winning_score(w, ls, len(counted[name])) if vs else None,
+                          bootstrap_interval([counted[name]], n_resamples=n_resamples, seed=seed) if vs else None))
     if len(rows) > 1:
         w, t, ls, u = (sum(getattr(r, k) for r in rows) for k in ("win", "tie", "lose", "unjudged"))
-        rows.append(Tally("overall", w, t, ls, u, winning_score(w, ls, w + t + ls),
-                          bootstrap_interval(list(by_set.values()), n_resamples=n_resamples, seed=seed)))
+        judged = w + t + ls > 0
+        rows.append(Tally("overall", w, t, ls, u, winning_score(w, ls, w + t + ls + u) if judged else None,
+                          bootstrap_interval(list(counted.values()), n_resamples=n_resamples, seed=seed)
+                          if judged else None))
     return rows
 
 

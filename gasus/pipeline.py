@@ -8,6 +8,7 @@ cache, and a trained model whose manifest matches the data and settings is reuse
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -27,7 +28,32 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class GradeConfig:
+class BackendSettings:
+    """The backend options the commands take (`--base-url`, `--api-key-env`, ...), for one stage's model."""
+
+    base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible server URL."})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the API key."})
+    concurrency: int = field(default=4, metadata={"help": "Requests in flight at once (openai)."})
+    max_attempts: int = field(default=6, metadata={"help": "Tries per request before it is an error."})
+    threads: int | None = field(default=None, metadata={"help": "CPU threads (llamacpp); default all cores."})
+
+    def backend_options(self):
+        from .backends import BackendOptions
+
+        return BackendOptions(base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency,
+                              max_attempts=self.max_attempts, n_threads=self.threads)
+
+    def _check_backend(self, table: str) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"[{table}] threads must be at least 1")
+        try:
+            self.backend_options()
+        except ValueError as exc:
+            raise ValueError(f"[{table}] {exc}") from None
+
+
+@dataclass(frozen=True)
+class GradeConfig(BackendSettings):
     grader: str | None = field(default=None, metadata={"help": "Grader model spec; none: the embedded model."})
     mode: str = field(default="generate", metadata={"help": "generate (the paper's), score or expected."})
     dimension: str = field(default="accuracy", metadata={"help": "accuracy or helpfulness."})
@@ -35,6 +61,9 @@ class GradeConfig:
     def __post_init__(self):
         if self.mode not in ("generate", "score", "expected"):
             raise ValueError(f"[grade] mode must be generate, score or expected, got '{self.mode}'")
+        if self.dimension not in ("accuracy", "helpfulness"):
+            raise ValueError(f"[grade] dimension must be accuracy or helpfulness, got '{self.dimension}'")
+        self._check_backend("grade")
 
 
 @dataclass(frozen=True)
@@ -46,6 +75,8 @@ class SelectConfig:
     def __post_init__(self):
         if self.threshold is not None and self.top_k is not None:
             raise ValueError("[select] give threshold or top_k, not both")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise ValueError(f"[select] threshold must be a finite number, got {self.threshold}")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError("[select] top_k must be at least 1")
 
@@ -59,15 +90,22 @@ class TrainStageConfig:
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
+class GenerateConfig(BackendSettings):
     testsets: tuple[str, ...] = field(default=("all",), metadata={"help": "Test sets to answer."})
     limit: int | None = field(default=None, metadata={"help": "First N questions of each test set."})
     max_new_tokens: int = field(default=1024, metadata={"help": "Most tokens per answer (the paper: 1024)."})
     testsets_dir: str | None = field(default=None, metadata={"help": "Where the test set files are."})
 
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("[generate] limit must be at least 1")
+        if self.max_new_tokens < 1:
+            raise ValueError("[generate] max_new_tokens must be at least 1")
+        self._check_backend("generate")
+
 
 @dataclass(frozen=True)
-class JudgeConfig:
+class JudgeConfig(BackendSettings):
     judge: str | None = field(default=None, metadata={"help": "Judge model spec; none: the embedded model."})
     mode: str = field(default="generate", metadata={"help": "generate (the paper's) or score (pair line only)."})
     order: str = field(default="both", metadata={"help": "both, ab or ba."})
@@ -80,6 +118,7 @@ class JudgeConfig:
             raise ValueError(f"[judge] order must be both, ab or ba, got '{self.order}'")
         if self.rule not in ("paper", "strict"):
             raise ValueError(f"[judge] rule must be paper or strict, got '{self.rule}'")
+        self._check_backend("judge")
 
 
 @dataclass(frozen=True)
@@ -94,20 +133,39 @@ class RunConfig:
     generate: GenerateConfig = GenerateConfig()
     judge: JudgeConfig = JudgeConfig()
 
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config, as the run manifest records it."""
+        return {"out_dir": str(self.out_dir), **{name: dataclasses.asdict(getattr(self, name)) for name in _SECTIONS}}
+
 
 _SECTIONS = {"data": DataConfig, "grade": GradeConfig, "select": SelectConfig, "train": TrainStageConfig,
              "generate": GenerateConfig, "judge": JudgeConfig}
+# What each annotation accepts from TOML, and how a problem is named.
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "str": ((str,), "a string"), "int": ((int,), "a whole number"), "float": ((int, float), "a number"),
+}
 
 
-def load_run_config(path: str | Path) -> RunConfig:
-    """A RunConfig from TOML; relative paths are taken from the file's directory."""
+def _type_problem(table: str, name: str, annotation: str, value: Any) -> str | None:
+    """A message when a TOML value cannot fill a field of this annotation ("int | None", "float", ...)."""
+    base = annotation.replace(" | None", "")
+    if value is None and base != annotation:
+        return None
+    if base not in _TYPES:
+        return None
+    kinds, what = _TYPES[base]
+    if isinstance(value, kinds) and not isinstance(value, bool):
+        return None
+    return f"[{table}] {name} must be {what}, got {value!r}"
+
+
+def read_toml(path: Path) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
         import tomli as tomllib
-    path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BadInputError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -116,43 +174,135 @@ def load_run_config(path: str | Path) -> RunConfig:
         raise BadInputError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:
         raise BadInputError(f"{path}: invalid TOML: nested too deeply") from None
-    here = path.resolve().parent
+
+
+DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.toml"
+
+
+def with_overrides(config: RunConfig, *, out_dir: str | Path | None = None, threshold: float | None = None) -> RunConfig:
+    """The config with the command line's --run-dir (taken from the working directory) and
+    --threshold (which replaces [select] threshold or top_k) applied."""
+    if out_dir is not None:
+        config = dataclasses.replace(config, out_dir=Path(os.path.abspath(out_dir)))
+    if threshold is not None:
+        config = dataclasses.replace(config, select=SelectConfig(threshold=threshold, seed=config.select.seed))
+    return config
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """A RunConfig from TOML; relative paths are taken from the file's directory.
+
+    Every key, value, preset, test set name, model spec and path is checked here, before any
+    model is loaded, and every problem found is listed in one error.
+    """
+    path = Path(path)
+    return config_from_dict(read_toml(path), path.resolve().parent, str(path))
+
+
+def config_from_dict(raw: dict[str, Any], here: Path, where: str) -> RunConfig:
+    """A checked RunConfig from a parsed TOML table; `where` names it in the error."""
     unknown = sorted(set(raw) - set(_SECTIONS) - {"out_dir"})
     if unknown:
-        raise BadInputError(f"{path}: unknown setting(s) {', '.join(unknown)}; tables: {', '.join(_SECTIONS)}")
-    if "data" not in raw or "path" not in raw.get("data", {}):
-        raise BadInputError(f"{path}: [data] path is required")
+        raise BadInputError(f"{where}: unknown setting(s) {', '.join(unknown)}; tables: {', '.join(_SECTIONS)}")
+    if not isinstance(raw.get("data"), dict) or "path" not in raw["data"]:
+        raise BadInputError(f"{where}: [data] path is required")
+    problems: list[str] = []
+
+    def resolve(p: str | None) -> str | None:
+        return None if p is None else os.path.normpath(here / p)
+
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
-        values = dict(raw.get(name, {}))
+        values = raw.get(name, {})
         if not isinstance(values, dict):
-            raise BadInputError(f"{path}: [{name}] must be a table")
+            problems.append(f"[{name}] must be a table")
+            values = {}
+        values = dict(values)
         if name == "train":
             known = {"base", "preset"}
             values = {"base": values.get("base"), "preset": values.get("preset", "alpagasus-7b"),
                       "overrides": {k: v for k, v in values.items() if k not in known}}
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(values) - names)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        extra = sorted(set(values) - set(fields))
         if extra:
-            raise BadInputError(f"{path}: unknown setting(s) in [{name}]: {', '.join(extra)}")
+            problems.append(f"unknown setting(s) in [{name}]: {', '.join(extra)}")
         if name == "generate" and "testsets" in values:
             ts = values["testsets"]
-            values["testsets"] = (ts,) if isinstance(ts, str) else tuple(ts)
+            values["testsets"] = (ts,) if isinstance(ts, str) else tuple(ts) if isinstance(ts, list) else ts
+        bad = [p for k, v in values.items() if k in fields
+               for p in [_type_problem(name, k, str(fields[k].type), v)] if p]
+        problems.extend(bad)
+        if extra or bad:
+            continue
         try:
             sections[name] = cls(**values)
-        except ValueError as exc:
-            raise BadInputError(f"{path}: {exc}") from None
-        except TypeError as exc:
-            raise BadInputError(f"{path}: [{name}]: {exc}") from None
-
-    def resolve(p: str | None) -> str | None:
-        return None if p is None else os.path.normpath(here / p)
+        except (ValueError, TypeError) as exc:
+            problems.append(str(exc) if str(exc).startswith("[") else f"[{name}] {exc}")
+    problems.extend(_check_sections(sections, resolve))
+    if problems:
+        if len(problems) == 1:
+            raise BadInputError(f"{where}: {problems[0]}")
+        raise BadInputError(f"{where}: {len(problems)} problems in the config: {'; '.join(problems)}")
 
     sections["data"] = dataclasses.replace(sections["data"], path=resolve(sections["data"].path))
     if sections["generate"].testsets_dir:
         sections["generate"] = dataclasses.replace(sections["generate"],
                                                    testsets_dir=resolve(sections["generate"].testsets_dir))
     return RunConfig(out_dir=Path(resolve(raw.get("out_dir", "gasus-run"))), **sections)
+
+
+def _check_sections(sections: dict[str, Any], resolve: Callable[[str | None], str | None]) -> list[str]:
+    """What the dataclasses cannot see alone: files, presets and training keys, test sets, model specs."""
+    from .backends import parse_spec, spec_file
+    from .testsets import resolve_names
+    from .train import PRESETS, TrainConfig, resolve_base
+
+    problems = []
+    data = sections.get("data")
+    if data is not None and not Path(resolve(data.path)).is_file():
+        problems.append(f"[data] path {resolve(data.path)}: no such file")
+    train = sections.get("train")
+    if train is not None:
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(train.overrides) - names)
+        if unknown:
+            problems.append(f"[train] unknown training setting(s): {', '.join(unknown)}")
+        if train.preset not in PRESETS:
+            problems.append(f"[train] unknown preset '{train.preset}': choose one of {', '.join(PRESETS)}")
+        if not unknown and train.preset in PRESETS:
+            try:
+                TrainConfig.from_preset(train.preset, **train.overrides)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"[train] {exc}")
+        try:
+            resolve_base(train.base)
+        except GasusError as exc:
+            problems.append(f"[train] {exc}")
+    generate = sections.get("generate")
+    if generate is not None:
+        try:
+            resolve_names(list(generate.testsets))
+        except (GasusError, AttributeError) as exc:
+            problems.append(f"[generate] {exc}")
+        if generate.testsets_dir and not Path(resolve(generate.testsets_dir)).is_dir():
+            problems.append(f"[generate] testsets_dir {resolve(generate.testsets_dir)}: no such directory")
+    for table, key in (("grade", "grader"), ("judge", "judge")):
+        stage = sections.get(table)
+        if stage is None:
+            continue
+        spec = getattr(stage, key)
+        try:
+            name, _ = parse_spec(spec)
+        except GasusError as exc:
+            problems.append(f"[{table}] {exc}")
+            continue
+        local = spec_file(spec)
+        if local and not Path(local).exists():
+            problems.append(f"[{table}] {key} {local}: no such file")
+        if name == "openai" and not os.environ.get(stage.api_key_env):
+            problems.append(f"[{table}] the {key} {spec} needs an API key: set {stage.api_key_env} "
+                            "(or name another variable with api_key_env)")
+    return problems
 
 
 # ---------------------------------------------------------------- running
@@ -164,6 +314,7 @@ class StageReport:
     seconds: float
     detail: str
     summary: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _train_is_current(model_dir: Path, examples_sha256: str, settings: dict[str, Any], base: str | None) -> bool:
@@ -180,8 +331,9 @@ def _train_is_current(model_dir: Path, examples_sha256: str, settings: dict[str,
             and manifest.get("base", {}).get("spec") == resolve_base(base).spec)
 
 
-OUTPUT_FILES = ("scores.jsonl", "filtered.json", "baseline.json", "models", "answers/filtered.jsonl",
-                "answers/baseline.jsonl", "judgements.jsonl", "verdicts.jsonl", "verdicts.png")
+OUTPUT_FILES = ("manifest.json", "scores.jsonl", "filtered.json", "baseline.json", "models", "answers/filtered.jsonl",
+                "answers/baseline.jsonl", "judgements.jsonl", "verdicts.jsonl", "verdicts.png", "plots",
+                "report.md", "report.html")
 
 
 def run_paths(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -204,86 +356,131 @@ def _check_inside(out: Path, model_dir: Path) -> None:
         raise BadInputError(f"{model_dir}: lies outside {out}; gasus run replaces model directories only inside it")
 
 
+def _training_intent(examples_sha256: str, settings: dict[str, Any], base: str | None) -> dict[str, Any]:
+    from .train import resolve_base
+
+    return {"examples_sha256": examples_sha256, "settings": settings, "base": resolve_base(base).spec}
+
+
+def _can_resume(model_dir: Path, intent: dict[str, Any]) -> bool:
+    """An interrupted training of the same data, settings and base left a checkpoint to continue from."""
+    from .io import read_json
+    from .train import CHECKPOINTS
+
+    pending = model_dir.parent / f"{model_dir.name}.pending.json"
+    return (pending.is_file() and read_json(pending) == intent
+            and any((model_dir / CHECKPOINTS).glob("checkpoint-*")))
+
+
 def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
-    """Run every stage in order; returns what each did."""
+    """Run every stage in order, keeping `manifest.json` up to date; returns what each did."""
     from . import judge as jd
     from . import report
-    from .backends import BackendOptions, CachedModel, load_backend
+    from .backends import CachedModel, load_backend
     from .cache import Cache, default_cache_dir
     from .generate import generate_answers
     from .grade import grade_examples, grading_prompt, write_scores
-    from .io import FieldMap, check_outputs, load_examples, write_jsonl, write_records
+    from .io import FieldMap, check_outputs, load_examples, write_json, write_jsonl, write_records
+    from .manifest import RunManifest, StageRecord, model_record
+    from .report.run import write_report
     from .selection import PAPER_THRESHOLD, select_random, select_threshold, select_top_k
     from .testsets import load_testsets
-    from .train import TrainConfig, data_fingerprint, resolve_base, train
+    from .train import TrainConfig, data_fingerprint, train
 
     out = config.out_dir
     inputs, outputs = run_paths(config)
     check_outputs(outputs, inputs, protected_dir=default_cache_dir())
-    # Settings and the base model are checked before any stage runs or any directory is replaced.
+    # load_run_config checked the settings and the base model; this only builds them.
     settings = TrainConfig.from_preset(config.train.preset, **config.train.overrides)
-    resolve_base(config.train.base)
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache()
+    manifest = RunManifest(out, config.to_dict())
+    manifest.file("inputs", "data", config.data.path)
     reports: list[StageReport] = []
 
-    def done(name: str, started: float, detail: str, **summary: Any) -> None:
-        reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary))
+    def done(name: str, started: float, detail: str, *, warning: str | None = None, **summary: Any) -> None:
+        reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary,
+                                   [warning] if warning else []))
         if on_stage:
             on_stage(reports[-1])
 
+    def record(stage: str, items: int, parts: list[StageReport], failures: int = 0) -> None:
+        manifest.stage(stage, StageRecord(items, sum(p.summary.get("model_calls", 0) for p in parts),
+                                          sum(p.summary.get("cache_hits", 0) for p in parts), failures,
+                                          round(sum(p.seconds for p in parts), 3)))
+
     # grade
+    manifest.begin("grade")
     t = time.perf_counter()
     examples = load_examples(config.data.path, fields=FieldMap.for_format(config.data.format),
                              max_rows=config.data.max_rows)
-    grader = CachedModel(load_backend(config.grade.grader, BackendOptions()), cache)
+    manifest.model("grader", model_record(config.grade.grader, cache))
+    grader = CachedModel(load_backend(config.grade.grader, config.grade.backend_options()), cache)
     try:
         grades = grade_examples(examples, grader, prompt=grading_prompt(config.grade.dimension),
                                 dimension=config.grade.dimension, mode=config.grade.mode)
     finally:
         grader.backend.close()
     write_scores(out / "scores.jsonl", grades)
+    manifest.file("outputs", "scores", out / "scores.jsonl")
     done("grade", t, f"{len(grades)} examples graded ({grader.stats.model_calls} model calls)",
+         warning=report.grade_warning([g.status for g in grades]),
          model_calls=grader.stats.model_calls, cache_hits=grader.stats.cache_hits, failures=grader.stats.failures)
+    record("grade", len(grades), reports[-1:], sum(1 for g in grades if g.status != "ok"))
 
     # select, and the random baseline of the same size
+    manifest.begin("select")
     t = time.perf_counter()
     if config.select.top_k is not None:
         kept = select_top_k(examples, grades, config.select.top_k)
     else:
-        kept = select_threshold(examples, grades, config.select.threshold or PAPER_THRESHOLD)
+        threshold = PAPER_THRESHOLD if config.select.threshold is None else config.select.threshold
+        kept = select_threshold(examples, grades, threshold)
     if not kept.kept:
         raise GasusError(f"the selection kept no example ({kept.rule}); lower the threshold or use top_k")
     baseline = select_random(examples, len(kept.kept), config.select.seed)
     write_records(out / "filtered.json", [e.to_dict() for e in kept.kept])
     write_records(out / "baseline.json", [e.to_dict() for e in baseline.kept])
+    for name in ("filtered", "baseline"):
+        manifest.file("outputs", name, out / f"{name}.json")
     done("select", t, f"kept {len(kept.kept)} of {kept.total} by {kept.rule}; baseline: {baseline.rule}",
-         kept=len(kept.kept))
+         kept=len(kept.kept), rule=kept.rule)
+    record("select", len(kept.kept), reports[-1:])
 
-    # train both
+    # train both; an interrupted training of the same data and settings resumes from its checkpoint
+    manifest.begin("train")
+    manifest.model("base", _base_record(config.train.base, cache))
     models = {}
     for name, subset in (("filtered", kept.kept), ("baseline", baseline.kept)):
         t = time.perf_counter()
         model_dir = out / "models" / name
-        ids_sha = data_fingerprint(subset)["examples_sha256"]
-        if _train_is_current(model_dir, ids_sha, settings.to_dict(), config.train.base):
+        intent = _training_intent(data_fingerprint(subset)["examples_sha256"], settings.to_dict(), config.train.base)
+        if _train_is_current(model_dir, intent["examples_sha256"], settings.to_dict(), config.train.base):
             done(f"train {name}", t, f"reused {model_dir} (same data and settings)")
         else:
             _check_inside(out, model_dir)
-            result = train(subset, settings, model_dir, base=config.train.base,
-                           data_source=out / f"{name}.json", replace=True)
+            resume = _can_resume(model_dir, intent)
+            if not resume:
+                model_dir.parent.mkdir(parents=True, exist_ok=True)
+                write_json(model_dir.parent / f"{name}.pending.json", intent)
+            result = train(subset, settings, model_dir, base=config.train.base, data_source=out / f"{name}.json",
+                           replace=not resume, resume=resume)
             run = result.manifest["train"]
-            done(f"train {name}", t, f"{run['steps']} steps, loss {run['train_loss']:.3f} -> {model_dir}",
+            how = "resumed from its last checkpoint, " if resume else ""
+            done(f"train {name}", t, f"{how}{run['steps']} steps, loss {run['train_loss']:.3f} -> {model_dir}",
                  tokens_per_second=run["tokens_per_second"])
         models[name] = model_dir
+        manifest.model(f"{name} model", {"spec": f"hf:{model_dir}", **_model_dir_record(model_dir, cache)})
+    record("train", 2, reports[-2:])
 
     # answer the test sets with both models
+    manifest.begin("generate")
     questions = load_testsets(list(config.generate.testsets), config.generate.testsets_dir,
                               limit=config.generate.limit)
     answer_files = {}
     for name, model_dir in models.items():
         t = time.perf_counter()
-        model = CachedModel(load_backend(f"hf:{model_dir}", BackendOptions()), cache)
+        model = CachedModel(load_backend(f"hf:{model_dir}", config.generate.backend_options()), cache)
         try:
             result = generate_answers(model, questions, model_name=name, max_new_tokens=config.generate.max_new_tokens)
         finally:
@@ -293,15 +490,19 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
         answer_files[name] = out / "answers" / f"{name}.jsonl"
         answer_files[name].parent.mkdir(exist_ok=True)
         write_jsonl(answer_files[name], (a.to_dict() for a in result.answers))
+        manifest.file("outputs", f"answers/{name}", answer_files[name])
         done(f"generate {name}", t, f"{len(result.answers)} answers ({model.stats.model_calls} model calls)",
              model_calls=model.stats.model_calls, cache_hits=model.stats.cache_hits)
+    record("generate", 2 * len(questions), reports[-2:])
 
     # judge filtered (A) against baseline (B)
+    manifest.begin("judge")
     t = time.perf_counter()
     pairs = jd.pair_answers(jd.load_answers(answer_files["filtered"]), jd.load_answers(answer_files["baseline"]),
                             answer_files["filtered"], answer_files["baseline"])
     orders = jd.ORDER_CHOICES[config.judge.order]
-    judge_model = CachedModel(load_backend(config.judge.judge, BackendOptions()), cache)
+    manifest.model("judge", model_record(config.judge.judge, cache))
+    judge_model = CachedModel(load_backend(config.judge.judge, config.judge.backend_options()), cache)
     try:
         judgements = jd.run_judge(judge_model, pairs, orders, mode=config.judge.mode)
     finally:
@@ -310,7 +511,47 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     result = jd.summarize(judgements, rule=config.judge.rule, orders=orders)
     write_jsonl(out / "verdicts.jsonl", (v.to_dict() for v in result.verdicts.verdicts))
     report.plot_verdicts(result.tallies, out / "verdicts.png", title="filtered vs random baseline")
+    for name in ("judgements", "verdicts"):
+        manifest.file("outputs", name, out / f"{name}.jsonl")
     done("judge", t, f"{len(judgements)} judgements ({judge_model.stats.model_calls} model calls)",
+         warning=report.judge_warning([j.status for j in judgements]),
          model_calls=judge_model.stats.model_calls, cache_hits=judge_model.stats.cache_hits,
          failures=judge_model.stats.failures, report=result)
+    record("judge", len(judgements), reports[-1:], sum(1 for j in judgements if j.status != "ok"))
+    manifest.data["results"] = {"testsets": [t.to_dict() for t in result.tallies], "bias": result.bias.to_dict()}
+
+    # the report: report.md and report.html, read back from the files above and the manifest
+    manifest.begin("report")
+    t = time.perf_counter()
+    _, written, images = write_report(out, manifest.data)
+    record("report", len(written), [StageReport("report", round(time.perf_counter() - t, 3), "")])
+    manifest.finish()
+    # once more, so the pages show the finished run and its report stage (the plots are kept)
+    run_summary, _, _ = write_report(out, manifest.data, images=images)
+    done("report", t, f"{out / 'report.html'} and {out / 'report.md'}", run=run_summary)
     return reports
+
+
+def _model_dir_record(model_dir: Path, cache: Any = None) -> dict[str, Any]:
+    """A model directory's identity: the sha256 of its weights file(s) (memoised in the cache)."""
+    from .backends.base import file_sha256
+
+    weights = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
+    if not weights and (model_dir / "manifest.json").is_file():
+        return {"manifest_sha256": file_sha256(model_dir / "manifest.json")}
+    return {"weights_sha256": {w.name: file_sha256(w, cache) for w in weights}}
+
+
+def _base_record(spec: str | None, cache: Any) -> dict[str, Any]:
+    from .backends.base import file_sha256
+    from .train import resolve_base
+
+    base = resolve_base(spec)
+    record: dict[str, Any] = {"spec": base.spec, "kind": base.kind}
+    if base.kind == "gguf":
+        record["sha256"] = file_sha256(base.location, cache)
+    elif base.kind == "dir":
+        record.update(_model_dir_record(Path(base.location), cache))
+    else:
+        record["remote_name"] = base.location
+    return record

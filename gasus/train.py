@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.metadata
 import logging
 import os
 import platform
@@ -619,13 +618,9 @@ def _step_of(name: str) -> int:
 
 
 def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version(), "gasus": __version__}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    from .manifest import library_versions as versions
+
+    return versions(_LIBRARIES)
 
 
 def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Path, *,

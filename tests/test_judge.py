@@ -92,11 +92,11 @@ def test_verdicts_and_tally():
     assert (rows["vicuna"].win, rows["vicuna"].tie, rows["vicuna"].lose, rows["vicuna"].unjudged) == (1, 1, 1, 0)
     assert (rows["koala"].win, rows["koala"].tie, rows["koala"].lose, rows["koala"].unjudged) == (1, 0, 0, 1)
     assert rows["vicuna"].score == 1.0
-    assert rows["koala"].score == 2.0
-    assert rows["koala"].interval == (2.0, 2.0)
-    assert rows["overall"].score == pytest.approx(1.25)
+    assert rows["koala"].score == 1.5  # k2 is unjudged: it counts in #Testset, as neither win nor lose
+    assert rows["koala"].interval == (1.0, 2.0)
+    assert rows["overall"].score == pytest.approx(1.2)
     lo, hi = rows["overall"].interval
-    assert 0.5 <= lo < 1.25 < hi <= 2.0  # vicuna resampled to all-lose .. all-win; koala always wins
+    assert 0.4 <= lo < 1.2 < hi <= 1.8
 
     bias = report.bias
     # Orders agree on questions 1 (win/win) and k1? no: k1 is win/tie. Only question 1 agrees.
@@ -364,7 +364,7 @@ def test_judge_plot_and_table(tmp_path, small_answers):
     assert (width, height) == (840, 264)
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["statuses"] == {"ok": 5, "unparsed": 1}
-    assert summary["testsets"] == [{"testset": "vicuna", "win": 1, "tie": 0, "lose": 1, "unjudged": 1,
+    assert summary["testsets"] == [{"testset": "vicuna", "win": 1, "tie": 0, "lose": 1, "unjudged": 1, "testset_size": 3,
                                     "winning_score": 1.0, "interval_95": summary["testsets"][0]["interval_95"]}]
     assert summary["position_bias"] == {"both_orders": 2, "agree": 1, "agreement": 0.5, "judgements": 5,
                                         "first_wins": 3, "second_wins": 1, "ties": 1, "first_win_rate": 0.6}
@@ -425,3 +425,19 @@ def test_judge_help():
     assert result.exit_code == 0
     assert "Judge model A's answers against model B's" in result.output
     assert "Example:\n    gasus judge alpagasus.jsonl alpaca52k.jsonl" in result.output
+
+
+def test_winning_score_counts_unjudged_in_testset_size():
+    """The paper divides by #Testset: an unjudged question counts in the denominator (as no win and
+    no loss), so failing to judge a lost question cannot raise the score."""
+    judgements = [_j("vicuna", "1", "ab", 9, 1), _j("vicuna", "1", "ba", 1, 9),
+                  _j("vicuna", "2", "ab", 9, 1),
+                  Judgement("vicuna", "2", "ba", None, "unparsed", "no idea"),
+                  _j("koala", "k1", "ab", 1, 9), _j("koala", "k1", "ba", 9, 1)]
+    rows = {t.testset: t for t in summarize(judgements, n_resamples=200).tallies}
+    assert (rows["vicuna"].win, rows["vicuna"].unjudged, rows["vicuna"].score) == (1, 1, 1.5)
+    assert rows["vicuna"].interval == (1.0, 2.0)
+    assert rows["vicuna"].to_dict()["testset_size"] == 2
+    assert (rows["overall"].score, rows["overall"].to_dict()["testset_size"]) == (pytest.approx(1 + 0 / 3), 3)
+    nothing = summarize([Judgement("vicuna", "1", "ab", None, "unparsed", "?")], orders=("ab",)).tallies
+    assert (nothing[0].unjudged, nothing[0].size, nothing[0].score, nothing[0].interval) == (1, 1, None, None)

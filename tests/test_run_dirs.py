@@ -39,7 +39,8 @@ def test_gasus_run_deletes_only_a_directory_it_made(tmp_path, case):
     if case == "missing base":
         config = _run_config(tmp_path, tmp_path / "missing.gguf")
         user = _user_dir(tmp_path / "out" / "models" / "filtered")
-        message = f"Error: base model {tmp_path / 'missing.gguf'}: no such GGUF file"
+        # checked with the whole config, before any stage runs
+        message = f"Error: {config}: [train] base model {tmp_path / 'missing.gguf'}: no such GGUF file"
     elif case == "not made by gasus":
         config = _run_config(tmp_path, base)
         user = _user_dir(tmp_path / "out" / "models" / "filtered")

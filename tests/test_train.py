@@ -578,3 +578,17 @@ def test_lora_run_resumes_from_its_checkpoint(tmp_path, base_dir, one_thread):
     assert not torch.equal(model.state_dict()[name], base.state_dict()[name])
     assert torch.equal(model.state_dict()["model.layers.0.input_layernorm.weight"],
                        base.state_dict()["model.layers.0.input_layernorm.weight"])
+
+
+def test_interrupted_train_says_checkpoints_are_kept(tmp_path, monkeypatch, mini_alpaca):
+    from gasus import train as training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", interrupted)
+    result = run_cli("train", str(mini_alpaca), "-o", str(tmp_path / "m"), "--preset", "cpu-smoke")
+    assert result.exit_code == 130
+    assert result.output.splitlines()[-1] == (
+        f"Interrupted: the checkpoints written so far are in {tmp_path / 'm' / 'checkpoints'}; "
+        "rerun with --resume to continue from the last one.")

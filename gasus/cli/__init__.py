@@ -23,6 +23,7 @@ COMMANDS = {
     "generate": "gasus.cli.generate:generate",
     "judge": "gasus.cli.judge:judge",
     "run": "gasus.cli.run:run",
+    "report": "gasus.cli.report:report",
 }
 
 

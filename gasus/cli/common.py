@@ -11,6 +11,8 @@ import click
 
 from ..errors import GasusError, OutputConflictError
 
+INTERRUPTED = "gasus.interrupted"  # ctx.meta key: the message Ctrl-C prints
+
 
 def console(stderr: bool = False):
     """A rich console that shows every string as it is: data, file names and model output may hold
@@ -35,7 +37,9 @@ class GasusCommand(click.Command):
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
-            click.echo("Interrupted: everything finished so far is in the cache; rerun to continue.", err=True)
+            # A command that keeps more than cached calls (a run dir, checkpoints) says so in ctx.meta.
+            click.echo(ctx.meta.get(INTERRUPTED, "Interrupted: everything finished so far is in the cache; "
+                                                 "rerun to continue."), err=True)
             ctx.exit(130)
 
 

@@ -63,6 +63,8 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
     """
     from pathlib import Path
 
+    from rich.text import Text
+
     from .. import judge as jd
     from .. import report
     from ..io import write_jsonl
@@ -102,11 +104,9 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
     out.print(report.verdict_table(result.tallies, title=title))
     out.print(report.bias_text(result.bias))
     statuses = [j.status for j in judgements]
-    not_ok = {s: statuses.count(s) for s in ("unparsed", "out_of_range", "error") if s in statuses}
-    if not_ok:
-        detail = ", ".join(f"{n} {s}" for s, n in not_ok.items())
-        out.print(f"{sum(not_ok.values())} of {len(judgements)} judgements have no usable score pair ({detail}); "
-                  f"their questions are left out of the verdicts")
+    warning = report.judge_warning(statuses)
+    if warning:
+        console(stderr=True).print(Text(warning, style="bold red"), soft_wrap=True)
     if failures:
         console(stderr=True).print(f"first failure: {failures[0]}")
     if plot_path:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import click
 
-from .common import GasusCommand, check_paths, console, summary_option
+from ..errors import BadInputError
+from .common import INTERRUPTED, GasusCommand, check_paths, console, summary_option
+from .report import show_report
 
 
 @click.command(cls=GasusCommand)
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path(dir_okay=False), required=False)
+@click.option("--demo", is_flag=True, help="Run the built-in demo config on the fixtures (embedded model, minutes on a CPU).")
+@click.option("--run-dir", type=click.Path(file_okay=False),
+              help="Write the run here instead of the config's out_dir (--demo: ./gasus-demo).")
+@click.option("--threshold", type=float,
+              help="Keep score >= T instead of the config's [select] rule; every grade is reused from the cache.")
 @summary_option
-def run(config, summary):
+def run(config, demo, run_dir, threshold, summary):
     """Run the AlpaGasus recipe end to end from a TOML file.
 
     Grades the dataset, keeps the best examples and a random baseline of the same size,
@@ -22,34 +29,43 @@ def run(config, summary):
     Tables: [data] path, format; [grade] grader, mode, dimension; [select] threshold or
     top_k, seed; [train] base, preset and any training setting (max_steps, epochs, ...);
     [generate] testsets, limit, max_new_tokens, testsets_dir; [judge] judge, mode,
-    order, rule.
+    order, rule. [grade], [generate] and [judge] also take base_url, api_key_env,
+    concurrency, max_attempts and threads.
 
     \b
     Example:
       gasus run fixtures/smoke_run.toml
+      gasus run --demo --run-dir demo --threshold 2.5
     """
     from rich.text import Text
 
-    from .. import report
-    from ..pipeline import load_run_config, run_paths, run_pipeline
+    from ..pipeline import DEMO_CONFIG, load_run_config, run_paths, run_pipeline, with_overrides
+    from ..selection import check_threshold
 
-    cfg = load_run_config(config)
+    if demo == bool(config):
+        raise BadInputError("give a CONFIG file or --demo, not both" if demo else "give a CONFIG file, or --demo")
+    if threshold is not None:
+        check_threshold(threshold)
+    cfg = with_overrides(load_run_config(DEMO_CONFIG if demo else config),
+                         out_dir=run_dir or ("gasus-demo" if demo else None), threshold=threshold)
     inputs, outputs = run_paths(cfg)
-    check_paths(summary, inputs={"CONFIG": config, **inputs}, outputs=outputs)
-    out = console()
+    check_paths(summary, inputs={"CONFIG": config or str(DEMO_CONFIG), **inputs}, outputs=outputs)
     err = console(stderr=True)
+    click.get_current_context().meta[INTERRUPTED] = (
+        f"Interrupted: model calls made so far are in the cache and finished stages' files are in {cfg.out_dir}; "
+        "a model interrupted in training resumes from its last checkpoint; rerun the same command to continue.")
 
     def on_stage(stage):
         err.print(Text.assemble((stage.name, "bold"), f" ({stage.seconds:.1f} s): {stage.detail}"))
         summary.model_calls += stage.summary.get("model_calls", 0)
         summary.cache_hits += stage.summary.get("cache_hits", 0)
         summary.failures += stage.summary.get("failures", 0)
+        for warning in stage.warnings:
+            err.print(Text(warning, style="bold red"), soft_wrap=True)
 
     stages = run_pipeline(cfg, on_stage=on_stage)
-    result = stages[-1].summary["report"]
-    out.print(report.verdict_table(result.tallies, title="filtered vs random baseline"))
-    out.print(report.bias_text(result.bias))
-    out.print(f"files -> {cfg.out_dir}")
+    result = stages[-2].summary["report"]
+    show_report(stages[-1].summary["run"], warnings=False)  # the stages printed their warnings already
     summary.items = len(result.judgements)
     summary.extra["stages"] = [{"name": s.name, "seconds": s.seconds, "detail": s.detail} for s in stages]
     summary.extra["verdicts"] = [t.to_dict() for t in result.tallies]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .common import (
+    INTERRUPTED,
     GasusCommand,
     check_paths,
     console,
@@ -111,6 +114,9 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
     def on_note(text: str) -> None:
         err.print(f"Note: {text}", soft_wrap=True)
 
+    click.get_current_context().meta[INTERRUPTED] = (
+        f"Interrupted: the checkpoints written so far are in {os.path.join(output_dir, training.CHECKPOINTS)}; "
+        "rerun with --resume to continue from the last one.")
     try:
         result = training.train(examples, config, output_dir, base=base, data_source=dataset, resume=resume,
                                 progress=on_progress, notify=on_note)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import BadInputError
-from .judge import PositionBias, Tally
+from ..errors import BadInputError
+from ..judge import PositionBias, Tally
 
 # The paper's Figure 5 colours: win, tie, lose.
 COLOURS = {"win": "#4c72b0", "tie": "#a6a6a6", "lose": "#dd8452"}
@@ -55,6 +55,30 @@ def bias_text(bias: PositionBias) -> str:
     return "Position bias: " + "; ".join(parts)
 
 
+def failure_warning(statuses: Sequence[str], *, noun: str, failed: str, consequence: str) -> str | None:
+    """One loud line when any item of a stage failed, with the count per status, else None.
+
+    >>> failure_warning(["ok", "unparsed", "error", "unparsed"], noun="grades", failed="failed",
+    ...                 consequence="those examples are never kept")
+    'Warning: 3 of 4 grades failed (2 unparsed, 1 error): those examples are never kept'
+    """
+    bad = {s: statuses.count(s) for s in dict.fromkeys(statuses) if s != "ok"}
+    if not bad:
+        return None
+    detail = ", ".join(f"{n} {s}" for s, n in sorted(bad.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"Warning: {sum(bad.values())} of {len(statuses)} {noun} {failed} ({detail}): {consequence}"
+
+
+def grade_warning(statuses: Sequence[str]) -> str | None:
+    return failure_warning(statuses, noun="grades", failed="failed",
+                           consequence="those examples have no score and are never kept")
+
+
+def judge_warning(statuses: Sequence[str]) -> str | None:
+    return failure_warning(statuses, noun="judgements", failed="have no usable score pair",
+                           consequence="their questions count in #Testset as unjudged")
+
+
 def plot_verdicts(tallies: Sequence[Tally], path: str | Path, *, title: str = "Model A vs model B") -> Path:
     """A horizontal stacked bar per test set (Win, Tie, Lose), written as a PNG."""
     path = Path(path)
@@ -67,7 +91,7 @@ def plot_verdicts(tallies: Sequence[Tally], path: str | Path, *, title: str = "M
     matplotlib.use("Agg")  # no display is needed or wanted
     import matplotlib.pyplot as plt
 
-    from .io import atomic_write
+    from ..io import atomic_write
 
     rows = list(reversed(tallies))  # first test set at the top
     names = [t.testset for t in rows]

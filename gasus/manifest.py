@@ -1,0 +1,147 @@
+"""The run manifest: `manifest.json` in a run dir says what ran, with what, and how far it got.
+
+It holds the gasus and library versions, the resolved config, the identity of every model
+(its spec and the sha256 of its file, or the remote name), the sha256 and row count of every
+input and output file, and one entry per finished stage. It is rewritten atomically after each
+stage, so a killed run's manifest shows the stage it stopped in (`status` "running",
+`current_stage`). Two runs that made the same files show the same hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+MANIFEST = "manifest.json"
+STAGES = ("grade", "select", "train", "generate", "judge", "report")
+# Libraries whose version can change a result, recorded beside gasus's own.
+LIBRARIES = ("llama_cpp_python", "torch", "transformers", "trl", "accelerate", "peft", "datasets",
+             "safetensors", "tokenizers", "numpy", "matplotlib", "diskcache")
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """What one stage did: items made, model calls and cache hits, failed items, wall time."""
+
+    items: int
+    model_calls: int
+    cache_hits: int
+    failures: int
+    seconds: float
+
+
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None]:
+    """Python's, gasus's and each installed library's version (None when it is not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version(), "gasus": __version__}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_record(path: str | Path) -> dict[str, Any]:
+    """sha256 and row count of a data file (lines of JSON Lines, items of a JSON array), or of every
+    file in a directory (a trained model) as one sha256 over their names and hashes."""
+    path = Path(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file() and "checkpoints" not in p.parts):
+            h.update(f"{child.relative_to(path).as_posix()}\0{_sha256(child)}\n".encode())
+        return {"sha256": h.hexdigest()}
+    record: dict[str, Any] = {"sha256": _sha256(path)}
+    if path.suffix in (".jsonl", ".ndjson"):
+        with open(path, "rb") as handle:
+            record["rows"] = sum(1 for line in handle if line.strip())
+    elif path.suffix == ".json":
+        import json
+
+        value = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(value, list):
+            record["rows"] = len(value)
+    return record
+
+
+def model_record(spec: str | None, cache: Any = None) -> dict[str, Any]:
+    """A model's identity: its spec, and the sha256 of its local file (a remote model is its name)."""
+    from .backends import embedded_model_path, parse_spec, spec_file
+    from .backends.base import file_sha256
+
+    name, target = parse_spec(spec)
+    local = spec_file(spec) if spec not in (None, "", "default", "embedded") else str(embedded_model_path())
+    record: dict[str, Any] = {"spec": spec or "embedded", "backend": name}
+    if local and Path(local).is_file():
+        record.update(file=str(local), sha256=file_sha256(local, cache))
+    elif local and Path(local).is_dir():
+        record.update(file=str(local), **file_record(local))
+    else:
+        record["remote_name"] = target
+    return record
+
+
+class RunManifest:
+    """The manifest of one run dir, written whole (atomically) at every change."""
+
+    def __init__(self, run_dir: str | Path, config: dict[str, Any]):
+        self.path = Path(run_dir) / MANIFEST
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.data: dict[str, Any] = {
+            "gasus": __version__, "libraries": library_versions(), "started_at": now, "updated_at": now,
+            "status": "running", "current_stage": None, "config": config, "models": {},
+            "inputs": {}, "outputs": {}, "stages": {},
+        }
+
+    def model(self, role: str, record: dict[str, Any]) -> None:
+        self.data["models"][role] = record
+
+    def file(self, kind: str, name: str, path: str | Path) -> None:
+        """Record an input or output file (`kind` "inputs" or "outputs") under the name the run knows it by."""
+        self.data[kind][name] = {"path": str(path), **file_record(path)}
+
+    def begin(self, stage: str) -> None:
+        self.data["current_stage"] = stage
+        self.write()
+
+    def stage(self, stage: str, record: StageRecord) -> None:
+        self.data["stages"][stage] = asdict(record)
+        self.data["current_stage"] = None
+        self.write()
+
+    def finish(self) -> None:
+        self.data["status"] = "finished"
+        self.write()
+
+    def write(self) -> None:
+        from .io import write_json
+
+        self.data["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_json(self.path, self.data)
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    from .errors import BadInputError
+    from .io import read_json
+
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise BadInputError(f"{run_dir}: no {MANIFEST} here; is it the out_dir of a gasus run?")
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("stages"), dict):
+        raise BadInputError(f"{path}: not a run manifest")
+    return manifest

@@ -194,7 +194,8 @@ class CachedModel:
         if todo and self.offline:
             raise CacheMissError(f"{len(todo)} request(s) are not in the cache and the run is offline")
         firsts = [positions[0] for positions in todo.values()]
-        for j, outcome in self.backend.complete_many([requests[i] for i in firsts]):
+
+        def take(j: int, outcome: dict[str, Any] | BaseException) -> None:
             i = firsts[j]
             if isinstance(outcome, BaseException):
                 self.stats.failures += 1
@@ -207,7 +208,30 @@ class CachedModel:
                 results[k] = result
                 if on_result:
                     on_result(k, result)
+
+        stream = self.backend.complete_many([requests[i] for i in firsts])
+        try:
+            for j, outcome in stream:
+                take(j, outcome)
+        except KeyboardInterrupt:
+            keep_received(stream, take)
+            raise
         return results  # type: ignore[return-value]
+
+
+def keep_received(stream: Iterator[tuple[int, Any]], take: Callable[[int, Any], None]) -> None:
+    """On Ctrl-C, take the replies a backend already received before the interrupt goes on.
+
+    The interrupt is thrown into the backend's iterator (unless it came from there): a backend
+    that holds received replies (the openai one queues them) yields them, then lets it go on.
+    """
+    try:
+        item = stream.throw(KeyboardInterrupt)  # type: ignore[attr-defined]
+        while True:
+            take(*item)
+            item = next(stream)
+    except (KeyboardInterrupt, StopIteration):
+        pass
 
 
 def single_token_ids(tokenize: Callable[[str], list[int]], texts: Sequence[str], model: str) -> list[int]:

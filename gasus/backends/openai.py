@@ -283,14 +283,30 @@ class OpenAIBackend(Backend):
                 if isinstance(outcome, FatalError):
                     raise outcome
                 yield i, outcome
-        finally:
-            task = main.get("task")
-            if task is not None and not task.done() and not loop.is_closed():
+        except KeyboardInterrupt:
+            # Ctrl-C: stop what is in flight, then hand over the replies already received (and
+            # paid for) that still wait in the queue, so the caller caches them; then go on.
+            self._cancel(loop, main, thread)
+            while True:
                 try:
-                    loop.call_soon_threadsafe(task.cancel)
-                except RuntimeError:  # the loop closed in between
-                    pass
-            thread.join(timeout=5)
+                    i, outcome = done.get_nowait()
+                except queue.Empty:
+                    break
+                if i is not None and not isinstance(outcome, BaseException):
+                    yield i, outcome
+            raise
+        finally:
+            self._cancel(loop, main, thread)
+
+    @staticmethod
+    def _cancel(loop: asyncio.AbstractEventLoop, main: dict[str, asyncio.Task], thread: threading.Thread) -> None:
+        task = main.get("task")
+        if task is not None and not task.done() and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop closed in between
+                pass
+        thread.join(timeout=5)
 
 
 def _error_message(response: Any, scrub: Callable[[str], str]) -> str:

@@ -365,3 +365,33 @@ def test_export_leaves_out_internal_memos(tmp_path):
     out = tmp_path / "e.jsonl"
     assert cache.export(out) == 1
     assert [json.loads(line)["key"] for line in out.read_text().splitlines()] == ["e" * 64]
+
+
+def test_cache_verify_reads_every_entry_and_reports_broken_ones(tmp_path):
+    import sqlite3
+
+    cache = Cache()
+    good = {"text": "4.5\nFine.", "finish_reason": "stop"}
+    for c in "abcde":
+        cache.put(c * 64, good, backend="openai", model="m")
+    cache.put("f" * 64, {"text": "x" * 70_000}, backend="openai", model="m")  # large: kept in a file of its own
+    cache.put("filehash:/m.gguf:1:2:3:4:5", {"sha256": "0" * 64}, backend="filehash", model="/m.gguf")
+    cache.close()
+    assert run_cli("cache", "verify").output == "checked 7 entries: all readable\n"
+
+    directory = tmp_path / "cache"
+    with sqlite3.connect(directory / "cache.db") as db:
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", ("{not json", "b" * 64))
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", ('{"value": {"txt": 1}}', "c" * 64))
+        (filename,) = db.execute("SELECT filename FROM Cache WHERE key = ?", ("f" * 64,)).fetchone()
+    (directory / filename).unlink()
+    result = run_cli("cache", "verify", "--summary-json", str(tmp_path / "s.json"))
+    assert result.exit_code == 1
+    assert result.output == (
+        "checked 7 entries: 3 broken\n"
+        f"  {'b' * 64}: is not a JSON value\n"
+        f"  {'c' * 64}: not a gasus cache entry: value.text: Field required\n"
+        f"  {'f' * 64}: its value file is missing\n")
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert (summary["items"], summary["broken"][0]) == (7, {"key": "b" * 64, "problem": "is not a JSON value"})
+    assert Cache().get("a" * 64) == good  # verifying changes nothing

@@ -395,3 +395,37 @@ def test_cache_verify_reads_every_entry_and_reports_broken_ones(tmp_path):
     summary = json.loads((tmp_path / "s.json").read_text())
     assert (summary["items"], summary["broken"][0]) == (7, {"key": "b" * 64, "problem": "is not a JSON value"})
     assert Cache().get("a" * 64) == good  # verifying changes nothing
+
+
+def test_a_claimed_request_is_waited_for_and_a_dead_holders_claim_lapses(tmp_path):
+    """Issue 11 item 4: a request another live run has claimed is read from the cache once that run
+    answers, never sent again; the claim of a run that died is taken over at once."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    requests = [Request.chat([{"role": "user", "content": p}], max_tokens=4) for p in "ab"]
+    other = CachedModel(Scripted({}), Cache())
+    key_a, key_b = (other.key(r) for r in requests)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store = Cache()
+    assert store.claim([key_a], "live-run") == {key_a: "ours"}  # a live run of this process
+    store._store.set("claim:" + key_b, {"value": {"pid": dead.pid, "host": socket.gethostname(), "token": "dead"},
+                                        "backend": "claim", "model": "", "created": 0.0})
+
+    def live_run_answers():
+        time.sleep(0.3)
+        store.put(key_a, {"text": "5"}, backend="scripted")
+        store.release([key_a], "live-run")
+
+    threading.Thread(target=live_run_answers).start()
+    backend = Scripted({"a": "1", "b": "2"})
+    model = CachedModel(backend, Cache())
+    results = model.run(requests)
+    assert [(r.value["text"], r.cached) for r in results] == [("5", True), ("2", False)]
+    assert backend.calls == ["b"]
+    assert (model.stats.model_calls, model.stats.cache_hits) == (1, 1)
+    assert [k for k in Cache()._store.iterkeys() if k.startswith("claim:")] == []  # every claim released
+    assert Cache().claim([key_a, key_b], "later") == {key_a: "cached", key_b: "cached"}

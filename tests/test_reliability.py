@@ -281,3 +281,27 @@ def _prompts_in_order(server: CountingServer, grades: list[dict]) -> list[str]:
     for prompt, _ in server.arrivals:
         by_task[int(prompt.split("Task ", 1)[1].split(":", 1)[0])] = prompt
     return [by_task[g["index"]] for g in grades]
+
+
+def test_ctrl_c_exits_130_keeps_received_replies_and_releases_claims(tmp_path):
+    """Issue 11 item 5: a real SIGINT in the middle of a run: exit code 130, no scores file, every
+    reply the server sent is in the cache, no claim is left behind, and a rerun sends only the rest."""
+    data = write_dataset(tmp_path / "data.jsonl", 12)
+    cache_dir, out = tmp_path / "cache", tmp_path / "scores.jsonl"
+    with CountingServer(delay=0.4) as server:
+        proc = start(grade_args(server, data, out, "--concurrency", "2"), cache_dir)
+        while len(server.serials) < 3 and proc.poll() is None:
+            time.sleep(0.01)
+        time.sleep(0.45)  # the first replies are received (and more requests are in flight)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert err.endswith("Interrupted: everything finished so far is in the cache; rerun to continue.\n")
+        assert not out.exists()
+        cached = cached_prompts(server, cache_dir)
+        assert len(cached) >= 3
+        assert not [k for k in Cache(cache_dir)._store.iterkeys() if k.startswith("claim:")]
+        since = len(server.arrivals)
+        rerun = start(grade_args(server, data, out, "--concurrency", "2"), cache_dir)
+        assert rerun.wait(timeout=60) == 0
+        assert set(server.counts(since)) == {p for p, _ in server.arrivals} - cached

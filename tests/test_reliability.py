@@ -12,16 +12,13 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-
-import pytest
 
 from gasus.cache import Cache
 from tests.conftest import ROOT, run_cli
+from tests.test_openai_backend import FakeServer
 
 KEY_ENV = "GASUS_TEST_API_KEY"
 FAULTS = ("http_429", "http_500", "http_503", "reset", "timeout", "truncated", "invalid_json", "no_choices",
@@ -33,7 +30,7 @@ def _digest(text: str) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
 
 
-class CountingServer:
+class CountingServer(FakeServer):
     """A chat-completions server that answers each prompt the same way, whenever and whoever asks.
 
     It logs every request's prompt and arrival time, numbers its replies (the number travels in
@@ -42,41 +39,11 @@ class CountingServer:
     """
 
     def __init__(self, delay: float = 0.0, fault_rate: float = 0.0):
+        super().__init__()
         self.delay, self.fault_rate = delay, fault_rate
-        self.lock = threading.Lock()
         self.arrivals: list[tuple[str, float]] = []
         self.serials: dict[int, str] = {}  # reply number -> prompt
         self.faults: Counter = Counter()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                try:
-                    server.handle(self)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        class Quiet(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 64  # the default 5 drops connections beyond it: a 1 s SYN retry, a timeout
-
-            def handle_error(self, request, client_address):  # a reset connection, on purpose
-                pass
-
-        self.httpd = Quiet(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
     def counts(self, since: int = 0) -> Counter:
         with self.lock:
@@ -91,16 +58,6 @@ class CountingServer:
         if _digest(f"{prompt}|{attempt}") % 1000 < self.fault_rate * 1000:
             return FAULTS[sum(self.faults.values()) % len(FAULTS)]
         return None
-
-    @staticmethod
-    def send(handler, status: int, body: bytes, headers: dict | None = None):
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            handler.send_header(k, v)
-        handler.end_headers()
-        handler.wfile.write(body)
 
     def handle(self, handler):
         body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
@@ -173,7 +130,6 @@ def verify(cache_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-@pytest.mark.slow
 def test_crash_safety_sigkill_at_ten_random_moments(tmp_path):
     """Issue 11 item 1: a run killed at any moment and rerun ends as an uninterrupted one, and
     never sends a prompt whose answer was already cached."""

@@ -12,9 +12,10 @@ import json
 import os
 import pickle
 import re
+import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,12 @@ SCHEMA = 1  # of the keys
 STORAGE = 2  # of the directory: 1 pickled values (diskcache's default), 2 JSON text
 MARKER = "gasus-cache.json"
 MODELS = "models"  # base models `gasus train` dequantized, beside the store (train.converted_gguf_dir)
-# Keys gasus writes for itself (memos of file hashes and chat templates): local, never exported or imported.
-INTERNAL_PREFIXES = ("filehash:", "chat-template:")
+CLAIM = "claim:"  # + a request's key: a process is asking the model for it (Cache.claim)
+# A claim whose holder neither answers nor dies lapses after this long. A run claims all it will
+# ask at its start; a holder on another host sharing the directory is trusted for this long.
+CLAIM_SECONDS = 6 * 3600.0
+# Keys gasus writes for itself (memos of file hashes and chat templates, claims): local, never exported or imported.
+INTERNAL_PREFIXES = ("filehash:", "chat-template:", CLAIM)
 _KEY = re.compile(r"[0-9a-f]{64}")
 
 
@@ -124,6 +129,14 @@ class ImportReport:
 
 
 @dataclass
+class VerifyReport:
+    """What `Cache.verify` found: entries read, and (key, problem) for each broken one."""
+
+    checked: int = 0
+    broken: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
 class MigrateReport:
     converted: int = 0
     memos: int = 0  # internal memos dropped: recomputed on use
@@ -168,6 +181,21 @@ def entry_problem(key: Any, entry: Any) -> str | None:
         where = ".".join(str(p) for p in error["loc"])
         return f"not a gasus cache entry: {where}: {error['msg']}"
     return None
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """Whether a claim's holder may still answer: a process of this host that is gone never will."""
+    if holder.get("host") != socket.gethostname():
+        return True  # another machine's run: its claim lapses with time
+    if not isinstance(holder.get("pid"), int) or holder["pid"] <= 0:
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: someone else's live process
+        return True
+    return True
 
 
 def default_cache_dir() -> Path:
@@ -286,6 +314,47 @@ class Cache:
     def __len__(self) -> int:
         return len(self._store)
 
+    # -------------------------------------------------------------- claims
+
+    def claim(self, keys: list[str], token: str, *, refresh: Collection[str] = (),
+              seconds: float = CLAIM_SECONDS) -> dict[str, str]:
+        """Claim the right to ask the model for each key, so that two processes never pay for one call.
+
+        Each key's state: "cached" (the answer is here; never for a key in `refresh`), "ours"
+        (claimed for the run `token`: ask, then `put` and `release`) or "held" (another live
+        run asks: wait for its answer). A claim lapses when its holder dies (on this host) or after `seconds`.
+        """
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "token": token}
+        states = {}
+        with self._store.transact():  # one writer at a time: two runs cannot both claim a key
+            for key in keys:
+                held = self._claim_holder(key)
+                if held is not None and held.get("token") != token and _alive(held):
+                    states[key] = "held"
+                elif key not in refresh and key in self._store:
+                    states[key] = "cached"
+                else:
+                    self._store.set(CLAIM + key, {"value": holder, "backend": "claim", "model": "",
+                                                  "created": time.time()}, expire=seconds)
+                    states[key] = "ours"
+        return states
+
+    def release(self, keys: Collection[str], token: str) -> None:
+        """Drop the claims of run `token` on `keys` (answered, failed or abandoned)."""
+        with self._store.transact():
+            for key in keys:
+                held = self._claim_holder(key)
+                if held is not None and held.get("token") == token:
+                    self._store.delete(CLAIM + key)
+
+    def _claim_holder(self, key: str) -> dict[str, Any] | None:
+        try:
+            entry = self._store.get(CLAIM + key)
+        except BrokenEntry:
+            return None  # an unreadable claim holds nothing
+        value = entry.get("value") if isinstance(entry, dict) else None
+        return value if isinstance(value, dict) else None
+
     def entries(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every readable entry; the keys of pickled ones are collected in `self.broken` instead."""
         self.broken = []
@@ -309,6 +378,36 @@ class Cache:
             by_backend[entry.get("backend") or "?"] = by_backend.get(entry.get("backend") or "?", 0) + 1
         return {"directory": str(self.directory), "entries": len(self._store), "broken": len(self.broken),
                 "bytes": self._store.volume(), "by_backend": dict(sorted(by_backend.items()))}
+
+    def verify(self) -> VerifyReport:
+        """Read every entry and check it, changing nothing: the database's own integrity check, then
+        each key and value (JSON, a value file that exists, the shape of a model call's entry)."""
+        report = VerifyReport()
+        try:
+            with sqlite3.connect(self.directory / "cache.db") as db:
+                problems = [row[0] for row in db.execute("PRAGMA integrity_check")]
+        except sqlite3.Error as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            report.broken.append(("cache.db", "the database fails its integrity check: " + "; ".join(problems[:3])))
+        for key in self._store.iterkeys():
+            report.checked += 1
+            if isinstance(key, PickledKey):
+                report.broken.append((key.hex(), PickledValue.reason))
+                continue
+            try:
+                entry = self._store.get(key)
+            except BrokenEntry as exc:
+                report.broken.append((key, str(exc)))
+                continue
+            if entry is None:
+                if not key.startswith(CLAIM):  # a claim lapses; an answer does not
+                    report.broken.append((key, "its value file is missing"))
+            elif not key.startswith(INTERNAL_PREFIXES):
+                problem = entry_problem(key, entry)
+                if problem:
+                    report.broken.append((key, problem))
+        return report
 
     def export(self, path: str | Path) -> int:
         """Write every model call's entry as JSON Lines {"key", "entry"}; returns how many.

@@ -362,6 +362,21 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Mapping[str,
                                       "choose a file outside it")
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask would set it
+    for a moment, under the feet of other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """A file handle whose content appears at `path` only if the block finishes.
@@ -380,6 +395,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     except OSError as exc:
         raise BadInputError(f"{path}: cannot write: {exc.strerror}") from None
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs get the user's umask
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle
             handle.flush()

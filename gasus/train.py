@@ -28,7 +28,7 @@ from typing import Any
 
 from . import __version__
 from .errors import BadInputError, GasusError, MissingDependencyError
-from .io import write_json
+from .io import current_umask, write_json
 from .prompts import alpaca_prompt
 from .records import Example, canonical_json, sha256_text
 
@@ -304,7 +304,7 @@ def convert_gguf(gguf: str | Path, target: str | Path) -> Path:
     gguf, target = Path(gguf), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    tmp.chmod(0o755)
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700
     try:
         try:
             with _quiet_gguf_reader():

@@ -365,3 +365,67 @@ def test_export_leaves_out_internal_memos(tmp_path):
     out = tmp_path / "e.jsonl"
     assert cache.export(out) == 1
     assert [json.loads(line)["key"] for line in out.read_text().splitlines()] == ["e" * 64]
+
+
+def test_cache_verify_reads_every_entry_and_reports_broken_ones(tmp_path):
+    import sqlite3
+
+    cache = Cache()
+    good = {"text": "4.5\nFine.", "finish_reason": "stop"}
+    for c in "abcde":
+        cache.put(c * 64, good, backend="openai", model="m")
+    cache.put("f" * 64, {"text": "x" * 70_000}, backend="openai", model="m")  # large: kept in a file of its own
+    cache.put("filehash:/m.gguf:1:2:3:4:5", {"sha256": "0" * 64}, backend="filehash", model="/m.gguf")
+    cache.close()
+    assert run_cli("cache", "verify").output == "checked 7 entries: all readable\n"
+
+    directory = tmp_path / "cache"
+    with sqlite3.connect(directory / "cache.db") as db:
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", ("{not json", "b" * 64))
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", ('{"value": {"txt": 1}}', "c" * 64))
+        (filename,) = db.execute("SELECT filename FROM Cache WHERE key = ?", ("f" * 64,)).fetchone()
+    (directory / filename).unlink()
+    result = run_cli("cache", "verify", "--summary-json", str(tmp_path / "s.json"))
+    assert result.exit_code == 1
+    assert result.output == (
+        "checked 7 entries: 3 broken\n"
+        f"  {'b' * 64}: is not a JSON value\n"
+        f"  {'c' * 64}: not a gasus cache entry: value.text: Field required\n"
+        f"  {'f' * 64}: its value file is missing\n")
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert (summary["items"], summary["broken"][0]) == (7, {"key": "b" * 64, "problem": "is not a JSON value"})
+    assert Cache().get("a" * 64) == good  # verifying changes nothing
+
+
+def test_a_claimed_request_is_waited_for_and_a_dead_holders_claim_lapses(tmp_path):
+    """Issue 11 item 4: a request another live run has claimed is read from the cache once that run
+    answers, never sent again; the claim of a run that died is taken over at once."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    requests = [Request.chat([{"role": "user", "content": p}], max_tokens=4) for p in "ab"]
+    other = CachedModel(Scripted({}), Cache())
+    key_a, key_b = (other.key(r) for r in requests)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store = Cache()
+    assert store.claim([key_a], "live-run") == {key_a: "ours"}  # a live run of this process
+    store._store.set("claim:" + key_b, {"value": {"pid": dead.pid, "host": socket.gethostname(), "token": "dead"},
+                                        "backend": "claim", "model": "", "created": 0.0})
+
+    def live_run_answers():
+        time.sleep(0.3)
+        store.put(key_a, {"text": "5"}, backend="scripted")
+        store.release([key_a], "live-run")
+
+    threading.Thread(target=live_run_answers).start()
+    backend = Scripted({"a": "1", "b": "2"})
+    model = CachedModel(backend, Cache())
+    results = model.run(requests)
+    assert [(r.value["text"], r.cached) for r in results] == [("5", True), ("2", False)]
+    assert backend.calls == ["b"]
+    assert (model.stats.model_calls, model.stats.cache_hits) == (1, 1)
+    assert [k for k in Cache()._store.iterkeys() if k.startswith("claim:")] == []  # every claim released
+    assert Cache().claim([key_a, key_b], "later") == {key_a: "cached", key_b: "cached"}

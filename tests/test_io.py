@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 
 import pytest
 
 from gasus.errors import BadInputError
-from gasus.io import FieldMap, atomic_write, load_examples, write_jsonl, write_records
+from gasus.io import FieldMap, atomic_write, load_examples, write_json, write_jsonl, write_records
 from gasus.records import example_id
 from tests.conftest import run_cli
 
@@ -284,3 +286,15 @@ def test_a_tiny_parquet_file_cannot_take_gigabytes(tmp_path):
     assert (result.exit_code, result.output) == (
         2, f"Error: {small}: holds 5 rows or more, over --max-rows 4; give a larger --max-rows (0: no limit) "
            "to read them all\n")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_are_created_with_the_users_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        write_jsonl(tmp_path / "scores.jsonl", [{"a": 1}])
+        write_json(tmp_path / "summary.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()} == {
+        "scores.jsonl": mode, "summary.json": mode}

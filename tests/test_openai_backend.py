@@ -34,6 +34,7 @@ class FakeServer:
         self.calls: dict[str, list[float]] = {}  # tag -> arrival times
         self.auth: set[str] = set()
         self.bodies: list[dict] = []
+        self.delays: dict[str, float] = {}  # tag -> seconds before a normal reply
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,8 +53,14 @@ class FakeServer:
                     with server.lock:
                         server.in_flight -= 1
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 64  # the default 5 drops connections beyond it: a 1 s SYN retry, a timeout
+
+            def handle_error(self, request, client_address):  # a connection reset on purpose
+                pass
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -100,6 +107,8 @@ class FakeServer:
             self.bodies.append(body)
             self.calls.setdefault(tag, []).append(time.monotonic())
             n = len(self.calls[tag])
+        if tag in self.delays:
+            time.sleep(self.delays[tag])
         if tag == "delay":
             time.sleep(0.3)
             return self.reply(handler, "4\nFine.", body)
@@ -309,3 +318,28 @@ def test_docstring_examples():
     from gasus.backends import openai
 
     assert doctest.testmod(openai).failed == 0
+
+
+def test_ctrl_c_keeps_every_reply_already_received(tmp_path, key):
+    """Replies that arrived while the main thread was busy are still queued when Ctrl-C comes: they
+    go into the cache before the interrupt goes on; the request still in flight is abandoned."""
+    examples = examples_for("ok", "delay", "delay2", "delay3", "hang")
+    cache = Cache(tmp_path / "c")
+    seen = []
+
+    def slow_consumer(i, grade, from_cache):
+        seen.append(i)
+        if len(seen) == 1:
+            time.sleep(0.8)  # meanwhile the three delayed replies arrive
+            raise KeyboardInterrupt
+
+    with FakeServer() as server:
+        server.delays = {"delay2": 0.3, "delay3": 0.3}
+        model = CachedModel(OpenAIBackend("m", options(server, concurrency=5, timeout=5)), cache)
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            grade_examples(examples, model, prompt=grading_prompt("accuracy"), on_grade=slow_consumer)
+        assert time.monotonic() - started < 2.5  # the hanging request was not waited for
+    assert len(cache) == 4
+    assert sorted(seen) == [0, 1, 2, 3]
+    assert model.stats.model_calls == 4 and model.stats.failures == 0

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any, ClassVar
 
 from ..cache import Cache, request_key
 from ..errors import BackendError, CacheMissError
+
+CLAIM_POLL_SECONDS = 0.05  # the first wait for another process's answer; grows to 1 s
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,12 @@ class Request:
 
 
 class TransientError(BackendError):
-    """A failure worth retrying later (timeout, 5xx, connection); never cached."""
+    """A failure worth retrying later (timeout, 5xx, connection); never cached.
+    `kind` names it in summaries: "timeout", "connection", "http_503", "invalid_json"..."""
+
+    def __init__(self, message: str = "", kind: str = "transient"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class Backend:
@@ -85,6 +93,7 @@ class Backend:
         self.target = target
         self.options = options or BackendOptions()
         self.cache: Cache | None = None  # set by CachedModel; lets identity() memoise file hashes
+        self.retries: dict[str, int] = {}  # tries that failed and were tried again, by kind
 
     @property
     def label(self) -> str:
@@ -128,6 +137,8 @@ class CallStats:
     model_calls: int = 0
     cache_hits: int = 0
     failures: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # failures by kind ("timeout", "http_500", "error")
+    retries: dict[str, int] = field(default_factory=dict)  # the backend's retries by kind
 
 
 @dataclass(frozen=True)
@@ -173,11 +184,22 @@ class CachedModel:
 
         Positions in `refresh` are asked again even when cached (a grade that did not parse);
         a new answer replaces the cached one, a failure leaves it in place.
+        Each request is claimed in the cache before it is sent: one that another live process
+        has claimed is waited for and read from the cache, never paid for twice.
         """
         results: list[Result | None] = [None] * len(requests)
         keys = [self.key(r) for r in requests]
         refresh_keys = {keys[i] for i in refresh}
         todo: dict[str, list[int]] = {}
+
+        def deliver(key: str, result: Result) -> None:
+            for k in todo[key]:
+                results[k] = result
+                if result.cached:
+                    self.stats.cache_hits += 1
+                if on_result:
+                    on_result(k, result)
+
         for i, key in enumerate(keys):
             value = None if key in refresh_keys else self.cache.get(key)
             if value is not None:
@@ -193,21 +215,71 @@ class CachedModel:
                 raise BackendError(f"{self.backend.label}: {reason}")
         if todo and self.offline:
             raise CacheMissError(f"{len(todo)} request(s) are not in the cache and the run is offline")
-        firsts = [positions[0] for positions in todo.values()]
-        for j, outcome in self.backend.complete_many([requests[i] for i in firsts]):
-            i = firsts[j]
+        token = uuid.uuid4().hex
+        pending, wait, first = list(todo), CLAIM_POLL_SECONDS, True
+        try:
+            while pending:
+                mine, held = [], []
+                # Once another process held a key, its answer (even a refreshed one) is taken.
+                states = self.cache.claim(pending, token, refresh=refresh_keys if first else ())
+                for key in pending:
+                    if states[key] == "cached":
+                        deliver(key, Result(self.cache.get(key), None, True))
+                    else:
+                        (mine if states[key] == "ours" else held).append(key)
+                if mine:
+                    self._ask(mine, todo, requests, token, deliver)
+                    wait = CLAIM_POLL_SECONDS
+                elif held:
+                    time.sleep(wait)  # another process is asking: its answer will be in the cache
+                    wait = min(1.0, wait * 1.5)
+                pending, first = held, False
+        finally:
+            self.cache.release([key for key in todo if results[todo[key][0]] is None], token)
+        return results  # type: ignore[return-value]
+
+    def _ask(self, keys: list[str], todo: dict[str, list[int]], requests: Sequence[Request], token: str,
+             deliver: Callable[[str, Result], None]) -> None:
+        """Send the claimed requests; each answer is cached the moment it arrives, then its claim dropped."""
+
+        def take(j: int, outcome: dict[str, Any] | BaseException) -> None:
+            key = keys[j]
             if isinstance(outcome, BaseException):
                 self.stats.failures += 1
+                kind = getattr(outcome, "kind", "error")
+                self.stats.errors[kind] = self.stats.errors.get(kind, 0) + 1
                 result = Result(None, str(outcome) or type(outcome).__name__, False)
             else:
                 self.stats.model_calls += 1
-                self.cache.put(keys[i], outcome, backend=self.backend.name, model=self.backend.label)
+                self.cache.put(key, outcome, backend=self.backend.name, model=self.backend.label)
                 result = Result(outcome, None, False)
-            for k in todo[keys[i]]:
-                results[k] = result
-                if on_result:
-                    on_result(k, result)
-        return results  # type: ignore[return-value]
+            self.cache.release([key], token)
+            deliver(key, result)
+
+        stream = self.backend.complete_many([requests[todo[key][0]] for key in keys])
+        try:
+            for j, outcome in stream:
+                take(j, outcome)
+        except KeyboardInterrupt:
+            keep_received(stream, take)
+            raise
+        finally:
+            self.stats.retries = dict(sorted(self.backend.retries.items()))
+
+
+def keep_received(stream: Iterator[tuple[int, Any]], take: Callable[[int, Any], None]) -> None:
+    """On Ctrl-C, take the replies a backend already received before the interrupt goes on.
+
+    The interrupt is thrown into the backend's iterator (unless it came from there): a backend
+    that holds received replies (the openai one queues them) yields them, then lets it go on.
+    """
+    try:
+        item = stream.throw(KeyboardInterrupt)  # type: ignore[attr-defined]
+        while True:
+            take(*item)
+            item = next(stream)
+    except (KeyboardInterrupt, StopIteration):
+        pass
 
 
 def single_token_ids(tokenize: Callable[[str], list[int]], texts: Sequence[str], model: str) -> list[int]:

@@ -131,7 +131,11 @@ class OpenAIBackend(Backend):
             usage = data.get("usage") or {}
             text = choice["text"] if request.is_raw else choice["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            raise TransientError("the server's reply is not a completion (no choices[0] text)") from None
+            raise TransientError("the server's reply is not a completion (no choices[0] text)",
+                                 kind="no_completion") from None
+        if choice.get("finish_reason") == "content_filter":
+            # The provider withheld the answer: nothing to cache, another try may pass.
+            raise TransientError("the server's content filter withheld the reply", kind="content_filter")
         value: dict[str, Any] = {
             "text": text or "", "finish_reason": choice.get("finish_reason"),
             "usage": {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens")},
@@ -168,7 +172,7 @@ class OpenAIBackend(Backend):
         import httpx
 
         path, body = self.request_body(request)
-        last = "no attempt made"
+        last, kind = "no attempt made", "none"
         for attempt in range(1, self.options.max_attempts + 1):
             retry_after = None
             self.attempts += 1
@@ -176,29 +180,32 @@ class OpenAIBackend(Backend):
                 response = await asyncio.wait_for(client.post(self.base_url + path, json=body),
                                                   timeout=self.options.timeout)
             except (asyncio.TimeoutError, httpx.TimeoutException):
-                last = f"no reply within {self.options.timeout:g} s"
+                last, kind = f"no reply within {self.options.timeout:g} s", "timeout"
             except httpx.TransportError as exc:
-                last = f"connection error: {type(exc).__name__}: {exc}"
+                last, kind = f"connection error: {type(exc).__name__}: {exc}", "connection"
             else:
                 status = response.status_code
                 if status == 200:
                     try:
                         return self.read_reply(request, response.json())
                     except ValueError:
-                        last = "the server's reply is not valid JSON"
+                        last, kind = "the server's reply is not valid JSON", "invalid_json"
                     except TransientError as exc:
-                        last = str(exc)
+                        last, kind = str(exc), exc.kind
                 elif status in (401, 403, 404):
                     raise FatalError(f"{self.label}: HTTP {status} from {public_url(self.base_url)}: "
                                      f"{_error_message(response, self._scrub)}")
                 elif status == 429 or status == 408 or status >= 500:
                     retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                    last = f"HTTP {status}: {_error_message(response, self._scrub)}"
+                    last, kind = f"HTTP {status}: {_error_message(response, self._scrub)}", f"http_{status}"
                 else:
-                    raise BackendError(f"HTTP {status}: {_error_message(response, self._scrub)}")
+                    error = BackendError(f"HTTP {status}: {_error_message(response, self._scrub)}")
+                    error.kind = f"http_{status}"  # type: ignore[attr-defined]
+                    raise error
             if attempt < self.options.max_attempts:
+                self.retries[kind] = self.retries.get(kind, 0) + 1
                 await asyncio.sleep(self._backoff(attempt, retry_after))
-        raise TransientError(f"gave up after {self.options.max_attempts} tries; last: {last}")
+        raise TransientError(f"gave up after {self.options.max_attempts} tries; last: {last}", kind=kind)
 
     # -------------------------------------------------------------- many requests
 
@@ -246,7 +253,9 @@ class OpenAIBackend(Backend):
                             done.put((i, FatalError(self._scrub(str(exc)))))
                             return
                         except BackendError as exc:
-                            done.put((i, type(exc)(self._scrub(str(exc)))))
+                            scrubbed = type(exc)(self._scrub(str(exc)))
+                            scrubbed.kind = getattr(exc, "kind", "error")  # type: ignore[attr-defined]
+                            done.put((i, scrubbed))
 
                 workers = [asyncio.ensure_future(worker()) for _ in range(min(self.options.concurrency, len(requests)))]
                 try:
@@ -283,14 +292,30 @@ class OpenAIBackend(Backend):
                 if isinstance(outcome, FatalError):
                     raise outcome
                 yield i, outcome
-        finally:
-            task = main.get("task")
-            if task is not None and not task.done() and not loop.is_closed():
+        except KeyboardInterrupt:
+            # Ctrl-C: stop what is in flight, then hand over the replies already received (and
+            # paid for) that still wait in the queue, so the caller caches them; then go on.
+            self._cancel(loop, main, thread)
+            while True:
                 try:
-                    loop.call_soon_threadsafe(task.cancel)
-                except RuntimeError:  # the loop closed in between
-                    pass
-            thread.join(timeout=5)
+                    i, outcome = done.get_nowait()
+                except queue.Empty:
+                    break
+                if i is not None and not isinstance(outcome, BaseException):
+                    yield i, outcome
+            raise
+        finally:
+            self._cancel(loop, main, thread)
+
+    @staticmethod
+    def _cancel(loop: asyncio.AbstractEventLoop, main: dict[str, asyncio.Task], thread: threading.Thread) -> None:
+        task = main.get("task")
+        if task is not None and not task.done() and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop closed in between
+                pass
+        thread.join(timeout=5)
 
 
 def _error_message(response: Any, scrub: Callable[[str], str]) -> str:

@@ -15,7 +15,7 @@ def _open(**kwargs):
 
 def _list(out, keys, limit: int = 20) -> None:
     for key in keys[:limit]:
-        out.print(f"  {key}")
+        out.print(f"  {key}", soft_wrap=True)
     if len(keys) > limit:
         out.print(f"  ... and {len(keys) - limit} more (all in --summary-json)")
 
@@ -69,6 +69,34 @@ def export_(file, summary):
     summary.items = n = store.export(file)
     broken = f" ({len(store.broken)} broken entries left out)" if store.broken else ""
     console().print(f"exported {n} entries -> {file}{broken}", soft_wrap=True)
+
+
+@cache.command()
+@summary_option
+def verify(summary):
+    """Read every cache entry and report the broken ones; changes nothing.
+
+    Checks the database's integrity, then that each entry reads as JSON, that a value kept in a
+    file of its own still exists, and that each model call's entry has the shape gasus writes.
+    Exit code 1 when something is broken (`gasus cache migrate` drops entries gasus cannot read).
+
+    \b
+    Example:
+      gasus cache verify
+    """
+    check_paths(summary)
+    report = _open().verify()
+    summary.items = report.checked
+    summary.extra["broken"] = [{"key": key, "problem": problem} for key, problem in report.broken]
+    out = console()
+    if not report.broken:
+        out.print(f"checked {report.checked} entries: all readable")
+        return
+    out.print(f"checked {report.checked} entries: {len(report.broken)} broken")
+    _list(out, [f"{key}: {problem}" for key, problem in report.broken])
+    if summary.path:
+        summary.write(summary.path)  # the exit below skips the usual write
+    click.get_current_context().exit(1)
 
 
 @cache.command("import")

@@ -98,6 +98,10 @@ class Summary:
         self.model_calls += stats.model_calls
         self.cache_hits += stats.cache_hits
         self.failures += stats.failures
+        for name in ("retries", "errors"):  # by kind: {"http_429": 3, "timeout": 1}
+            counts = self.extra.setdefault(name, {})
+            for kind, n in getattr(stats, name, {}).items():
+                counts[kind] = counts.get(kind, 0) + n
 
     def to_dict(self) -> dict[str, Any]:
         return {"command": self.command, "items": self.items, "model_calls": self.model_calls,

@@ -183,3 +183,9 @@ def render_summary(out, grades, hist, statuses, stats, output) -> None:
     out.print(f"score >= {tau:g} (the paper's rule): {kept} of {len(grades)}; "
               f"{stats.model_calls} model call(s), {stats.cache_hits} from cache, {stats.failures} failed -> {output}",
               soft_wrap=True)
+    if stats.retries or stats.errors:
+        out.print(f"retries: {_by_kind(stats.retries)}; errors: {_by_kind(stats.errors)}", soft_wrap=True)
+
+
+def _by_kind(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "none"

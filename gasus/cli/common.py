@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import GasusError, OutputConflictError
+from ..errors import GasusError, OutputConflictError, OutputPathError
 
 
 def console(stderr: bool = False):
@@ -56,8 +56,8 @@ def summary_option(func: Callable) -> Callable:
             result = func(*args, summary=summary, **kwargs)
         except GasusError as exc:
             # A run that failed part-way still accounts for what it did (and says why it stopped);
-            # one whose outputs clash with its inputs writes nothing at all.
-            if summary_json and not isinstance(exc, OutputConflictError):
+            # one whose outputs clash with its inputs or cannot be written writes nothing at all.
+            if summary_json and not isinstance(exc, (OutputConflictError, OutputPathError)):
                 summary.extra["error"] = str(exc)
                 summary.write(summary_json)
             raise
@@ -112,8 +112,26 @@ def check_paths(summary: Summary, *, inputs: dict[str, Any] | None = None,
     from ..cache import default_cache_dir
     from ..io import check_outputs
 
-    check_outputs({**(outputs or {}), "--summary-json": summary.path}, inputs,
-                  protected_dir=default_cache_dir())
+    outputs = {**(outputs or {}), "--summary-json": summary.path}
+    check_outputs(outputs, inputs, protected_dir=default_cache_dir())
+    for label, path in outputs.items():
+        if path is not None:
+            check_output_dir(path, label)
+
+
+def check_output_dir(path: str, label: str) -> None:
+    """Refuse, before any model call, an output file whose directory is missing, a file, or read-only:
+    the run would otherwise pay for every call and then fail to write its result."""
+    import os
+    from pathlib import Path
+
+    parent = Path(path).parent
+    if not parent.exists():
+        raise OutputPathError(f"{path}: {label}: the directory {parent} does not exist")
+    if not parent.is_dir():
+        raise OutputPathError(f"{path}: {label}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{path}: {label}: the directory {parent} is not writable")
 
 
 def dataset_options(func: Callable) -> Callable:

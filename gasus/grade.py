@@ -14,6 +14,7 @@ Every call goes through the cache; parsing happens when a cached completion is r
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ MODES = ("generate", "score", "expected")
 # paper: the paper's prompt, verbatim (the default). hardened: the same rubric with the data between
 # BEGIN/END markers, which the data itself cannot write, and an instruction to ignore instructions inside it.
 VARIANTS = ("paper", "hardened")
-_MARKERS = (("<<<", "<< <"), (">>>", "> >>"))
+_TRIPLES = re.compile(r"(<<(?=<)|>>(?=>))")  # a space after each such pair leaves no <<< or >>> at all
 PAPER_MAX_TOKENS = 256  # the paper's rating script: temperature 0, max 256 tokens
 SCORE_MAX_TOKENS = 8
 BUCKETS = ("<3", "3", "3.5", "4", "4.5", "5")  # the paper's score histogram (its Figure 3)
@@ -47,7 +48,7 @@ class GradingPrompt:
 
     A template file holds the user message alone, or both, written as
     `[system]` line, system text, `[user]` line, user text (to the end of the file, byte for byte).
-    With `fence_markers`, a `<<<` or `>>>` inside the data is broken up, so a response cannot close
+    With `fence_markers`, every `<<<` or `>>>` inside the data is broken up (`<< <`, `>> >`), so a response cannot close
     the hardened prompt's `<<<END RESPONSE>>>` and write text that reads as the request's own.
     """
 
@@ -81,10 +82,7 @@ class GradingPrompt:
     def messages(self, example: Example) -> list[dict[str, str]]:
         fields = {"instruction": example.instruction, "input": example.input, "output": example.output}
         if self.fence_markers:
-            for name, text in fields.items():
-                for marker, broken in _MARKERS:
-                    text = text.replace(marker, broken)
-                fields[name] = text
+            fields = {name: _TRIPLES.sub(r"\1 ", text) for name, text in fields.items()}
         messages = []
         if self.system is not None:
             messages.append({"role": "system", "content": self.system.render(**fields)})

@@ -143,6 +143,9 @@ CATALOGUE = {
     # run configs
     "config not TOML": Case(["run", "{t}/c.toml"], "{t}/c.toml: invalid TOML: Invalid value (at end of document)",
                             {"c.toml": "out_dir = [\n"}),
+    "config out_dir under a file": Case(["run", "{t}/c.toml"], "{t}/f/out/scores.jsonl: out_dir/scores.jsonl: "
+                                        "{t}/f is not a directory",
+                                        {"f": "x", "c.toml": f'out_dir = "f/out"\n[data]\npath = "{MINI}"\n'}),
     "config unknown setting": Case(["run", "{t}/c.toml"], "{t}/c.toml: unknown setting(s) bogus; tables: data, grade, "
                                    "select, train, generate, judge", {"c.toml": f'out_dir = "o"\nbogus = 1\n'
                                                                       f'[data]\npath = "{MINI}"\n'}),

@@ -107,8 +107,9 @@ class Summary:
 
 
 def check_paths(summary: Summary, *, inputs: dict[str, Any] | None = None,
-                outputs: dict[str, Any] | None = None) -> None:
-    """Refuse outputs (with --summary-json among them) that are an input, each other, or inside the cache."""
+                outputs: dict[str, Any] | None = None, makes_dirs: bool = False) -> None:
+    """Refuse outputs (with --summary-json among them) that are an input, each other, or inside the cache,
+    or that cannot be written: `makes_dirs` when the command creates its outputs' missing directories."""
     from ..cache import default_cache_dir
     from ..io import check_outputs
 
@@ -116,18 +117,20 @@ def check_paths(summary: Summary, *, inputs: dict[str, Any] | None = None,
     check_outputs(outputs, inputs, protected_dir=default_cache_dir())
     for label, path in outputs.items():
         if path is not None:
-            check_output_dir(path, label)
+            check_output_dir(path, label, makes_dirs=makes_dirs and label != "--summary-json")
 
 
-def check_output_dir(path: str, label: str) -> None:
-    """Refuse, before any model call, an output file whose directory is missing, a file, or read-only:
-    the run would otherwise pay for every call and then fail to write its result."""
+def check_output_dir(path: str, label: str, makes_dirs: bool = False) -> None:
+    """Refuse, before any model call, an output file whose directory is missing (unless the command
+    makes it), a file, or read-only: the run would otherwise pay for every call and then fail to write."""
     import os
     from pathlib import Path
 
     parent = Path(path).parent
     if not parent.exists():
-        raise OutputPathError(f"{path}: {label}: the directory {parent} does not exist")
+        if not makes_dirs:
+            raise OutputPathError(f"{path}: {label}: the directory {parent} does not exist")
+        parent = next(p for p in parent.parents if p.exists())
     if not parent.is_dir():
         raise OutputPathError(f"{path}: {label}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -35,7 +35,7 @@ def run(config, summary):
 
     cfg = load_run_config(config)
     inputs, outputs = run_paths(cfg)
-    check_paths(summary, inputs={"CONFIG": config, **inputs}, outputs=outputs)
+    check_paths(summary, inputs={"CONFIG": config, **inputs}, outputs=outputs, makes_dirs=True)
     out = console()
     err = console(stderr=True)
 

@@ -15,6 +15,10 @@ class OutputConflictError(BadInputError):
     """An output would overwrite an input, another output of the same command, or the cache."""
 
 
+class OutputPathError(BadInputError):
+    """An output cannot be written where it is asked: its directory is missing, not a directory, or read-only."""
+
+
 class BackendError(GasusError):
     """A model backend could not be created or could not answer."""
 

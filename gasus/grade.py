@@ -14,6 +14,7 @@ Every call goes through the cache; parsing happens when a cached completion is r
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ from .records import Example, Grade
 
 DIMENSIONS = ("accuracy", "helpfulness")
 MODES = ("generate", "score", "expected")
+# paper: the paper's prompt, verbatim (the default). hardened: the same rubric with the data between
+# BEGIN/END markers, which the data itself cannot write, and an instruction to ignore instructions inside it.
+VARIANTS = ("paper", "hardened")
+_TRIPLES = re.compile(r"(<<(?=<)|>>(?=>))")  # a space after each such pair leaves no <<< or >>> at all
 PAPER_MAX_TOKENS = 256  # the paper's rating script: temperature 0, max 256 tokens
 SCORE_MAX_TOKENS = 8
 BUCKETS = ("<3", "3", "3.5", "4", "4.5", "5")  # the paper's score histogram (its Figure 3)
@@ -43,15 +48,18 @@ class GradingPrompt:
 
     A template file holds the user message alone, or both, written as
     `[system]` line, system text, `[user]` line, user text (to the end of the file, byte for byte).
+    With `fence_markers`, every `<<<` or `>>>` inside the data is broken up (`<< <`, `>> >`), so a response cannot close
+    the hardened prompt's `<<<END RESPONSE>>>` and write text that reads as the request's own.
     """
 
     name: str
     version: str
     system: Template | None
     user: Template
+    fence_markers: bool = False
 
     @classmethod
-    def from_template(cls, template: Template) -> GradingPrompt:
+    def from_template(cls, template: Template, fence_markers: bool = False) -> GradingPrompt:
         text = template.text
         system = None
         if text.startswith(_SYSTEM):
@@ -67,12 +75,14 @@ class GradingPrompt:
             system.fields(_FIELDS, template.name)
         if "output" not in user.fields(_FIELDS, template.name):
             raise BadInputError(f"prompt '{template.name}': the user message must contain {{output}}, the response to grade")
-        prompt = cls(template.name, template.version, system, user)
+        prompt = cls(template.name, template.version, system, user, fence_markers)
         prompt.messages(Example(0, "i", "x", "o"))  # a bad slot fails now, not on row 1,000
         return prompt
 
     def messages(self, example: Example) -> list[dict[str, str]]:
         fields = {"instruction": example.instruction, "input": example.input, "output": example.output}
+        if self.fence_markers:
+            fields = {name: _TRIPLES.sub(r"\1 ", text) for name, text in fields.items()}
         messages = []
         if self.system is not None:
             messages.append({"role": "system", "content": self.system.render(**fields)})
@@ -80,13 +90,18 @@ class GradingPrompt:
         return messages
 
 
-def grading_prompt(dimension: str = "accuracy", prompt_file: str | Path | None = None) -> GradingPrompt:
-    """The paper's prompt for a dimension, or the user's template file."""
+def grading_prompt(dimension: str = "accuracy", prompt_file: str | Path | None = None,
+                   variant: str = "paper") -> GradingPrompt:
+    """The paper's prompt for a dimension (or its hardened variant), or the user's template file."""
     if prompt_file is not None:
         return GradingPrompt.from_template(template_from_file(prompt_file))
     if dimension not in DIMENSIONS:
         raise BadInputError(f"unknown dimension '{dimension}': choose one of {', '.join(DIMENSIONS)}")
-    return GradingPrompt.from_template(load_template(f"grade_{dimension}"))
+    if variant == "paper":
+        return GradingPrompt.from_template(load_template(f"grade_{dimension}"))
+    if variant == "hardened":
+        return GradingPrompt.from_template(load_template(f"grade_{dimension}_hardened"), fence_markers=True)
+    raise BadInputError(f"unknown prompt variant '{variant}': choose one of {', '.join(VARIANTS)}")
 
 
 def grade_request(prompt: GradingPrompt, example: Example, mode: str) -> Request:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInputError, GasusError
+from .parsing import SCORE_SCALE
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ class SelectConfig:
             raise ValueError("[select] give threshold or top_k, not both")
         if self.threshold is not None and not math.isfinite(self.threshold):
             raise ValueError(f"[select] threshold must be a finite number, got {self.threshold}")
+        low, high = SCORE_SCALE
+        if self.threshold is not None and not low <= self.threshold <= high:
+            # no grade lies outside the scale: 9 would keep nothing after an hour of grading
+            raise ValueError(f"[select] threshold must be within the score scale {low:g}-{high:g}, got {self.threshold:g}")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError("[select] top_k must be at least 1")
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import BadInputError
 from .io import DEFAULT_MAX_ROWS, iter_jsonl_objects
+from .parsing import SCORE_SCALE
 from .records import SCORE_STATUSES, Example, Grade
 
 PAPER_THRESHOLD = 4.5
@@ -23,9 +24,13 @@ def _number(value: Any) -> bool:
 
 
 def check_threshold(value: float, option: str = "--threshold") -> float:
-    """A keep threshold must be a finite number: NaN keeps nothing and would reach the summary."""
+    """A keep threshold must be a number within the score scale: NaN keeps nothing and would reach the
+    summary, and no grade lies outside 0-5, so 7 would keep nothing and -1 everything."""
     if not math.isfinite(value):
         raise BadInputError(f"{option} must be a finite number, got {value}")
+    low, high = SCORE_SCALE
+    if not low <= value <= high:
+        raise BadInputError(f"{option} must be within the score scale {low:g}-{high:g}, got {value:g}")
     return value
 
 
@@ -180,4 +185,5 @@ def parse_thresholds(text: str) -> list[float]:
     for value in values:
         if not math.isfinite(value):
             raise BadInputError(f"--sweep thresholds must be finite numbers, got {value}")
+        check_threshold(value, "--sweep thresholds")
     return values

@@ -30,6 +30,7 @@ def test_config_defaults_and_relative_paths(tmp_path):
     ("[grade]\nmode = 'expected'\n", r"run\.toml: \[data\] path is required"),
     ("[data]\npath = 'd.json'\n[grade]\nmode = 'fast'\n", r"\[grade\] mode must be generate, score or expected, got 'fast'"),
     ("[data]\npath = 'd.json'\n[select]\nthreshold = 4\ntop_k = 3\n", r"\[select\] give threshold or top_k, not both"),
+    ("[data]\npath = 'd.json'\n[select]\nthreshold = 9\n", r"\[select\] threshold must be within the score scale 0-5, got 9"),
     ("[data]\npath = 'd.json'\n[judge]\ncolour = 'red'\n", r"unknown setting\(s\) in \[judge\]: colour"),
     ("[data]\npath = 'd.json'\n[evaluate]\n", r"unknown setting\(s\) evaluate"),
     ("[data\n", r"run\.toml: invalid TOML"),

@@ -4,7 +4,7 @@
 429, 5xx, connection errors, timeouts and malformed replies are retried with exponential
 backoff and jitter, honouring Retry-After, at most `max_attempts` tries. The API key is read
 from the environment when the client is made, sent only in the Authorization header, and
-scrubbed from every error message: it never reaches a cache key, a cached value or a file.
+scrubbed from every error message and completion: it never reaches a cache key, a cached value or a file.
 """
 
 from __future__ import annotations
@@ -136,8 +136,10 @@ class OpenAIBackend(Backend):
         if choice.get("finish_reason") == "content_filter":
             # The provider withheld the answer: nothing to cache, another try may pass.
             raise TransientError("the server's content filter withheld the reply", kind="content_filter")
+        # A server (or a proxy before it) that quotes the request's credentials in the completion
+        # must not get them into the cache or the outputs either.
         value: dict[str, Any] = {
-            "text": text or "", "finish_reason": choice.get("finish_reason"),
+            "text": self._scrub(text or ""), "finish_reason": choice.get("finish_reason"),
             "usage": {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens")},
         }
         for k in self.usage:

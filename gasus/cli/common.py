@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import GasusError, OutputConflictError
+from ..errors import GasusError, OutputConflictError, OutputPathError
 
 INTERRUPTED = "gasus.interrupted"  # ctx.meta key: the message Ctrl-C prints
 
@@ -60,8 +60,8 @@ def summary_option(func: Callable) -> Callable:
             result = func(*args, summary=summary, **kwargs)
         except GasusError as exc:
             # A run that failed part-way still accounts for what it did (and says why it stopped);
-            # one whose outputs clash with its inputs writes nothing at all.
-            if summary_json and not isinstance(exc, OutputConflictError):
+            # one whose outputs clash with its inputs or cannot be written writes nothing at all.
+            if summary_json and not isinstance(exc, (OutputConflictError, OutputPathError)):
                 summary.extra["error"] = str(exc)
                 summary.write(summary_json)
             raise
@@ -115,13 +115,34 @@ class Summary:
 
 
 def check_paths(summary: Summary, *, inputs: dict[str, Any] | None = None,
-                outputs: dict[str, Any] | None = None) -> None:
-    """Refuse outputs (with --summary-json among them) that are an input, each other, or inside the cache."""
+                outputs: dict[str, Any] | None = None, makes_dirs: bool = False) -> None:
+    """Refuse outputs (with --summary-json among them) that are an input, each other, or inside the cache,
+    or that cannot be written: `makes_dirs` when the command creates its outputs' missing directories."""
     from ..cache import default_cache_dir
     from ..io import check_outputs
 
-    check_outputs({**(outputs or {}), "--summary-json": summary.path}, inputs,
-                  protected_dir=default_cache_dir())
+    outputs = {**(outputs or {}), "--summary-json": summary.path}
+    check_outputs(outputs, inputs, protected_dir=default_cache_dir())
+    for label, path in outputs.items():
+        if path is not None:
+            check_output_dir(path, label, makes_dirs=makes_dirs and label != "--summary-json")
+
+
+def check_output_dir(path: str, label: str, makes_dirs: bool = False) -> None:
+    """Refuse, before any model call, an output file whose directory is missing (unless the command
+    makes it), a file, or read-only: the run would otherwise pay for every call and then fail to write."""
+    import os
+    from pathlib import Path
+
+    parent = Path(path).parent
+    if not parent.exists():
+        if not makes_dirs:
+            raise OutputPathError(f"{path}: {label}: the directory {parent} does not exist")
+        parent = next(p for p in parent.parents if p.exists())
+    if not parent.is_dir():
+        raise OutputPathError(f"{path}: {label}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{path}: {label}: the directory {parent} is not writable")
 
 
 def dataset_options(func: Callable) -> Callable:

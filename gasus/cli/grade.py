@@ -78,6 +78,9 @@ class GradeProgress:
 @click.option("--prompt-file", type=click.Path(dir_okay=False),
               help="A custom template: the user message with {instruction}, {input}, {output}, optionally after "
                    "a '[system]' line and system text, then a '[user]' line.")
+@click.option("--prompt-variant", type=click.Choice(["paper", "hardened"]), default="paper", show_default=True,
+              help="paper: the paper's prompt, verbatim. hardened: the same rubric with the data between "
+                   "BEGIN/END markers and an instruction to ignore instructions inside it (against prompt injection).")
 @click.option("--mode", type=click.Choice(["generate", "score", "expected"]), default="generate", show_default=True,
               help="generate: score line and explanation, 256 tokens (the paper); score: stop after the score "
                    "line; expected: one forward pass, probability-weighted mean of the scores 0-5.")
@@ -91,7 +94,7 @@ class GradeProgress:
 @model_options
 @dataset_options
 @summary_option
-def grade(dataset, output, grader_spec, dimension, prompt_file, mode, limit, retry_failed, dry_run, price_table,
+def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, mode, limit, retry_failed, dry_run, price_table,
           model_opts, fmt, instruction_field,
           input_field, output_field, split, max_rows, summary):
     """Grade every (instruction, input, response) triplet 0-5 with an LLM, as AlpaGasus does.
@@ -122,10 +125,13 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, mode, limit, ret
                                 max_rows)
     if limit is not None:
         examples = examples[:limit]
-    prompt = gr.grading_prompt(dimension, prompt_file)
+    if prompt_file is not None and prompt_variant != "paper":
+        raise BadInputError("--prompt-variant and --prompt-file exclude each other: a prompt file is its own variant")
+    prompt = gr.grading_prompt(dimension, prompt_file, prompt_variant)
     model = open_model(grader_spec, model_opts)
     summary.items = len(examples)
-    summary.extra.update({"grader": model.backend.label, "dimension": dimension, "mode": mode})
+    summary.extra.update({"grader": model.backend.label, "dimension": dimension, "mode": mode,
+                          "prompt_variant": prompt_variant})
     out = console()
 
     if dry_run:

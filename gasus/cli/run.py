@@ -49,7 +49,7 @@ def run(config, demo, run_dir, threshold, summary):
     cfg = with_overrides(load_run_config(DEMO_CONFIG if demo else config),
                          out_dir=run_dir or ("gasus-demo" if demo else None), threshold=threshold)
     inputs, outputs = run_paths(cfg)
-    check_paths(summary, inputs={"CONFIG": config or str(DEMO_CONFIG), **inputs}, outputs=outputs)
+    check_paths(summary, inputs={"CONFIG": config or str(DEMO_CONFIG), **inputs}, outputs=outputs, makes_dirs=True)
     err = console(stderr=True)
     click.get_current_context().meta[INTERRUPTED] = (
         f"Interrupted: model calls made so far are in the cache and finished stages' files are in {cfg.out_dir}; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
@@ -30,6 +31,15 @@ _FORMAT_FIELDS = {
 _SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
 # Characters str.splitlines() breaks at that JSON allows raw inside a string; written escaped.
 _LINE_BREAKS_IN_STRINGS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks of 1 MiB (model files run to gigabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def file_kind(path: str | Path) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import platform
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .errors import BadInputError
+from .io import file_kind, read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 STAGES = ("grade", "select", "train", "generate", "judge", "report")
@@ -48,14 +51,6 @@ def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None
     return versions
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_record(path: str | Path) -> dict[str, Any]:
     """sha256 and row count of a data file (lines of JSON Lines, items of a JSON array), or of every
     file in a directory (a trained model) as one sha256 over their names and hashes."""
@@ -63,15 +58,14 @@ def file_record(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         h = hashlib.sha256()
         for child in sorted(p for p in path.rglob("*") if p.is_file() and "checkpoints" not in p.parts):
-            h.update(f"{child.relative_to(path).as_posix()}\0{_sha256(child)}\n".encode())
+            h.update(f"{child.relative_to(path).as_posix()}\0{sha256_file(child)}\n".encode())
         return {"sha256": h.hexdigest()}
-    record: dict[str, Any] = {"sha256": _sha256(path)}
-    if path.suffix in (".jsonl", ".ndjson"):
+    record: dict[str, Any] = {"sha256": sha256_file(path)}
+    kind = file_kind(path)
+    if kind == "jsonl":
         with open(path, "rb") as handle:
             record["rows"] = sum(1 for line in handle if line.strip())
-    elif path.suffix == ".json":
-        import json
-
+    elif kind == "json":
         value = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(value, list):
             record["rows"] = len(value)
@@ -128,16 +122,11 @@ class RunManifest:
         self.write()
 
     def write(self) -> None:
-        from .io import write_json
-
         self.data["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         write_json(self.path, self.data)
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
-    from .errors import BadInputError
-    from .io import read_json
-
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
         raise BadInputError(f"{run_dir}: no {MANIFEST} here; is it the out_dir of a gasus run?")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
 import platform
@@ -28,7 +27,7 @@ from typing import Any
 
 from . import __version__
 from .errors import BadInputError, GasusError, MissingDependencyError
-from .io import current_umask, write_json
+from .io import current_umask, sha256_file, write_json
 from .prompts import alpaca_prompt
 from .records import Example, canonical_json, sha256_text
 
@@ -441,11 +440,7 @@ def data_fingerprint(examples: Sequence[Example], source: str | Path | None = No
     and always of the examples as trained on (their content ids, in order)."""
     info: dict[str, Any] = {"source": str(source) if source is not None else None, "rows": len(examples)}
     if source is not None and Path(source).is_file():
-        h = hashlib.sha256()
-        with open(source, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                h.update(block)
-        info["sha256"] = h.hexdigest()
+        info["sha256"] = sha256_file(source)
     else:
         info["sha256"] = None
     info["examples_sha256"] = sha256_text(canonical_json([e.id for e in examples]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -14,6 +13,7 @@ from typing import Any, ClassVar
 
 from ..cache import Cache, request_key
 from ..errors import BackendError, CacheMissError
+from ..io import sha256_file
 
 CLAIM_POLL_SECONDS = 0.05  # the first wait for another process's answer; grows to 1 s
 
@@ -384,11 +384,7 @@ def file_sha256(path: str | Path, cache: Cache | None = None) -> str:
         hit = cache.get(memo)
         if hit is not None:
             return hit["sha256"]
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    digest = h.hexdigest()
+    digest = sha256_file(path)
     if cache is not None:
         cache.put(memo, {"sha256": digest}, backend="filehash", model=str(path))
     return digest

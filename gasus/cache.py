@@ -287,10 +287,7 @@ class Cache:
                 raise CacheError(f"{self.directory}: the cache holds values pickled by an older gasus, which are "
                                  "never loaded; convert them once with `gasus cache migrate`")
             if not len(self._store):
-                self._write_marker()
-
-    def _write_marker(self) -> None:
-        write_marker(self.directory)
+                write_marker(self.directory)
 
     # -------------------------------------------------------------- entries
 
@@ -483,13 +480,13 @@ class Cache:
                 else:
                     report.broken.append(key)
                     self._store.delete(key)
-        self._write_marker()
+        write_marker(self.directory)
         return report
 
     def clear(self) -> int:
         n = len(self._store)
         self._store.clear()
-        self._write_marker()  # an emptied cache of an older gasus is a new one
+        write_marker(self.directory)  # an emptied cache of an older gasus is a new one
         return n
 
     def close(self) -> None:

@@ -224,7 +224,7 @@ def prepare_cache_dir(directory: str | Path | None = None) -> Path:
     marker = d / MARKER
     if d.exists() and not d.is_dir():
         raise CacheError(f"{d}: the cache location exists and is not a directory")
-    if d.is_dir() and not marker.exists() and not _only_converted_models(d):
+    if d.is_dir() and not _marked_or_unused(d):
         raise CacheError(
             f"{d}: not a gasus cache (no {MARKER}); point GASUS_CACHE_DIR at an empty or gasus directory"
         )
@@ -242,7 +242,11 @@ def prepare_cache_dir(directory: str | Path | None = None) -> Path:
 
 
 def write_marker(d: Path) -> None:
-    (d / MARKER).write_text(json.dumps({"gasus_cache": STORAGE}) + "\n")
+    """Write the marker whole (through a temporary file and a rename): a second process opening
+    the directory at the same moment reads either no marker or a complete one."""
+    tmp = d / f".{MARKER}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"gasus_cache": STORAGE}) + "\n")
+    os.replace(tmp, d / MARKER)
 
 
 def marker_storage(d: Path) -> int:
@@ -256,10 +260,13 @@ def marker_storage(d: Path) -> int:
     return storage
 
 
-def _only_converted_models(d: Path) -> bool:
-    """Whether a directory is empty or holds nothing but MODELS/gguf-* (and their temporary dirs)."""
-    entries = list(d.iterdir())
-    if not entries:
+def _marked_or_unused(d: Path) -> bool:
+    """Whether a directory holds the marker, or nothing but what gasus writes before it: the
+    marker's and the write probe's temporary files (another process may be preparing the
+    directory this very moment), and MODELS/gguf-* of an older `gasus train` (and their
+    temporary dirs). One listing decides, so a marker written meanwhile is never missed."""
+    entries = [p for p in d.iterdir() if not p.name.startswith((f".{MARKER}.", ".write-probe-"))]
+    if not entries or any(p.name == MARKER for p in entries):
         return True
     if [p.name for p in entries] != [MODELS] or not entries[0].is_dir():
         return False

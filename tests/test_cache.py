@@ -429,3 +429,20 @@ def test_a_claimed_request_is_waited_for_and_a_dead_holders_claim_lapses(tmp_pat
     assert (model.stats.model_calls, model.stats.cache_hits) == (1, 1)
     assert [k for k in Cache()._store.iterkeys() if k.startswith("claim:")] == []  # every claim released
     assert Cache().claim([key_a, key_b], "later") == {key_a: "cached", key_b: "cached"}
+
+
+def test_a_dir_another_process_is_marking_opens(tmp_path):
+    """Two processes opening one new cache dir: what the other writes before its marker lands
+    (the marker's temporary file, its write probe) is not taken for foreign files."""
+    from gasus.cache import MARKER, prepare_cache_dir
+
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / f".{MARKER}.4242.tmp").write_text("")
+    (d / ".write-probe-4242").write_text("")
+    assert prepare_cache_dir(d) == d
+    assert json.loads((d / MARKER).read_text()) == {"gasus_cache": 2}
+    (d / "notes.txt").write_text("mine")
+    (d / MARKER).unlink()
+    with pytest.raises(CacheError, match="not a gasus cache"):
+        prepare_cache_dir(d)

@@ -97,7 +97,7 @@ def is_live(record: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------- the client
 
 
-def _backend_for(record: dict[str, Any]):
+def backend_for(record: dict[str, Any]):
     from .backends import BackendOptions
     from .backends.openai import OpenAIBackend
 
@@ -149,7 +149,7 @@ class BatchClient:
         return None
 
 
-def _counts(batch: Any) -> dict[str, int]:
+def request_counts(batch: Any) -> dict[str, int]:
     counts = getattr(batch, "request_counts", None)
     return {name: int(getattr(counts, name, 0) or 0) for name in ("total", "completed", "failed")}
 
@@ -208,7 +208,7 @@ class BatchJobs:
         if ident not in self._clients:
             backend = self.model.backend
             if (record["model"], record["base_url"]) != (backend.target, _public(backend)):
-                backend = _backend_for(record)
+                backend = backend_for(record)
             self._clients[ident] = BatchClient(backend)
         return self._clients[ident]
 
@@ -264,7 +264,7 @@ class BatchJobs:
         self._update(record, batch)
 
     def _update(self, record: dict[str, Any], batch: Any) -> None:
-        record.update(state="submitted", batch_id=batch.id, status=batch.status, counts=_counts(batch))
+        record.update(state="submitted", batch_id=batch.id, status=batch.status, counts=request_counts(batch))
         save_journal(self.cache_dir, record)
 
     def _resume(self, record: dict[str, Any]) -> None:
@@ -316,8 +316,8 @@ class BatchJobs:
             self._resume(record)
         client = self.client(record)
         batch = client.retrieve(record["batch_id"])
-        if batch.status != record.get("status") or _counts(batch) != record.get("counts"):
-            record.update(status=batch.status, counts=_counts(batch))
+        if batch.status != record.get("status") or request_counts(batch) != record.get("counts"):
+            record.update(status=batch.status, counts=request_counts(batch))
             save_journal(self.cache_dir, record)
         if batch.status not in ENDED:
             return False
@@ -362,7 +362,7 @@ class BatchJobs:
                 failed[key] = [f"batch_{batch.status}", f"the batch ended {batch.status} without answering it"]
         for key, (kind, message) in failed.items():
             self.failed[key] = (kind, f"batch {record['batch_id']}: {message}")
-        record.update(state="collected", status=batch.status, counts=_counts(batch), failed=failed,
+        record.update(state="collected", status=batch.status, counts=request_counts(batch), failed=failed,
                       collected=time.time())
         save_journal(self.cache_dir, record)
 

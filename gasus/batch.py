@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends.base import CachedModel, Request, Result, TransientError
+from .backends.base import CLAIM_POLL_SECONDS, CachedModel, Request, Result, TransientError
 from .errors import BackendError, BadInputError, CacheMissError
 
 MAX_REQUESTS = 50_000  # the Batch API's limit of requests per input file
@@ -392,6 +392,33 @@ def _line_failure(item: dict[str, Any], scrub: Callable[[str], str]) -> tuple[st
 # ---------------------------------------------------------------- a run through batches
 
 
+def claim_and_submit(jobs: BatchJobs, keyed: dict[str, Request], refresh: Collection[str]) -> list[dict[str, Any]]:
+    """jobs.submit under the cache's claims, so that two live runs never submit one request: each
+    submits what it claimed, journals it and drops the claims, then takes the batches of the keys
+    another run held from that run's journals (or their answers from the cache)."""
+    cache = jobs.model.cache
+    token = uuid.uuid4().hex
+    live: dict[str, dict[str, Any]] = {}
+    pending, wait, first = list(keyed), CLAIM_POLL_SECONDS, True
+    try:
+        while pending:
+            states = cache.claim(pending, token, refresh=refresh if first else ())
+            mine = [key for key in pending if states[key] == "ours"]
+            held = [key for key in pending if states[key] == "held"]
+            if mine:
+                for record in jobs.submit({key: keyed[key] for key in mine}, refresh):
+                    live[record["id"]] = record
+                cache.release(mine, token)
+                wait = CLAIM_POLL_SECONDS
+            elif held:
+                time.sleep(wait)  # another run is submitting them: its journal will say where
+                wait = min(1.0, wait * 1.5)
+            pending, first = held, False
+    finally:
+        cache.release(list(keyed), token)
+    return list(live.values())
+
+
 def run_batched(model: CachedModel, requests: Sequence[Request],
                 on_result: Callable[[int, Result], None] | None = None, refresh: Collection[int] = (),
                 options: BatchOptions | None = None,
@@ -426,7 +453,7 @@ def run_batched(model: CachedModel, requests: Sequence[Request],
         raise CacheMissError(f"{len(todo)} request(s) are not in the cache and the run is offline")
     keyed = {key: requests[positions[0]] for key, positions in todo.items()}
     jobs = BatchJobs(model, options, keyed)
-    live = jobs.submit(keyed, refresh_keys)
+    live = claim_and_submit(jobs, keyed, refresh_keys)
     if live and not options.wait:
         raise BatchPending(live, jobs.submitted)
     jobs.wait(live, on_poll)

@@ -200,3 +200,37 @@ def test_run_config_batch_needs_an_openai_model(tmp_path):
         GradeConfig(batch=True)
     with pytest.raises(ValueError, match=r"^\[judge\] batch must be true or false, got 'yes'$"):
         JudgeConfig(judge="openai:gpt-4o", batch="yes")
+
+
+@pytest.mark.parametrize("killed", ["after the batch was created", "before the file was uploaded"])
+def test_batch_journaled_before_it_existed_is_found_or_submitted_once(tmp_path, killed):
+    from gasus.backends import BackendOptions, CachedModel
+    from gasus.backends.openai import OpenAIBackend
+    from gasus.batch import BatchOptions, BatchPending, journal_dir, load_journals, run_batched, save_journal
+    from gasus.cache import Cache
+    from gasus.grade import grade_request, grading_prompt
+    from gasus.records import Example
+
+    requests = [grade_request(grading_prompt(), Example(i, f"Task {i}.", "", "ok"), "generate") for i in range(3)]
+    options = BatchOptions(poll_seconds=0.05)
+    with FakeBatchServer(delay=0.5) as server:
+        def model():
+            backend = OpenAIBackend("test-model", BackendOptions(base_url=server.url, api_key_env=KEY_ENV))
+            return CachedModel(backend, Cache(tmp_path / "c"))
+
+        with pytest.raises(BatchPending, match="1 batch\\(es\\) pending"):
+            run_batched(model(), requests, options=BatchOptions(wait=False))
+        [record] = load_journals(tmp_path / "c")
+        # The journal as a run killed at that moment left it: the batch's id never written, or not even the file's.
+        record.update(state="preparing", batch_id=None, status=None)
+        if killed == "before the file was uploaded":
+            record["input_file_id"] = None
+            del server.batches[next(iter(server.batches))]
+            server.submitted.clear()
+        save_journal(tmp_path / "c", record)
+        again = model()
+        results = run_batched(again, requests, options=options)
+        assert len(server.batches) == 1 and sorted(server.submitted.values()) == [1, 1, 1]
+    assert [r.value["text"] for r in results] == ["4.5\nAccurate."] * 3
+    assert again.stats.model_calls == 3
+    assert len(list(journal_dir(tmp_path / "c").glob("*.json"))) == 1

@@ -153,6 +153,18 @@ def test_no_wait_then_batch_wait_collects_an_expired_batch_counted_by_kind(tmp_p
         assert len(server.batches) == 1
 
 
+def test_batch_cancel_then_wait_counts_the_cancelled_requests(tmp_path):
+    data = dataset(tmp_path, "ok", "ok")
+    with FakeBatchServer(delay=30) as server:
+        assert run_cli(*grade_args(data, tmp_path / "s.jsonl", server, "--no-wait")).exit_code == 0
+        cancelled = run_cli("batch", "cancel", "--all")
+        assert cancelled.exit_code == 0, cancelled.output
+        assert cancelled.output.splitlines() == ["batch_2: cancelled", "1 batch(es) cancelled"]
+        waited = run_cli("batch", "wait", "--poll-interval", "0.05")
+        assert "0 result(s) put in the cache, 2 failed (batch_cancelled 2)" in waited.output
+        assert run_cli("batch", "cancel", "--all").output.splitlines() == ["0 batch(es) cancelled"]
+
+
 def test_cancel_needs_ids_or_all(tmp_path):
     result = run_cli("batch", "cancel")
     assert result.exit_code == 2
@@ -206,7 +218,14 @@ def test_run_config_batch_needs_an_openai_model(tmp_path):
 def test_batch_journaled_before_it_existed_is_found_or_submitted_once(tmp_path, killed):
     from gasus.backends import BackendOptions, CachedModel
     from gasus.backends.openai import OpenAIBackend
-    from gasus.batch import BatchOptions, BatchPending, journal_dir, load_journals, run_batched, save_journal
+    from gasus.batch import (
+        BatchOptions,
+        BatchPending,
+        journal_dir,
+        load_journals,
+        run_batched,
+        save_journal,
+    )
     from gasus.cache import Cache
     from gasus.grade import grade_request, grading_prompt
     from gasus.records import Example

@@ -120,6 +120,20 @@ def _jobs(records):
     return BatchJobs(CachedModel(backend_for(records[0]), Cache()))
 
 
+def _tell_server(records, action: str):
+    """Retrieve or cancel each live, submitted batch of `records`, noting its state in its journal."""
+    from ..batch import is_live, request_counts, save_journal
+
+    live = [r for r in records if is_live(r) and r.get("batch_id")]
+    if live:
+        jobs = _jobs(live)
+        for record in live:
+            current = getattr(jobs.client(record), action)(record["batch_id"])
+            record.update(status=current.status, counts=request_counts(current))
+            save_journal(jobs.cache_dir, record)
+    return live
+
+
 def _journals(ids, live_only: bool):
     from ..batch import live_journals, load_journals
     from ..cache import Cache
@@ -157,16 +171,10 @@ def status(ids, summary):
       gasus batch status
       gasus batch status batch_abc123
     """
-    from ..batch import is_live, request_counts, save_journal
+    from ..batch import is_live
 
     records = _journals(ids, live_only=False)
-    live = [r for r in records if is_live(r) and r.get("batch_id")]
-    if live:
-        jobs = _jobs(live)
-        for record in live:
-            current = jobs.client(record).retrieve(record["batch_id"])
-            record.update(status=current.status, counts=request_counts(current))
-            save_journal(jobs.cache_dir, record)
+    _tell_server(records, "retrieve")
     console().print(_table(records, f"{len(records)} batch(es), {sum(map(is_live, records))} live"))
     summary.items = len(records)
     summary.extra["batches"] = [{k: r.get(k) for k in ("batch_id", "status", "state", "counts")} for r in records]
@@ -227,16 +235,9 @@ def cancel(ids, cancel_all, summary):
     """
     if not ids and not cancel_all:
         raise BadInputError("name the batches to cancel, or give --all")
-    from ..batch import is_live, request_counts, save_journal
-
-    records = [r for r in _journals(ids, live_only=True) if is_live(r) and r.get("batch_id")]
+    records = _tell_server(_journals(ids, live_only=True), "cancel")
     out = console()
-    if records:
-        jobs = _jobs(records)
-        for record in records:
-            current = jobs.client(record).cancel(record["batch_id"])
-            record.update(status=current.status, counts=request_counts(current))
-            save_journal(jobs.cache_dir, record)
-            out.print(f"{record['batch_id']}: {current.status}", soft_wrap=True)
+    for record in records:
+        out.print(f"{record['batch_id']}: {record['status']}", soft_wrap=True)
     out.print(f"{len(records)} batch(es) cancelled")
     summary.items = len(records)

@@ -203,15 +203,22 @@ def test_dry_run_shows_the_batch_price_beside_the_synchronous_one(tmp_path):
         "$0.15/$0.6 per 1M tokens; with --batch at most about $0.0003 at $0.075/$0.3")
 
 
-def test_run_config_batch_needs_an_openai_model(tmp_path):
-    from gasus.pipeline import GradeConfig, JudgeConfig
+def test_run_config_batch_needs_an_openai_model(tmp_path, monkeypatch):
+    from gasus.errors import BadInputError
+    from gasus.pipeline import load_run_config
 
-    assert GradeConfig(grader="openai:gpt-4o-mini", batch=True).batch
-    with pytest.raises(ValueError, match=r"^\[grade\] batch = true needs an openai: model \(the Batch API\), "
-                                         r"not the embedded model$"):
-        GradeConfig(batch=True)
-    with pytest.raises(ValueError, match=r"^\[judge\] batch must be true or false, got 'yes'$"):
-        JudgeConfig(judge="openai:gpt-4o", batch="yes")
+    config = tmp_path / "run.toml"
+    config.write_text("[data]\npath = 'run.toml'\n[grade]\ngrader = 'openai:gpt-4o-mini'\nbatch = true\n"
+                      f"api_key_env = '{KEY_ENV}'\n[judge]\njudge = 'openai:gpt-4o'\nbatch = true\n"
+                      f"api_key_env = '{KEY_ENV}'\n")
+    loaded = load_run_config(config)
+    assert (loaded.grade.batch, loaded.judge.batch) == (True, True)
+    config.write_text("[data]\npath = 'run.toml'\n[grade]\nbatch = true\n[judge]\nbatch = 'yes'\n")
+    with pytest.raises(BadInputError) as error:
+        load_run_config(config)
+    assert str(error.value) == (
+        f"{config}: 2 problems in the config: [grade] batch = true needs an openai: model (the Batch API), "
+        "not the embedded model; [judge] batch must be true or false, got 'yes'")
 
 
 @pytest.mark.parametrize("killed", ["after the batch was created", "before the file was uploaded"])

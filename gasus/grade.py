@@ -19,13 +19,16 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends.base import CachedModel, Request, Result
 from .errors import BadInputError
 from .parsing import parse_score, score_distribution
 from .prompts import Template, load_template, template_from_file
 from .records import Example, Grade
+
+if TYPE_CHECKING:
+    from .batch import BatchOptions
 
 DIMENSIONS = ("accuracy", "helpfulness")
 MODES = ("generate", "score", "expected")
@@ -139,12 +142,14 @@ def make_grade(example: Example, result: Result, *, grader: str, dimension: str,
 
 def grade_examples(examples: Sequence[Example], model: CachedModel, *, prompt: GradingPrompt,
                    dimension: str = "accuracy", mode: str = "generate", retry_failed: bool = False,
-                   on_grade: Callable[[int, Grade, bool], None] | None = None) -> list[Grade]:
+                   on_grade: Callable[[int, Grade, bool], None] | None = None,
+                   batch: BatchOptions | None = None, on_poll: Callable[[list], None] | None = None) -> list[Grade]:
     """One grade per example, in order. Identical examples share one call; cached ones cost nothing.
 
     With `retry_failed`, examples whose cached answer did not parse or was out of range are asked
     again (failed calls are never cached, so they are always asked again).
     `on_grade(position, grade, from_cache)` is told of each grade as it is known.
+    With `batch`, the cache misses are asked through provider batches (gasus.batch).
     """
     requests = [grade_request(prompt, e, mode) for e in examples]
     refresh: set[int] = set()
@@ -161,23 +166,31 @@ def grade_examples(examples: Sequence[Example], model: CachedModel, *, prompt: G
         if on_grade is not None:
             on_grade(i, grades[i], result.cached)
 
-    model.run(requests, on_result, refresh=refresh)
+    if batch is None:
+        model.run(requests, on_result, refresh=refresh)
+    else:
+        from .batch import run_batched
+
+        run_batched(model, requests, on_result, refresh=refresh, options=batch, on_poll=on_poll)
     return grades  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- planning (--dry-run)
 
-# US dollars per million tokens (input, output), list prices of mid-2025; --price-table overrides.
-PRICES: dict[str, tuple[float, float]] = {
-    "gpt-3.5-turbo": (0.50, 1.50),
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4-turbo": (10.00, 30.00),
-    "gpt-4": (30.00, 60.00),
+# US dollars per million tokens (input, output, and through the Batch API: batch input, batch
+# output), list prices of mid-2025; --price-table overrides. A row without batch prices is
+# taken at half its synchronous price, the Batch API's discount.
+PRICES: dict[str, tuple[float, ...]] = {
+    "gpt-3.5-turbo": (0.50, 1.50, 0.25, 0.75),
+    "gpt-4o-mini": (0.15, 0.60, 0.075, 0.30),
+    "gpt-4o": (2.50, 10.00, 1.25, 5.00),
+    "gpt-4.1-nano": (0.10, 0.40, 0.05, 0.20),
+    "gpt-4.1-mini": (0.40, 1.60, 0.20, 0.80),
+    "gpt-4.1": (2.00, 8.00, 1.00, 4.00),
+    "gpt-4-turbo": (10.00, 30.00, 5.00, 15.00),
+    "gpt-4": (30.00, 60.00, 15.00, 30.00),
 }
+BATCH_DISCOUNT = 0.5
 CHARS_PER_TOKEN = 4.0  # a rough English average; the estimate says so
 
 
@@ -191,16 +204,19 @@ class Plan:
     input_tokens: int
     output_tokens: int
     cost_usd: float | None
-    price: tuple[float, float] | None
+    price: tuple[float, float, float, float] | None  # input, output, batch input, batch output
+    batch_cost_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"examples": self.examples, "unique": self.unique, "misses": self.misses,
                 "estimated_input_tokens": self.input_tokens, "max_output_tokens": self.output_tokens,
-                "estimated_cost_usd": None if self.cost_usd is None else round(self.cost_usd, 4)}
+                "estimated_cost_usd": None if self.cost_usd is None else round(self.cost_usd, 4),
+                "estimated_batch_cost_usd": None if self.batch_cost_usd is None else round(self.batch_cost_usd, 4)}
 
 
-def load_price_table(path: str | Path) -> dict[str, tuple[float, float]]:
-    """A JSON object {"model": [input, output]} or {"model": {"input": x, "output": y}}, USD per 1M tokens."""
+def load_price_table(path: str | Path) -> dict[str, tuple[float, ...]]:
+    """A JSON object {"model": [input, output]} or {"model": {"input": x, "output": y}}, USD per 1M tokens,
+    optionally with the Batch API's prices: [input, output, batch_input, batch_output] or those keys."""
     from .io import read_json
 
     data = read_json(path)
@@ -209,22 +225,30 @@ def load_price_table(path: str | Path) -> dict[str, tuple[float, float]]:
     table = {}
     for name, value in data.items():
         if isinstance(value, dict):
-            value = [value.get("input"), value.get("output")]
-        if not (isinstance(value, list) and len(value) == 2
+            value = [value.get(k) for k in ("input", "output", "batch_input", "batch_output")
+                     if k in value or k in ("input", "output")]
+        if not (isinstance(value, list) and len(value) in (2, 4)
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value)):
-            raise BadInputError(f"{path}: the price of '{name}' must be [input, output] USD per 1M tokens")
-        table[name] = (float(value[0]), float(value[1]))
+            raise BadInputError(f"{path}: the price of '{name}' must be [input, output] or "
+                                "[input, output, batch_input, batch_output] USD per 1M tokens")
+        table[name] = tuple(float(v) for v in value)
     return table
 
 
-def price_for(model_name: str, table: dict[str, tuple[float, float]]) -> tuple[float, float] | None:
-    """The longest table entry the model name starts with ("gpt-4o-mini-2024-07-18" -> "gpt-4o-mini")."""
+def price_for(model_name: str, table: dict[str, tuple[float, ...]]) -> tuple[float, float, float, float] | None:
+    """The longest table entry the model name starts with ("gpt-4o-mini-2024-07-18" -> "gpt-4o-mini"),
+    as (input, output, batch input, batch output); batch prices default to half the synchronous ones."""
     matches = [k for k in table if model_name == k or model_name.startswith(k + "-")]
-    return table[max(matches, key=len)] if matches else None
+    if not matches:
+        return None
+    price = table[max(matches, key=len)]
+    if len(price) == 2:
+        price = (*price, price[0] * BATCH_DISCOUNT, price[1] * BATCH_DISCOUNT)
+    return price  # type: ignore[return-value]
 
 
 def plan_grading(examples: Sequence[Example], model: CachedModel, *, prompt: GradingPrompt, mode: str,
-                 prices: dict[str, tuple[float, float]] | None = None) -> Plan:
+                 prices: dict[str, tuple[float, ...]] | None = None) -> Plan:
     """Cache misses of a run and, for an API grader, estimated tokens and cost. Calls no model."""
     requests = [grade_request(prompt, e, mode) for e in examples]
     keys = [model.key(r) for r in requests]
@@ -236,12 +260,13 @@ def plan_grading(examples: Sequence[Example], model: CachedModel, *, prompt: Gra
     input_tokens = math.ceil(chars / CHARS_PER_TOKEN)
     per_call = {"generate": PAPER_MAX_TOKENS, "score": SCORE_MAX_TOKENS, "expected": 1}[mode]
     output_tokens = per_call * len(missing)
-    price = cost = None
+    price = cost = batch_cost = None
     if model.backend.name == "openai":
         price = price_for(model.backend.target, {**PRICES, **(prices or {})})
         if price is not None:
             cost = (input_tokens * price[0] + output_tokens * price[1]) / 1e6
-    return Plan(len(examples), len(first), len(missing), input_tokens, output_tokens, cost, price)
+            batch_cost = (input_tokens * price[2] + output_tokens * price[3]) / 1e6
+    return Plan(len(examples), len(first), len(missing), input_tokens, output_tokens, cost, price, batch_cost)
 
 
 # ---------------------------------------------------------------- summaries

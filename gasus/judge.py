@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends.base import CachedModel, Request, Result
 from .errors import BadInputError
@@ -21,6 +21,9 @@ from .parsing import parse_score_pair
 from .prompts import load_template
 from .records import Answer, Judgement, Verdict
 from .testsets import NAMES as TESTSET_ORDER
+
+if TYPE_CHECKING:
+    from .batch import BatchOptions
 
 ORDERS = ("ab", "ba")
 ORDER_CHOICES = {"both": ("ab", "ba"), "ab": ("ab",), "ba": ("ba",)}
@@ -135,13 +138,21 @@ def judge_request(pair: AnswerPair, order: str, *, max_tokens: int = JUDGE_MAX_T
 
 def run_judge(model: CachedModel, pairs: Sequence[AnswerPair], orders: Sequence[str] = ORDERS, *,
               max_tokens: int = JUDGE_MAX_TOKENS, mode: str = "generate",
-              on_result: Callable[[int, Result], None] | None = None) -> list[Judgement]:
-    """One judgement per (pair, order), each order its own cached call; parsing happens here, on read."""
+              on_result: Callable[[int, Result], None] | None = None, batch: BatchOptions | None = None,
+              on_poll: Callable[[list], None] | None = None) -> list[Judgement]:
+    """One judgement per (pair, order), each order its own cached call; parsing happens here, on read.
+    With `batch`, the cache misses are asked through provider batches (gasus.batch)."""
     for order in orders:
         if order not in ORDERS:
             raise BadInputError(f"unknown order '{order}': choose ab or ba")
     jobs = [(pair, order) for pair in pairs for order in orders]
-    results = model.run([judge_request(p, o, max_tokens=max_tokens, mode=mode) for p, o in jobs], on_result)
+    requests = [judge_request(p, o, max_tokens=max_tokens, mode=mode) for p, o in jobs]
+    if batch is None:
+        results = model.run(requests, on_result)
+    else:
+        from .batch import run_batched
+
+        results = run_batched(model, requests, on_result, options=batch, on_poll=on_poll)
     judgements = []
     for (pair, order), result in zip(jobs, results):
         if result.value is None:

@@ -53,11 +53,20 @@ class BackendSettings:
             raise ValueError(f"[{table}] {exc}") from None
 
 
+def _check_batch(table: str, batch: Any, spec: str | None) -> None:
+    if not isinstance(batch, bool):
+        raise ValueError(f"[{table}] batch must be true or false, got {batch!r}")
+    if batch and not (spec or "").startswith("openai:"):
+        raise ValueError(f"[{table}] batch = true needs an openai: model (the Batch API), not {spec or 'the embedded model'}")
+
+
 @dataclass(frozen=True)
 class GradeConfig(BackendSettings):
     grader: str | None = field(default=None, metadata={"help": "Grader model spec; none: the embedded model."})
     mode: str = field(default="generate", metadata={"help": "generate (the paper's), score or expected."})
     dimension: str = field(default="accuracy", metadata={"help": "accuracy or helpfulness."})
+    batch: bool = field(default=False, metadata={"help": "Ask the cache misses through the OpenAI Batch API "
+                                                         "(openai: graders): half the price, resumable."})
 
     def __post_init__(self):
         if self.mode not in ("generate", "score", "expected"):
@@ -65,6 +74,7 @@ class GradeConfig(BackendSettings):
         if self.dimension not in ("accuracy", "helpfulness"):
             raise ValueError(f"[grade] dimension must be accuracy or helpfulness, got '{self.dimension}'")
         self._check_backend("grade")
+        _check_batch("grade", self.batch, self.grader)
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,8 @@ class JudgeConfig(BackendSettings):
     mode: str = field(default="generate", metadata={"help": "generate (the paper's) or score (pair line only)."})
     order: str = field(default="both", metadata={"help": "both, ab or ba."})
     rule: str = field(default="paper", metadata={"help": "paper or strict."})
+    batch: bool = field(default=False, metadata={"help": "Ask the cache misses through the OpenAI Batch API "
+                                                         "(openai: judges): half the price, resumable."})
 
     def __post_init__(self):
         if self.mode not in ("generate", "score"):
@@ -124,6 +136,7 @@ class JudgeConfig(BackendSettings):
         if self.rule not in ("paper", "strict"):
             raise ValueError(f"[judge] rule must be paper or strict, got '{self.rule}'")
         self._check_backend("judge")
+        _check_batch("judge", self.batch, self.judge)
 
 
 @dataclass(frozen=True)
@@ -382,6 +395,7 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     from . import judge as jd
     from . import report
     from .backends import CachedModel, load_backend
+    from .batch import BatchOptions
     from .cache import Cache, default_cache_dir
     from .generate import generate_answers
     from .grade import grade_examples, grading_prompt, write_scores
@@ -423,7 +437,8 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     grader = CachedModel(load_backend(config.grade.grader, config.grade.backend_options()), cache)
     try:
         grades = grade_examples(examples, grader, prompt=grading_prompt(config.grade.dimension),
-                                dimension=config.grade.dimension, mode=config.grade.mode)
+                                dimension=config.grade.dimension, mode=config.grade.mode,
+                                batch=BatchOptions() if config.grade.batch else None)
     finally:
         grader.backend.close()
     write_scores(out / "scores.jsonl", grades)
@@ -509,7 +524,8 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     manifest.model("judge", model_record(config.judge.judge, cache))
     judge_model = CachedModel(load_backend(config.judge.judge, config.judge.backend_options()), cache)
     try:
-        judgements = jd.run_judge(judge_model, pairs, orders, mode=config.judge.mode)
+        judgements = jd.run_judge(judge_model, pairs, orders, mode=config.judge.mode,
+                                  batch=BatchOptions() if config.judge.batch else None)
     finally:
         judge_model.backend.close()
     write_jsonl(out / "judgements.jsonl", (j.to_dict() for j in judgements))

@@ -214,7 +214,7 @@ def test_dry_run_counts_misses_and_estimates_api_cost(tmp_path):
     table = tmp_path / "prices.json"
     table.write_text(json.dumps({"gpt-4o-mini": {"input": 1.0, "output": 2.0}}))
     plan = plan_grading(examples, model, prompt=prompt, mode="generate", prices=load_price_table(table))
-    assert (plan.misses, plan.output_tokens, plan.price) == (1, 256, (1.0, 2.0))
+    assert (plan.misses, plan.output_tokens, plan.price) == (1, 256, (1.0, 2.0, 0.5, 1.0))  # batch: half
     plan = plan_grading(examples, model, prompt=prompt, mode="score")
     assert (plan.misses, plan.output_tokens) == (2, 16)
     table.write_text(json.dumps({"gpt-4o-mini": [1.0]}))

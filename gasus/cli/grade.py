@@ -6,6 +6,7 @@ import click
 
 from ..backends import spec_file
 from ..errors import BadInputError
+from .batch import BatchProgress, batch_options, batch_settings, report_pending
 from .common import (
     GasusCommand,
     check_paths,
@@ -86,16 +87,18 @@ class GradeProgress:
                    "line; expected: one forward pass, probability-weighted mean of the scores 0-5.")
 @click.option("--limit", type=int, default=None, help="Grade only the first N examples.")
 @click.option("--retry-failed", is_flag=True,
-              help="Ask again for examples whose cached grade did not parse or was out of range.")
+              help="Ask again for examples whose cached grade did not parse or was out of range "
+                   "(with --batch: and resubmit the requests that failed in a finished batch).")
 @click.option("--dry-run", is_flag=True,
               help="Call no model: count the calls the run still needs and, for API graders, estimate tokens and cost.")
 @click.option("--price-table", type=click.Path(dir_okay=False),
               help='JSON {"MODEL": [input, output]} in USD per 1M tokens, over the built-in prices (--dry-run).')
 @model_options
+@batch_options
 @dataset_options
 @summary_option
 def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, mode, limit, retry_failed, dry_run, price_table,
-          model_opts, fmt, instruction_field,
+          model_opts, batch_opts, fmt, instruction_field,
           input_field, output_field, split, max_rows, summary):
     """Grade every (instruction, input, response) triplet 0-5 with an LLM, as AlpaGasus does.
 
@@ -110,6 +113,7 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
       gasus grade data.json -o scores.jsonl --mode expected --limit 100
       gasus grade data.json -o scores.jsonl --grader openai:gpt-4o-mini --concurrency 8
       gasus grade data.json --grader openai:gpt-4o-mini --dry-run
+      gasus grade data.json -o scores.jsonl --grader openai:gpt-4o-mini --batch   # half price, resumable
       gasus select data.json scores.jsonl -o alpagasus.json       # then keep score >= 4.5
     """
     from .. import grade as gr
@@ -128,6 +132,7 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
     if prompt_file is not None and prompt_variant != "paper":
         raise BadInputError("--prompt-variant and --prompt-file exclude each other: a prompt file is its own variant")
     prompt = gr.grading_prompt(dimension, prompt_file, prompt_variant)
+    batch = batch_settings(batch_opts, retry_failed)
     model = open_model(grader_spec, model_opts)
     summary.items = len(examples)
     summary.extra.update({"grader": model.backend.label, "dimension": dimension, "mode": mode,
@@ -144,16 +149,24 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
             if plan.cost_usd is None:
                 cost = "no price known for this model: give --price-table"
             else:
-                dollars = f"{plan.cost_usd:,.2f}" if plan.cost_usd >= 1 else f"{plan.cost_usd:.4f}"
-                cost = f"at most about ${dollars} at ${plan.price[0]:g}/${plan.price[1]:g} per 1M tokens"
+                cost = (f"at most about ${_dollars(plan.cost_usd)} at ${plan.price[0]:g}/${plan.price[1]:g} per 1M "
+                        f"tokens; with --batch at most about ${_dollars(plan.batch_cost_usd)} at "
+                        f"${plan.price[2]:g}/${plan.price[3]:g}")
             out.print(f"estimated {plan.input_tokens:,} input tokens (~{gr.CHARS_PER_TOKEN:g} characters each) and "
                       f"at most {plan.output_tokens:,} output tokens: {cost}", soft_wrap=True)
         return
 
+    from ..batch import BatchPending
+
     try:
-        with GradeProgress(len(examples)) as progress:
+        progress = GradeProgress(len(examples)) if batch is None else BatchProgress(len(examples), "grading")
+        with progress:
             grades = gr.grade_examples(examples, model, prompt=prompt, dimension=dimension, mode=mode,
-                                       retry_failed=retry_failed, on_grade=progress)
+                                       retry_failed=retry_failed, on_grade=progress, batch=batch,
+                                       on_poll=getattr(progress, "poll", None))
+    except BatchPending as pending:
+        report_pending(pending, summary)
+        return
     finally:
         summary.add_stats(model.stats)
         model.backend.close()
@@ -162,6 +175,10 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
     hist = gr.histogram(grades)
     summary.extra.update({"statuses": statuses, "histogram": hist, "output": output})
     render_summary(out, grades, hist, statuses, model.stats, output)
+
+
+def _dollars(amount: float) -> str:
+    return f"{amount:,.2f}" if amount >= 1 else f"{amount:.4f}"
 
 
 def render_summary(out, grades, hist, statuses, stats, output) -> None:

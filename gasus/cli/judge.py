@@ -6,6 +6,7 @@ import click
 
 from ..backends import spec_file
 from ..errors import BadInputError
+from .batch import BatchProgress, batch_options, batch_settings, report_pending
 from .common import (
     GasusCommand,
     check_paths,
@@ -43,10 +44,13 @@ from .common import (
 @click.option("--bootstrap", "n_resamples", type=int, default=1000, show_default=True,
               help="Bootstrap resamples for the 95% interval of the winning score.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--retry-failed", is_flag=True,
+              help="With --batch: resubmit the requests that failed in a finished batch (a plain rerun reports them).")
 @model_options
+@batch_options
 @summary_option
 def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_tokens, verdicts_path, plot_path, title,
-          n_resamples, seed, model_opts, summary):
+          n_resamples, seed, retry_failed, model_opts, batch_opts, summary):
     """Judge model A's answers against model B's with the paper's judge prompt.
 
     Answers are joined on (testset, id). Each question is judged in both orders, each
@@ -60,6 +64,7 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
       gasus judge alpagasus.jsonl alpaca52k.jsonl -o judgements.jsonl --judge openai:gpt-4o
       gasus judge a.jsonl b.jsonl -o j.jsonl --plot out/a_vs_b.png --verdicts verdicts.jsonl
       gasus judge a.jsonl b.jsonl -o j.jsonl --mode score          # embedded judge, pair line only
+      gasus judge a.jsonl b.jsonl -o j.jsonl --judge openai:gpt-4o --batch   # half price, resumable
     """
     from pathlib import Path
 
@@ -79,8 +84,14 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
                 outputs={"-o/--output": output, "--verdicts": verdicts_path, "--plot": plot_path})
     pairs = jd.pair_answers(jd.load_answers(answers_a), jd.load_answers(answers_b), answers_a, answers_b)
     orders = jd.ORDER_CHOICES[order]
+    batch = batch_settings(batch_opts, retry_failed)
+    if retry_failed and batch is None:
+        raise BadInputError("--retry-failed needs --batch (without it, a rerun asks again for every failed call)")
     model = open_model(judge_spec, model_opts)
-    progress, on_result = progress_callback(len(pairs) * len(orders), "judging")
+    if batch is None:
+        progress, on_result = progress_callback(len(pairs) * len(orders), "judging")
+    else:
+        progress = on_result = BatchProgress(len(pairs) * len(orders), "judging")
     failures: list[str] = []
 
     def record(i, result):
@@ -88,10 +99,15 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
         if result.error is not None:
             failures.append(result.error)
 
+    from ..batch import BatchPending
+
     try:
         with progress:
             judgements = jd.run_judge(model, pairs, orders, max_tokens=max_new_tokens, mode=mode,
-                                     on_result=record)
+                                     on_result=record, batch=batch, on_poll=getattr(progress, "poll", None))
+    except BatchPending as pending:
+        report_pending(pending, summary)
+        return
     finally:
         model.backend.close()
     write_jsonl(output, (j.to_dict() for j in judgements))

@@ -1,0 +1,490 @@
+"""Provider batch jobs that fill cache entries by key: OpenAI's Batch API, or any server that
+implements `/v1/files` and `/v1/batches`, at half the price of the chat API and with larger limits.
+
+The cache misses of a run become JSONL input files (split at the API's request-count and size
+limits) whose lines carry the request body the synchronous path would send and, as `custom_id`,
+the request's cache key: results land in the cache by key, whatever order they come back in.
+
+Every batch is journaled in the cache dir (`batches/*.json`, each written whole through a
+rename) before its file is uploaded, again once the file exists and again the moment the batch
+exists, so a rerun after Ctrl-C, SIGKILL or a reboot finds it: a request that a live batch holds
+is never submitted again, and finished batches are collected. A batch that ended with failed
+requests keeps them in its journal; they are reported, and resubmitted only with `retry_failed`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .backends.base import CLAIM_POLL_SECONDS, CachedModel, Request, Result, TransientError
+from .errors import BackendError, BadInputError, CacheMissError
+
+MAX_REQUESTS = 50_000  # the Batch API's limit of requests per input file
+MAX_BYTES = 200 * 1024 * 1024  # and of an input file's size
+JOURNAL_DIR = "batches"  # inside the cache dir
+ENDED = ("completed", "failed", "expired", "cancelled")  # a batch in any other state is live
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a run uses batches (`--batch` and the options beside it)."""
+
+    wait: bool = field(default=True, metadata={"help": "wait for the batches and collect them (else submit and return)"})
+    retry_failed: bool = field(default=False, metadata={"help": "resubmit requests that failed in a finished batch"})
+    poll_seconds: float = field(default=5.0, metadata={"help": "first wait between polls; grows by half each poll"})
+    poll_max: float = field(default=60.0, metadata={"help": "longest wait between polls"})
+    max_requests: int = field(default=MAX_REQUESTS, metadata={"help": "most requests in one batch"})
+    max_bytes: int = field(default=MAX_BYTES, metadata={"help": "largest input file in bytes"})
+    completion_window: str = field(default="24h", metadata={"help": "the batch's completion window"})
+
+    def __post_init__(self):
+        if not 1 <= self.max_requests <= MAX_REQUESTS:
+            raise ValueError(f"a batch holds 1 to {MAX_REQUESTS:,} requests, not {self.max_requests}")
+        if self.poll_seconds <= 0 or self.poll_max <= 0:
+            raise ValueError("batch polling waits must be more than 0 seconds")
+
+
+class BatchPending(Exception):  # noqa: N818 (not an error: a run with --no-wait ends here)
+    """Raised instead of returning results when batches are submitted and the run does not wait."""
+
+    def __init__(self, journals: list[dict[str, Any]], submitted: int):
+        super().__init__(f"{len(journals)} batch(es) pending")
+        self.journals = journals
+        self.submitted = submitted  # batches this run submitted
+
+
+# ---------------------------------------------------------------- the journal
+
+
+def journal_dir(cache_dir: Path) -> Path:
+    return Path(cache_dir) / JOURNAL_DIR
+
+
+def load_journals(cache_dir: Path) -> list[dict[str, Any]]:
+    """Every batch journal in the cache dir, oldest first."""
+    records = []
+    d = journal_dir(cache_dir)
+    if not d.is_dir():
+        return []
+    for path in d.glob("*.json"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # never written whole (the rename is atomic): a crafted or foreign file
+        if isinstance(record, dict) and isinstance(record.get("keys"), list):
+            records.append(record)
+    return sorted(records, key=lambda r: (r.get("created", 0), r.get("id", "")))
+
+
+def save_journal(cache_dir: Path, record: dict[str, Any]) -> None:
+    from .io import write_json
+
+    d = journal_dir(cache_dir)
+    d.mkdir(exist_ok=True)
+    write_json(d / f"{record['id']}.json", record, indent=None)
+
+
+def is_live(record: dict[str, Any]) -> bool:
+    return record.get("state") != "collected"
+
+
+# ---------------------------------------------------------------- the client
+
+
+def backend_for(record: dict[str, Any]):
+    from .backends import BackendOptions
+    from .backends.openai import OpenAIBackend
+
+    return OpenAIBackend(record["model"], BackendOptions(base_url=record["base_url"],
+                                                         api_key_env=record["api_key_env"]))
+
+
+class BatchClient:
+    """The openai SDK's files and batches client for one backend; its errors become BackendErrors
+    scrubbed of the key."""
+
+    def __init__(self, backend: Any):
+        import openai
+
+        self.backend = backend
+        # The SDK refuses to start without a key; a local server may need none.
+        key = backend._api_key() or "none"
+        self.client = openai.OpenAI(api_key=key, base_url=backend.base_url, timeout=backend.options.timeout,
+                                    max_retries=max(0, backend.options.max_attempts - 1))
+
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        import openai
+
+        try:
+            return fn(*args, **kwargs)
+        except openai.APIError as exc:
+            raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {exc}")) from None
+
+    def upload(self, name: str, data: bytes) -> str:
+        return self.call("uploading a batch file", self.client.files.create, file=(name, data), purpose="batch").id
+
+    def create(self, file_id: str, endpoint: str, window: str, journal: str) -> Any:
+        return self.call("creating a batch", self.client.batches.create, input_file_id=file_id, endpoint=endpoint,
+                         completion_window=window, metadata={"gasus_journal": journal})
+
+    def retrieve(self, batch_id: str) -> Any:
+        return self.call(f"reading batch {batch_id}", self.client.batches.retrieve, batch_id)
+
+    def cancel(self, batch_id: str) -> Any:
+        return self.call(f"cancelling batch {batch_id}", self.client.batches.cancel, batch_id)
+
+    def content(self, file_id: str) -> str:
+        return self.call(f"reading file {file_id}", self.client.files.content, file_id).text
+
+    def find_by_input_file(self, file_id: str) -> Any | None:
+        for batch in self.call("listing batches", self.client.batches.list, limit=100):
+            if batch.input_file_id == file_id:
+                return batch
+        return None
+
+
+def request_counts(batch: Any) -> dict[str, int]:
+    counts = getattr(batch, "request_counts", None)
+    return {name: int(getattr(counts, name, 0) or 0) for name in ("total", "completed", "failed")}
+
+
+# ---------------------------------------------------------------- submitting
+
+
+def batch_lines(backend: Any, keyed: dict[str, Request]) -> dict[tuple[str, str, bool], list[tuple[str, bytes]]]:
+    """(endpoint, mode, raw) -> [(key, JSONL line)]: each line the body the synchronous path would send."""
+    groups: dict[tuple[str, str, bool], list[tuple[str, bytes]]] = {}
+    for key, request in keyed.items():
+        path, body = backend.request_body(request)
+        endpoint = "/v1" + path
+        line = json.dumps({"custom_id": key, "method": "POST", "url": endpoint, "body": body},
+                          ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        mode = request.params.get("mode", "generate")
+        groups.setdefault((endpoint, mode, request.is_raw), []).append((key, line))
+    return groups
+
+
+def split_lines(lines: Sequence[tuple[str, bytes]], max_requests: int, max_bytes: int) -> list[list[tuple[str, bytes]]]:
+    """Consecutive chunks of at most max_requests lines and max_bytes bytes.
+
+    >>> [len(c) for c in split_lines([(str(i), b"x" * 10) for i in range(7)], 3, 25)]
+    [2, 2, 2, 1]
+    """
+    chunks: list[list[tuple[str, bytes]]] = []
+    size = 0
+    for key, line in lines:
+        if len(line) > max_bytes:
+            raise BadInputError(f"one request is {len(line):,} bytes, more than a batch file may hold ({max_bytes:,})")
+        if not chunks or len(chunks[-1]) >= max_requests or size + len(line) > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((key, line))
+        size += len(line)
+    return chunks
+
+
+class BatchJobs:
+    """The batches of one model's cache dir: submit misses, wait, collect results into the cache."""
+
+    def __init__(self, model: CachedModel, options: BatchOptions | None = None,
+                 requests: dict[str, Request] | None = None):
+        self.model = model
+        self.options = options or BatchOptions()
+        self.requests = requests or {}  # key -> request, to upload again a file a killed run never sent
+        self.cache_dir = model.cache.directory
+        self._clients: dict[tuple[str, str, str], BatchClient] = {}
+        self.collected: dict[str, dict[str, Any]] = {}  # key -> value, this run
+        self.failed: dict[str, tuple[str, str]] = {}  # key -> (kind, message), this run or a journal's
+        self.submitted = 0  # batches this run created
+
+    def client(self, record: dict[str, Any]) -> BatchClient:
+        ident = (record["base_url"], record["api_key_env"], record["model"])
+        if ident not in self._clients:
+            backend = self.model.backend
+            if (record["model"], record["base_url"]) != (backend.target, _public(backend)):
+                backend = backend_for(record)
+            self._clients[ident] = BatchClient(backend)
+        return self._clients[ident]
+
+    # ------------------------------------------------------------ submit
+
+    def submit(self, keyed: dict[str, Request], refresh: Collection[str] = ()) -> list[dict[str, Any]]:
+        """The live batches that hold the requests, submitting those no batch holds. Requests that
+        failed in a finished batch are resubmitted only with retry_failed; until then they are failed."""
+        latest: dict[str, dict[str, Any]] = {}
+        for record in load_journals(self.cache_dir):
+            for key in record["keys"]:
+                latest[key] = record
+        live: dict[str, dict[str, Any]] = {}
+        new: dict[str, Request] = {}
+        for key, request in keyed.items():
+            record = latest.get(key)
+            if record is not None and is_live(record):
+                live[record["id"]] = record
+                continue
+            failure = None if record is None else record.get("failed", {}).get(key)
+            if failure is not None and not self.options.retry_failed and key not in refresh:
+                self.failed[key] = (failure[0], f"batch {record.get('batch_id')}: {failure[1]}")
+                continue
+            new[key] = request
+        for record in live.values():
+            self._resume(record)
+        for (endpoint, mode, raw), lines in batch_lines(self.model.backend, new).items():
+            for chunk in split_lines(lines, self.options.max_requests, self.options.max_bytes):
+                record = self._submit(endpoint, mode, raw, chunk)
+                live[record["id"]] = record
+        return list(live.values())
+
+    def _record(self, endpoint: str, mode: str, raw: bool, keys: list[str]) -> dict[str, Any]:
+        backend = self.model.backend
+        return {"journal": 1, "id": f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}",
+                "created": time.time(), "state": "preparing", "base_url": _public(backend),
+                "api_key_env": backend.options.api_key_env, "model": backend.target, "label": backend.label,
+                "endpoint": endpoint, "mode": mode, "raw": raw, "keys": keys, "input_file_id": None,
+                "batch_id": None, "status": None, "counts": {}, "failed": {}}
+
+    def _submit(self, endpoint: str, mode: str, raw: bool, chunk: list[tuple[str, bytes]]) -> dict[str, Any]:
+        record = self._record(endpoint, mode, raw, [key for key, _ in chunk])
+        save_journal(self.cache_dir, record)  # before the upload: a rerun knows what this file was for
+        client = self.client(record)
+        record["input_file_id"] = client.upload(f"gasus-{record['id']}.jsonl", b"".join(line for _, line in chunk))
+        save_journal(self.cache_dir, record)
+        self._create(record, client)
+        return record
+
+    def _create(self, record: dict[str, Any], client: BatchClient) -> None:
+        batch = client.create(record["input_file_id"], record["endpoint"], self.options.completion_window, record["id"])
+        self.submitted += 1
+        self._update(record, batch)
+
+    def _update(self, record: dict[str, Any], batch: Any) -> None:
+        record.update(state="submitted", batch_id=batch.id, status=batch.status, counts=request_counts(batch))
+        save_journal(self.cache_dir, record)
+
+    def _resume(self, record: dict[str, Any]) -> None:
+        """A batch journaled before it existed (the run was killed mid-way): find it on the server by
+        its input file, or create it now; a file that was never uploaded is uploaded again."""
+        if record["state"] != "preparing":
+            return
+        client = self.client(record)
+        if record.get("input_file_id"):
+            batch = client.find_by_input_file(record["input_file_id"])
+            if batch is not None:
+                self._update(record, batch)
+                return
+        else:
+            keyed = {}
+            for key in record["keys"]:
+                request = self.requests.get(key)
+                if request is None:
+                    raise BackendError(f"batch journal {record['id']}: the run that prepared it was stopped before "
+                                       "its upload; rerun the command that started it to submit its requests")
+                keyed[key] = request
+            lines = [line for key, line in next(iter(batch_lines(self.model.backend, keyed).values()))]
+            record["input_file_id"] = client.upload(f"gasus-{record['id']}.jsonl", b"".join(lines))
+            save_journal(self.cache_dir, record)
+        self._create(record, client)
+
+    # ------------------------------------------------------------ wait and collect
+
+    def wait(self, records: list[dict[str, Any]], on_poll: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+        """Poll the live batches (with backoff) until each has ended, collecting each as it ends."""
+        pending = [r for r in records if is_live(r)]
+        delay = self.options.poll_seconds
+        while True:
+            still = []
+            for record in pending:
+                if not self.poll(record):
+                    still.append(record)
+            if on_poll is not None:
+                on_poll(records)
+            pending = still
+            if not pending:
+                return
+            time.sleep(delay)
+            delay = min(self.options.poll_max, delay * 1.5)
+
+    def poll(self, record: dict[str, Any]) -> bool:
+        """Read a batch's state; collect it when it has ended. Whether it has ended (and is collected)."""
+        if record["state"] == "preparing":
+            self._resume(record)
+        client = self.client(record)
+        batch = client.retrieve(record["batch_id"])
+        if batch.status != record.get("status") or request_counts(batch) != record.get("counts"):
+            record.update(status=batch.status, counts=request_counts(batch))
+            save_journal(self.cache_dir, record)
+        if batch.status not in ENDED:
+            return False
+        self.collect(record, batch, client)
+        return True
+
+    def collect(self, record: dict[str, Any], batch: Any, client: BatchClient) -> None:
+        """Put every answered request in the cache; the rest are failed, by kind."""
+        model = self.model
+        backend = client.backend
+        request = Request.raw("", mode=record["mode"]) if record["raw"] else Request.chat([], mode=record["mode"])
+        keys = set(record["keys"])
+        failed: dict[str, list[str]] = {}
+        for file_id in (getattr(batch, "output_file_id", None), getattr(batch, "error_file_id", None)):
+            if not file_id:
+                continue
+            for line in client.content(file_id).splitlines():
+                try:
+                    item = json.loads(line)
+                    key = item["custom_id"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if key not in keys or key in self.collected:
+                    continue
+                kind, message = _line_failure(item, backend._scrub)
+                if kind is None:
+                    try:
+                        value = backend.read_reply(request, item["response"]["body"])
+                    except TransientError as exc:
+                        kind, message = exc.kind, str(exc)
+                    except BackendError as exc:  # a reply that cannot answer this mode (no logprobs)
+                        kind, message = "unusable_reply", str(exc)
+                    else:
+                        model.cache.put(key, value, backend=backend.name, model=backend.label)
+                        model.stats.model_calls += 1
+                        self.collected[key] = value
+                        failed.pop(key, None)
+                        continue
+                failed[key] = [kind, message]
+        for key in record["keys"]:
+            if key not in self.collected and key not in failed:
+                failed[key] = [f"batch_{batch.status}", f"the batch ended {batch.status} without answering it"]
+        for key, (kind, message) in failed.items():
+            self.failed[key] = (kind, f"batch {record['batch_id']}: {message}")
+        record.update(state="collected", status=batch.status, counts=request_counts(batch), failed=failed,
+                      collected=time.time())
+        save_journal(self.cache_dir, record)
+
+
+def _public(backend: Any) -> str:
+    from .backends.openai import public_url
+
+    return public_url(backend.base_url)
+
+
+def _line_failure(item: dict[str, Any], scrub: Callable[[str], str]) -> tuple[str | None, str]:
+    """(kind, message) of a failed line of an output or error file, or (None, "") for an answer."""
+    error = item.get("error")
+    if error:
+        code = error.get("code") if isinstance(error, dict) else None
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        return str(code or "error"), scrub(str(message or code or "failed"))[:200]
+    response = item.get("response") or {}
+    status = response.get("status_code")
+    if status != 200:
+        body = response.get("body") or {}
+        message = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else None
+        return f"http_{status}", scrub(f"HTTP {status}: {message or 'failed'}")[:200]
+    return None, ""
+
+
+# ---------------------------------------------------------------- a run through batches
+
+
+def claim_and_submit(jobs: BatchJobs, keyed: dict[str, Request], refresh: Collection[str]) -> list[dict[str, Any]]:
+    """jobs.submit under the cache's claims, so that two live runs never submit one request: each
+    submits what it claimed, journals it and drops the claims, then takes the batches of the keys
+    another run held from that run's journals (or their answers from the cache)."""
+    cache = jobs.model.cache
+    token = uuid.uuid4().hex
+    live: dict[str, dict[str, Any]] = {}
+    pending, wait, first = list(keyed), CLAIM_POLL_SECONDS, True
+    try:
+        while pending:
+            states = cache.claim(pending, token, refresh=refresh if first else ())
+            mine = [key for key in pending if states[key] == "ours"]
+            held = [key for key in pending if states[key] == "held"]
+            if mine:
+                for record in jobs.submit({key: keyed[key] for key in mine}, refresh):
+                    live[record["id"]] = record
+                cache.release(mine, token)
+                wait = CLAIM_POLL_SECONDS
+            elif held:
+                time.sleep(wait)  # another run is submitting them: its journal will say where
+                wait = min(1.0, wait * 1.5)
+            pending, first = held, False
+    finally:
+        cache.release(list(keyed), token)
+    return list(live.values())
+
+
+def run_batched(model: CachedModel, requests: Sequence[Request],
+                on_result: Callable[[int, Result], None] | None = None, refresh: Collection[int] = (),
+                options: BatchOptions | None = None,
+                on_poll: Callable[[list[dict[str, Any]]], None] | None = None) -> list[Result]:
+    """What `CachedModel.run` returns, with the cache misses asked through batches.
+
+    Hits are delivered at once; misses are submitted (or found in a live batch), waited for and
+    collected. With options.wait False, raises BatchPending once they are submitted.
+    """
+    options = options or BatchOptions()
+    if model.backend.name != "openai":
+        raise BadInputError(f"batches need an openai: model (the OpenAI Batch API or a server with /v1/files and "
+                            f"/v1/batches), not {model.backend.label}")
+    keys = [model.key(r) for r in requests]
+    refresh_keys = {keys[i] for i in refresh}
+    results: list[Result | None] = [None] * len(requests)
+    todo: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        value = None if key in refresh_keys else model.cache.get(key)
+        if value is not None:
+            model.stats.cache_hits += 1
+            results[i] = Result(value, None, True)
+            if on_result:
+                on_result(i, results[i])
+        else:
+            todo.setdefault(key, []).append(i)
+    for positions in todo.values():
+        reason = model.backend.refusal(requests[positions[0]])
+        if reason:
+            raise BackendError(f"{model.backend.label}: {reason}")
+    if todo and model.offline:
+        raise CacheMissError(f"{len(todo)} request(s) are not in the cache and the run is offline")
+    keyed = {key: requests[positions[0]] for key, positions in todo.items()}
+    jobs = BatchJobs(model, options, keyed)
+    live = claim_and_submit(jobs, keyed, refresh_keys)
+    if live and not options.wait:
+        raise BatchPending(live, jobs.submitted)
+    jobs.wait(live, on_poll)
+    for key, positions in todo.items():
+        if key in jobs.collected:
+            result = Result(jobs.collected[key], None, False)
+        elif key in jobs.failed:
+            kind, message = jobs.failed[key]
+            model.stats.failures += 1
+            model.stats.errors[kind] = model.stats.errors.get(kind, 0) + 1
+            result = Result(None, message, False)
+        else:  # answered by a batch another process (or `gasus batch wait`) collected
+            value = model.cache.get(key)
+            result = Result(value, None, True) if value is not None else Result(None, "no batch answered it", False)
+            if value is not None:
+                model.stats.cache_hits += len(positions)
+        for i in positions:
+            results[i] = result
+            if on_result:
+                on_result(i, result)
+    return results  # type: ignore[return-value]
+
+
+def live_journals(cache_dir: Path, ids: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The journals of batches not yet collected (or those named, by journal or batch id)."""
+    wanted = set(ids)
+    records = load_journals(cache_dir)
+    if wanted:
+        found = [r for r in records if r["id"] in wanted or r.get("batch_id") in wanted]
+        missing = wanted - {r["id"] for r in found} - {r.get("batch_id") for r in found}
+        if missing:
+            raise BadInputError(f"no batch {', '.join(sorted(missing))} in {journal_dir(cache_dir)}")
+        return found
+    return [r for r in records if is_live(r)]

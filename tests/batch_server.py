@@ -1,0 +1,178 @@
+"""The openai tests' loopback server, grown the Batch API: /v1/files and /v1/batches.
+
+Batches finish `delay` seconds after they are created. A request whose graded response is
+"fail" fails (HTTP 500 in the error file) the first time it is submitted; `expire_next` makes
+the next batch expire after answering only its first `expire_answers` requests, the rest going
+to the error file as `batch_expired`, as OpenAI's do. Every custom_id submitted is counted.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import itertools
+import json
+import re
+import time
+from collections import Counter
+
+from tests.test_openai_backend import FakeServer
+
+_BATCH = re.compile(r"^/v1/batches/([\w-]+)(/cancel)?$")
+_FILE = re.compile(r"^/v1/files/([\w-]+)(/content)?$")
+
+
+class FakeBatchServer(FakeServer):
+    def __init__(self, delay: float = 0.3, **kw):
+        super().__init__(**kw)
+        self.delay = delay
+        self.files: dict[str, dict] = {}  # id -> {"meta": file object, "data": bytes}
+        self.batches: dict[str, dict] = {}
+        self.submitted: Counter[str] = Counter()  # custom_id -> times submitted in a batch
+        self.expire_next = False
+        self.expire_answers = 0
+        self.ids = itertools.count(1)
+        server = self
+        base = self.httpd.RequestHandlerClass
+
+        class Handler(base):  # type: ignore[misc, valid-type]
+            def do_GET(self):
+                try:
+                    server.handle_get(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd.RequestHandlerClass = Handler
+
+    # ------------------------------------------------------------ routing
+
+    def handle(self, handler):
+        path = handler.path.split("?")[0]
+        if path == "/v1/files":
+            return self.upload(handler)
+        if path == "/v1/batches":
+            return self.create(handler)
+        match = _BATCH.match(path)
+        if match and match.group(2):
+            return self.cancel(handler, match.group(1))
+        return super().handle(handler)
+
+    def handle_get(self, handler):
+        path = handler.path.split("?")[0]
+        if path == "/v1/batches":
+            with self.lock:
+                data = [self.advance(b) for b in self.batches.values()]
+            return self.json(handler, {"object": "list", "data": data, "has_more": False,
+                                       "first_id": None, "last_id": None})
+        match = _BATCH.match(path)
+        if match and match.group(1) in self.batches:
+            with self.lock:
+                return self.json(handler, self.advance(self.batches[match.group(1)]))
+        match = _FILE.match(path)
+        if match and match.group(1) in self.files:
+            entry = self.files[match.group(1)]
+            if match.group(2):
+                return self.send(handler, 200, entry["data"], {"Content-Type": "application/octet-stream"})
+            return self.json(handler, entry["meta"])
+        return self.send(handler, 404, b'{"error": {"message": "no such object"}}')
+
+    def json(self, handler, data, status: int = 200):
+        self.send(handler, status, json.dumps(data).encode())
+
+    # ------------------------------------------------------------ files and batches
+
+    def new_file(self, data: bytes, name: str, purpose: str) -> dict:
+        file_id = f"file-{next(self.ids)}"
+        meta = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                "filename": name, "purpose": purpose, "status": "processed"}
+        self.files[file_id] = {"meta": meta, "data": data}
+        return meta
+
+    def upload(self, handler):
+        body = handler.rfile.read(int(handler.headers["Content-Length"]))
+        head = f"Content-Type: {handler.headers['Content-Type']}\r\n\r\n".encode()
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+        fields = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            fields[name] = (part.get_filename(), part.get_payload(decode=True))
+        with self.lock:
+            self.auth.add(handler.headers.get("Authorization", ""))
+            meta = self.new_file(fields["file"][1], fields["file"][0], fields["purpose"][1].decode())
+        self.json(handler, meta)
+
+    def create(self, handler):
+        body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
+        with self.lock:
+            lines = [json.loads(line) for line in self.files[body["input_file_id"]]["data"].splitlines()]
+            self.submitted.update(line["custom_id"] for line in lines)
+            batch_id = f"batch_{next(self.ids)}"
+            batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+                     "input_file_id": body["input_file_id"], "completion_window": body["completion_window"],
+                     "status": "validating", "output_file_id": None, "error_file_id": None,
+                     "created_at": int(time.time()), "metadata": body.get("metadata"),
+                     "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                     "_lines": lines, "_created": time.monotonic(), "_expire": self.expire_next,
+                     "_expire_answers": self.expire_answers}
+            self.expire_next = False
+            self.batches[batch_id] = batch
+            self.json(handler, self.public(batch))
+
+    def cancel(self, handler, batch_id: str):
+        with self.lock:
+            batch = self.batches[batch_id]
+            if batch["status"] not in ("completed", "failed", "expired", "cancelled"):
+                self.finish(batch, "cancelled", answer=0)
+            self.json(handler, self.public(batch))
+
+    @staticmethod
+    def public(batch: dict) -> dict:
+        return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+    def advance(self, batch: dict) -> dict:
+        """The batch's state now: in progress, then ended `delay` seconds after its creation."""
+        if batch["status"] in ("validating", "in_progress"):
+            if time.monotonic() - batch["_created"] < self.delay:
+                batch["status"] = "in_progress"
+            elif batch["_expire"]:
+                self.finish(batch, "expired", answer=batch["_expire_answers"])
+            else:
+                self.finish(batch, "completed", answer=len(batch["_lines"]))
+        return self.public(batch)
+
+    def finish(self, batch: dict, status: str, answer: int):
+        out, errors = [], []
+        for n, line in enumerate(batch["_lines"]):
+            ident = {"id": f"req_{batch['id']}_{n}", "custom_id": line["custom_id"]}
+            if n >= answer:
+                code = "batch_expired" if status == "expired" else "batch_cancelled"
+                errors.append({**ident, "response": None,
+                               "error": {"code": code, "message": f"This request could not be executed: {code}"}})
+                continue
+            body = line["body"]
+            content = body["messages"][-1]["content"]
+            tag = content.split("### Response:\n", 1)[1].split("\n", 1)[0] if "### Response:\n" in content else "ok"
+            if tag == "fail" and self.submitted[line["custom_id"]] == 1:
+                errors.append({**ident, "error": None, "response": {
+                    "status_code": 500, "request_id": ident["id"],
+                    "body": {"error": {"message": "The server had an error", "type": "server_error"}}}})
+                continue
+            out.append({**ident, "error": None, "response": {
+                "status_code": 200, "request_id": ident["id"], "body": self.completion(body, tag)}})
+        for name, rows in (("output_file_id", out), ("error_file_id", errors)):
+            if rows:
+                data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                batch[name] = self.new_file(data, f"{batch['id']}_{name}.jsonl", "batch_output")["id"]
+        batch["status"] = status
+        batch["request_counts"] = {"total": len(batch["_lines"]), "completed": len(out), "failed": len(errors)}
+
+    def completion(self, body: dict, tag: str) -> dict:
+        """What the chat endpoint answers for the same request (FakeServer.reply's body)."""
+        text = {"429": "3", "500": "5", "delay": "4\nFine."}.get(tag, "4.5\nAccurate.")
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        if body.get("logprobs"):
+            choice["logprobs"] = {"content": [{"token": "4", "logprob": -0.5, "top_logprobs": [
+                {"token": "4", "logprob": -0.5}, {"token": " 5", "logprob": -1.5},
+                {"token": "5", "logprob": -3.0}, {"token": "The", "logprob": -2.0}]}]}
+        return {"id": "x", "object": "chat.completion", "model": body["model"], "choices": [choice],
+                "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55}}

@@ -1,0 +1,262 @@
+"""`--batch`: cache misses asked through the Batch API of a fake files/batches server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.batch_server import FakeBatchServer
+from tests.conftest import ROOT, run_cli
+from tests.test_openai_backend import KEY, KEY_ENV
+
+
+@pytest.fixture(autouse=True)
+def key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+def dataset(tmp_path: Path, *tags: str) -> Path:
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"Task {i}.", "output": tag}) + "\n"
+                            for i, tag in enumerate(tags)))
+    return path
+
+
+def grade_args(data: Path, out: Path, server: FakeBatchServer, *extra: str) -> list[str]:
+    return ["grade", str(data), "-o", str(out), "--grader", "openai:test-model", "--base-url", server.url,
+            "--api-key-env", KEY_ENV, "--batch", "--poll-interval", "0.05", *extra]
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_batch_run_killed_after_submission_and_rerun_submits_no_request_twice(tmp_path):
+    data = dataset(tmp_path, "ok", "delay", "ok", "500", "429", "ok", "ok")  # rows 0, 2: the same request
+    data.write_text(data.read_text().replace('"Task 2."', '"Task 0."'))
+    out = tmp_path / "scores.jsonl"
+    with FakeBatchServer(delay=2.0) as server:
+        args = grade_args(data, out, server, "--batch-split", "3")
+        child = subprocess.Popen([sys.executable, "-m", "gasus", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            deadline = time.monotonic() + 60
+            while len(server.batches) < 2 and time.monotonic() < deadline and child.poll() is None:
+                time.sleep(0.01)
+            assert len(server.batches) == 2  # 6 distinct requests, at most 3 a batch
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait()
+        assert not out.exists()
+        assert all(b["status"] in ("validating", "in_progress") for b in server.batches.values())
+
+        summary = tmp_path / "summary.json"
+        result = run_cli(*args, "--summary-json", str(summary))
+        assert result.exit_code == 0, result.output
+        assert len(server.batches) == 2  # the rerun found both batches and submitted none
+        assert len(server.submitted) == 6 and set(server.submitted.values()) == {1}
+        assert server.requests_total() == 0  # and asked nothing through the chat endpoint
+    assert [(r["index"], r["score"], r["status"]) for r in rows(out)] == [
+        (0, 4.5, "ok"), (1, 4.0, "ok"), (2, 4.5, "ok"), (3, 5.0, "ok"), (4, 3.0, "ok"), (5, 4.5, "ok"), (6, 4.5, "ok")]
+    report = json.loads(summary.read_text())
+    assert (report["model_calls"], report["cache_hits"], report["failures"]) == (6, 0, 0)
+
+
+def test_batch_with_failed_requests_retries_only_those(tmp_path):
+    data = dataset(tmp_path, "ok", "fail", "ok", "fail")
+    out = tmp_path / "scores.jsonl"
+    summary = tmp_path / "summary.json"
+    with FakeBatchServer(delay=0.1) as server:
+        first = run_cli(*grade_args(data, out, server, "--summary-json", str(summary)))
+        assert first.exit_code == 0, first.output
+        graded = rows(out)
+        assert [g["status"] for g in graded] == ["ok", "error", "ok", "error"]
+        assert graded[1]["raw"] == "batch batch_2: HTTP 500: The server had an error"
+        report = json.loads(summary.read_text())
+        assert (report["model_calls"], report["failures"], report["errors"]) == (2, 2, {"http_500": 2})
+        assert "errors: http_500 2" in first.output
+
+        again = run_cli(*grade_args(data, out, server, "--summary-json", str(summary)))
+        assert again.exit_code == 0
+        assert len(server.batches) == 1  # a plain rerun reports the failures, resubmits nothing
+        assert [g["status"] for g in rows(out)] == ["ok", "error", "ok", "error"]
+        report = json.loads(summary.read_text())
+        assert (report["model_calls"], report["cache_hits"], report["errors"]) == (0, 2, {"http_500": 2})
+
+        retried = run_cli(*grade_args(data, out, server, "--retry-failed", "--summary-json", str(summary)))
+        assert retried.exit_code == 0
+        assert len(server.batches) == 2
+        second = next(b for name, b in server.batches.items() if name != "batch_2")["_lines"]
+        assert len(second) == 2 and all(server.submitted[line["custom_id"]] == 2 for line in second)
+        assert sorted(server.submitted.values()) == [1, 1, 2, 2]
+    assert [(g["score"], g["status"]) for g in rows(out)] == [(4.5, "ok")] * 4
+    report = json.loads(summary.read_text())
+    assert (report["model_calls"], report["cache_hits"], report["failures"]) == (2, 2, 0)
+
+
+def test_batch_output_is_identical_to_the_synchronous_path(tmp_path, monkeypatch):
+    data = dataset(tmp_path, "ok", "delay", "ok", "delay", "ok")  # no retries on the synchronous path
+    answers = {}
+    for name, text in (("a", "Paris."), ("b", "It is Paris, the capital.")):
+        answers[name] = tmp_path / f"{name}.jsonl"
+        answers[name].write_text("".join(json.dumps({"testset": "vicuna", "id": str(i), "question": f"Q{i}?",
+                                                     "answer": f"{text} {i}", "model": name}) + "\n"
+                                         for i in range(3)))
+    outputs = {}
+    with FakeBatchServer(delay=0.1) as server:
+        for way, flags in (("sync", []), ("batch", ["--batch", "--poll-interval", "0.05"])):
+            monkeypatch.setenv("GASUS_CACHE_DIR", str(tmp_path / f"cache-{way}"))
+            common = ["--base-url", server.url, "--api-key-env", KEY_ENV, *flags]
+            graded = run_cli("grade", str(data), "-o", str(tmp_path / f"scores-{way}.jsonl"),
+                             "--grader", "openai:test-model", *common)
+            judged = run_cli("judge", str(answers["a"]), str(answers["b"]), "-o", str(tmp_path / f"j-{way}.jsonl"),
+                             "--judge", "openai:test-model", *common)
+            assert graded.exit_code == 0 and judged.exit_code == 0, graded.output + judged.output
+            outputs[way] = [(tmp_path / f"{name}-{way}.jsonl").read_bytes() for name in ("scores", "j")]
+        assert len(server.batches) == 2 and sum(server.submitted.values()) == 5 + 6
+        assert server.requests_total() == 5 + 6  # the synchronous runs' calls
+    assert outputs["batch"] == outputs["sync"]
+
+
+def test_no_wait_then_batch_wait_collects_an_expired_batch_counted_by_kind(tmp_path):
+    data = dataset(tmp_path, "ok", "ok", "ok")
+    out = tmp_path / "scores.jsonl"
+    with FakeBatchServer(delay=0.1) as server:
+        server.expire_next, server.expire_answers = True, 1
+        submitted = run_cli(*grade_args(data, out, server, "--no-wait"))
+        assert submitted.exit_code == 0, submitted.output
+        assert "1 batch(es) submitted, 1 pending with 3 request(s)" in submitted.output
+        assert not out.exists()
+        status = run_cli("batch", "status")
+        assert status.exit_code == 0 and "1 batch(es), 1 live" in status.output and "batch_2" in status.output
+
+        summary = tmp_path / "wait.json"
+        waited = run_cli("batch", "wait", "--poll-interval", "0.05", "--summary-json", str(summary))
+        assert waited.exit_code == 0, waited.output
+        assert "1 result(s) put in the cache, 2 failed (batch_expired 2)" in waited.output
+        assert json.loads(summary.read_text())["errors"] == {"batch_expired": 2}
+        assert run_cli("batch", "wait").output.strip() == "no live batches"
+
+        graded = run_cli(*grade_args(data, out, server, "--summary-json", str(summary)))
+        assert graded.exit_code == 0
+        assert [g["status"] for g in rows(out)] == ["ok", "error", "error"]
+        report = json.loads(summary.read_text())
+        assert (report["model_calls"], report["cache_hits"], report["errors"]) == (0, 1, {"batch_expired": 2})
+        assert len(server.batches) == 1
+
+
+def test_batch_cancel_then_wait_counts_the_cancelled_requests(tmp_path):
+    data = dataset(tmp_path, "ok", "ok")
+    with FakeBatchServer(delay=30) as server:
+        assert run_cli(*grade_args(data, tmp_path / "s.jsonl", server, "--no-wait")).exit_code == 0
+        cancelled = run_cli("batch", "cancel", "--all")
+        assert cancelled.exit_code == 0, cancelled.output
+        assert cancelled.output.splitlines() == ["batch_2: cancelled", "1 batch(es) cancelled"]
+        waited = run_cli("batch", "wait", "--poll-interval", "0.05")
+        assert "0 result(s) put in the cache, 2 failed (batch_cancelled 2)" in waited.output
+        assert run_cli("batch", "cancel", "--all").output.splitlines() == ["0 batch(es) cancelled"]
+
+
+def test_cancel_needs_ids_or_all(tmp_path):
+    result = run_cli("batch", "cancel")
+    assert result.exit_code == 2
+    assert result.output.strip() == "Error: name the batches to cancel, or give --all"
+    result = run_cli("batch", "cancel", "batch_nope")
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("Error: no batch batch_nope in ")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--no-wait"], "Error: --no-wait needs --batch"),
+    (["--batch", "--batch-split", "0"], "Error: --batch-split: a batch holds 1 to 50,000 requests, not 0"),
+    (["--batch", "--grader", "replay:REPLAY"],
+     "Error: batches need an openai: model (the OpenAI Batch API or a server with /v1/files and /v1/batches), "
+     "not replay:REPLAY"),
+])
+def test_batch_options_refuse_bad_input(tmp_path, args, message):
+    data = dataset(tmp_path, "ok")
+    replay = tmp_path / "r.jsonl"
+    replay.write_text("")
+    args = [a.replace("REPLAY", str(replay)) for a in args]
+    result = run_cli("grade", str(data), "-o", str(tmp_path / "s.jsonl"), *args)
+    assert result.exit_code == 2
+    assert result.output.strip() == message.replace("REPLAY", str(replay))
+    assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_dry_run_shows_the_batch_price_beside_the_synchronous_one(tmp_path):
+    data = dataset(tmp_path, "ok", "fine", "good")
+    result = run_cli("grade", str(data), "--grader", "openai:gpt-4o-mini", "--base-url", "http://127.0.0.1:9/v1",
+                     "--dry-run")
+    assert result.exit_code == 0
+    # 448 tokens in, 3 x 256 out: $0.000528 at $0.15/$0.60, half that ($0.000264) through the Batch API
+    assert result.output.splitlines()[1] == (
+        "estimated 448 input tokens (~4 characters each) and at most 768 output tokens: at most about $0.0005 at "
+        "$0.15/$0.6 per 1M tokens; with --batch at most about $0.0003 at $0.075/$0.3")
+
+
+def test_run_config_batch_needs_an_openai_model(tmp_path, monkeypatch):
+    from gasus.errors import BadInputError
+    from gasus.pipeline import load_run_config
+
+    config = tmp_path / "run.toml"
+    config.write_text("[data]\npath = 'run.toml'\n[grade]\ngrader = 'openai:gpt-4o-mini'\nbatch = true\n"
+                      f"api_key_env = '{KEY_ENV}'\n[judge]\njudge = 'openai:gpt-4o'\nbatch = true\n"
+                      f"api_key_env = '{KEY_ENV}'\n")
+    loaded = load_run_config(config)
+    assert (loaded.grade.batch, loaded.judge.batch) == (True, True)
+    config.write_text("[data]\npath = 'run.toml'\n[grade]\nbatch = true\n[judge]\nbatch = 'yes'\n")
+    with pytest.raises(BadInputError) as error:
+        load_run_config(config)
+    assert str(error.value) == (
+        f"{config}: 2 problems in the config: [grade] batch = true needs an openai: model (the Batch API), "
+        "not the embedded model; [judge] batch must be true or false, got 'yes'")
+
+
+@pytest.mark.parametrize("killed", ["after the batch was created", "before the file was uploaded"])
+def test_batch_journaled_before_it_existed_is_found_or_submitted_once(tmp_path, killed):
+    from gasus.backends import BackendOptions, CachedModel
+    from gasus.backends.openai import OpenAIBackend
+    from gasus.batch import (
+        BatchOptions,
+        BatchPending,
+        journal_dir,
+        load_journals,
+        run_batched,
+        save_journal,
+    )
+    from gasus.cache import Cache
+    from gasus.grade import grade_request, grading_prompt
+    from gasus.records import Example
+
+    requests = [grade_request(grading_prompt(), Example(i, f"Task {i}.", "", "ok"), "generate") for i in range(3)]
+    options = BatchOptions(poll_seconds=0.05)
+    with FakeBatchServer(delay=0.5) as server:
+        def model():
+            backend = OpenAIBackend("test-model", BackendOptions(base_url=server.url, api_key_env=KEY_ENV))
+            return CachedModel(backend, Cache(tmp_path / "c"))
+
+        with pytest.raises(BatchPending, match="1 batch\\(es\\) pending"):
+            run_batched(model(), requests, options=BatchOptions(wait=False))
+        [record] = load_journals(tmp_path / "c")
+        # The journal as a run killed at that moment left it: the batch's id never written, or not even the file's.
+        record.update(state="preparing", batch_id=None, status=None)
+        if killed == "before the file was uploaded":
+            record["input_file_id"] = None
+            del server.batches[next(iter(server.batches))]
+            server.submitted.clear()
+        save_journal(tmp_path / "c", record)
+        again = model()
+        results = run_batched(again, requests, options=options)
+        assert len(server.batches) == 1 and sorted(server.submitted.values()) == [1, 1, 1]
+    assert [r.value["text"] for r in results] == ["4.5\nAccurate."] * 3
+    assert again.stats.model_calls == 3
+    assert len(list(journal_dir(tmp_path / "c").glob("*.json"))) == 1

@@ -41,6 +41,14 @@ def is_main_process() -> bool:
     return process_rank() == 0
 
 
+def lone_accelerate_cpu_process() -> bool:
+    """True when `accelerate launch --cpu --num_processes N` (N > 1) ran this as its only process:
+    accelerate starts several CPU processes only through MPI, and without it runs the command
+    once, with MASTER_ADDR set (as for several processes) but no rank."""
+    return (world_size() == 1 and os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("true", "1", "yes")
+            and "MASTER_ADDR" in os.environ)
+
+
 def _state():
     import torch
     from accelerate import PartialState

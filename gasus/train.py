@@ -642,6 +642,9 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
     plan = plan_batches(config, world_size())
     hardware = detect_hardware()
     bf16, tf32, notes = resolve_precision(config, hardware)
+    if distributed.lone_accelerate_cpu_process():
+        notes.append("accelerate launch started one CPU process: it starts several only through MPI; for N "
+                     "processes on CPUs use torchrun --standalone --nproc_per_node N -m gasus train ...")
     base_model = resolve_base(base)
     check_output_dir(output_dir, resume, replace)  # before the slow loading; claimed below
     is_main = distributed.is_main_process()

@@ -196,3 +196,27 @@ def _readme_commands(start: str) -> list[str]:
     """The shell commands in README.md's code blocks that start with `start`, continuation lines joined."""
     text = (ROOT / "README.md").read_text().replace("\\\n", " ")
     return [" ".join(line.split()) for line in text.splitlines() if line.strip().startswith(start + " ")]
+
+
+def test_accelerate_cpu_launch_that_started_one_process_says_so(tmp_path, monkeypatch):
+    """`accelerate launch --cpu --num_processes 2` runs the command once, with no rank in its
+    environment (accelerate starts CPU processes only through MPI): gasus says so instead of
+    training as one process without a word."""
+    from gasus import train as training
+    from gasus.errors import BadInputError
+
+    def stop(base):
+        raise BadInputError("stopped before loading")
+
+    monkeypatch.setattr(training, "load_base", stop)
+    for name, value in (("ACCELERATE_USE_CPU", "True"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(name, value)
+    result = run_cli("train", str(MINI), "-o", str(tmp_path / "out"), "--preset", "cpu-smoke")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "Note: accelerate launch started one CPU process: it starts several only through MPI; "
+        "for N processes on CPUs use torchrun --standalone --nproc_per_node N -m gasus train ...",
+        "Error: stopped before loading"]
+    monkeypatch.delenv("MASTER_ADDR")  # a plain `accelerate launch --cpu`: one process, as asked
+    result = run_cli("train", str(MINI), "-o", str(tmp_path / "out"), "--preset", "cpu-smoke")
+    assert result.stderr.splitlines() == ["Error: stopped before loading"]

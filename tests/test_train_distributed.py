@@ -220,3 +220,24 @@ def test_accelerate_cpu_launch_that_started_one_process_says_so(tmp_path, monkey
     monkeypatch.delenv("MASTER_ADDR")  # a plain `accelerate launch --cpu`: one process, as asked
     result = run_cli("train", str(MINI), "-o", str(tmp_path / "out"), "--preset", "cpu-smoke")
     assert result.stderr.splitlines() == ["Error: stopped before loading"]
+
+
+def test_fp32_fallback_note_of_a_bf16_preset_is_printed_once_by_rank_0(tmp_path, monkeypatch):
+    from gasus import train as training
+    from gasus.errors import BadInputError
+
+    def stop(base):
+        raise BadInputError("stopped before loading")
+
+    monkeypatch.setattr(training, "load_base", stop)
+    monkeypatch.setattr(training, "detect_hardware", lambda: {"device": "cpu", "name": "x86_64", "count": 2,
+                                                               "bf16": False, "tf32": False})
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    said = {}
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        result = run_cli("train", str(MINI), "-o", str(tmp_path / "out"), "--preset", "alpagasus-7b")
+        assert result.exit_code == 2
+        said[rank] = result.stderr.splitlines()
+    assert said == {"0": ["Note: the alpagasus-7b preset trains in bf16, which needs a GPU with bf16 (found no GPU): "
+                          "training in fp32 instead", "Error: stopped before loading"], "1": []}

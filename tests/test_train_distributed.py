@@ -198,10 +198,9 @@ def _readme_commands(start: str) -> list[str]:
     return [" ".join(line.split()) for line in text.splitlines() if line.strip().startswith(start + " ")]
 
 
-def test_accelerate_cpu_launch_that_started_one_process_says_so(tmp_path, monkeypatch):
-    """`accelerate launch --cpu --num_processes 2` runs the command once, with no rank in its
-    environment (accelerate starts CPU processes only through MPI): gasus says so instead of
-    training as one process without a word."""
+@pytest.fixture
+def stop_before_loading(monkeypatch):
+    """train() stops with an error where it would load the model: the notes before it are out."""
     from gasus import train as training
     from gasus.errors import BadInputError
 
@@ -209,6 +208,12 @@ def test_accelerate_cpu_launch_that_started_one_process_says_so(tmp_path, monkey
         raise BadInputError("stopped before loading")
 
     monkeypatch.setattr(training, "load_base", stop)
+
+
+def test_accelerate_cpu_launch_that_started_one_process_says_so(tmp_path, monkeypatch, stop_before_loading):
+    """`accelerate launch --cpu --num_processes 2` runs the command once, with no rank in its
+    environment (accelerate starts CPU processes only through MPI): gasus says so instead of
+    training as one process without a word."""
     for name, value in (("ACCELERATE_USE_CPU", "True"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
         monkeypatch.setenv(name, value)
     result = run_cli("train", str(MINI), "-o", str(tmp_path / "out"), "--preset", "cpu-smoke")
@@ -222,14 +227,9 @@ def test_accelerate_cpu_launch_that_started_one_process_says_so(tmp_path, monkey
     assert result.stderr.splitlines() == ["Error: stopped before loading"]
 
 
-def test_fp32_fallback_note_of_a_bf16_preset_is_printed_once_by_rank_0(tmp_path, monkeypatch):
+def test_fp32_fallback_note_of_a_bf16_preset_is_printed_once_by_rank_0(tmp_path, monkeypatch, stop_before_loading):
     from gasus import train as training
-    from gasus.errors import BadInputError
 
-    def stop(base):
-        raise BadInputError("stopped before loading")
-
-    monkeypatch.setattr(training, "load_base", stop)
     monkeypatch.setattr(training, "detect_hardware", lambda: {"device": "cpu", "name": "x86_64", "count": 2,
                                                                "bf16": False, "tf32": False})
     monkeypatch.setenv("WORLD_SIZE", "2")

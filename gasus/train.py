@@ -25,9 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, distributed
+from .distributed import world_size
 from .errors import BadInputError, GasusError, MissingDependencyError
-from .io import current_umask, sha256_file, write_json
+from .io import atomic_write, current_umask, sha256_file, write_json
 from .prompts import alpaca_prompt
 from .records import Example, canonical_json, sha256_text
 
@@ -176,21 +177,15 @@ class BatchPlan:
 def plan_batches(config: TrainConfig, world_size: int = 1) -> BatchPlan:
     """Per-device batch x accumulation x devices = the global batch, exactly (Alpaca: 4 x 8 x 4 = 128)."""
     if config.batch_size % world_size:
-        raise BadInputError(f"the batch size {config.batch_size} does not split evenly over {world_size} processes")
+        raise BadInputError(f"the global batch size {config.batch_size} does not divide by {world_size} processes: "
+                            f"use a multiple of {world_size} for --batch-size")
     per_device = config.batch_size // world_size
     micro = config.micro_batch_size or next(m for m in (4, 2, 1) if per_device % m == 0)
     if per_device % micro:
-        raise BadInputError(f"the batch size {config.batch_size} over {world_size} processes is {per_device} each, "
-                            f"not a multiple of the per-device batch size {micro}")
+        raise BadInputError(f"the global batch size {config.batch_size} does not divide by {world_size} processes "
+                            f"x per-device batch size {micro} = {world_size * micro}: use a multiple of "
+                            f"{world_size * micro} for --batch-size")
     return BatchPlan(world_size, micro, per_device // micro)
-
-
-def world_size() -> int:
-    """Processes in this run: WORLD_SIZE as set by `accelerate launch` / torchrun, else 1."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
 
 
 def detect_hardware() -> dict[str, Any]:
@@ -286,7 +281,7 @@ def converted_gguf_dir(gguf: str | Path, cache_dir: str | Path | None = None) ->
     target = prepare_cache_dir(cache_dir) / MODELS / f"gguf-{_gguf_sha256(gguf)}"
     if (target / "config.json").is_file():
         return target
-    with _main_process_first():
+    with distributed.main_process_first():  # one GGUF conversion, not one per process
         if not (target / "config.json").is_file():
             convert_gguf(gguf, target)
     return target
@@ -373,18 +368,6 @@ def load_base(base: BaseModel) -> tuple[Any, Any, str]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-@contextlib.contextmanager
-def _main_process_first() -> Iterator[None]:
-    """Under a multi-process launch, rank 0 goes first (one GGUF conversion, not one per GPU)."""
-    if world_size() == 1:
-        yield
-        return
-    from accelerate import PartialState
-
-    with PartialState().main_process_first():
-        yield
 
 
 # ---------------------------------------------------------------- the data
@@ -528,6 +511,8 @@ def build_trainer(examples: Sequence[Example], config: TrainConfig, model: Any, 
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         dataloader_pin_memory=_cuda_available(),
+        # Every trainable weight takes part in each forward pass: DDP need not search for unused ones.
+        ddp_find_unused_parameters=False,
     )
     if args.world_size != plan.world_size:  # the global batch must come out as asked
         raise GasusError(f"the trainer sees {args.world_size} processes, but WORLD_SIZE says {plan.world_size}")
@@ -603,8 +588,23 @@ def prepare_output_dir(output_dir: str | Path, resume: bool, replace: bool = Fal
     if replace and out.is_dir() and any(p.name != OWNER_MARKER for p in out.iterdir()):
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / OWNER_MARKER).write_text("gasus train wrote this directory; gasus may replace it.\n")
+    with atomic_write(out / OWNER_MARKER) as handle:
+        handle.write("gasus train wrote this directory; gasus may replace it.\n")
     return None
+
+
+def _claim_output_dir(output_dir: str | Path, resume: bool, replace: bool) -> str | None:
+    """`prepare_output_dir` in rank 0 only, once every rank has checked the directory; the
+    other ranks wait for the claim and then read the same checkpoint to resume from."""
+    if distributed.world_size() == 1:
+        return prepare_output_dir(output_dir, resume, replace)
+    distributed.barrier()
+    if distributed.is_main_process():
+        resume_from = prepare_output_dir(output_dir, resume, replace)
+    distributed.barrier()
+    if not distributed.is_main_process():
+        resume_from = check_output_dir(output_dir, resume)
+    return resume_from
 
 
 def _step_of(name: str) -> int:
@@ -620,13 +620,18 @@ def library_versions() -> dict[str, str | None]:
 
 def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Path, *,
           base: str | None = None, data_source: str | Path | None = None, resume: bool = False,
-          replace: bool = False, progress: Progress | None = None, notify: Callable[[str], None] | None = None) -> TrainResult:
+          replace: bool = False, progress: Progress | None = None, notify: Callable[[str], None] | None = None,
+          announce: Callable[[str], None] | None = None) -> TrainResult:
     """Fine-tune `base` on the examples and write model, tokenizer and manifest.json to output_dir.
 
     The model and tokenizer are saved as safetensors (LoRA adapters merged in), loadable with
     `AutoModelForCausalLM.from_pretrained(output_dir)`. The manifest is written last and
     atomically: a directory with a manifest holds a finished run. `replace` lets a directory an
     earlier `train` made be deleted, after every check before loading the model has passed.
+
+    Under torchrun (or `accelerate launch` on GPUs) every process runs this: rank 0 alone claims
+    the directory, saves the model and writes the manifest, and passes the notes to `notify`;
+    each process passes one line saying which rank it is to `announce`.
     """
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -637,22 +642,34 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
     plan = plan_batches(config, world_size())
     hardware = detect_hardware()
     bf16, tf32, notes = resolve_precision(config, hardware)
+    if distributed.lone_accelerate_cpu_process():
+        notes.append("accelerate launch started one CPU process: it starts several only through MPI; for N "
+                     "processes on CPUs use torchrun --standalone --nproc_per_node N -m gasus train ...")
     base_model = resolve_base(base)
     check_output_dir(output_dir, resume, replace)  # before the slow loading; claimed below
+    is_main = distributed.is_main_process()
     for note in notes:
         logger.warning(note)
-        if notify is not None:
+        if notify is not None and is_main:
             notify(note)
 
     if base_model.kind == "gguf":
         base_model = dataclasses.replace(base_model, sha256=_gguf_sha256(base_model.location))
     model, tokenizer, loaded_from = load_base(base_model)
     lengths = check_prompt_lengths(examples, tokenizer, config.max_length)
-    resume_from = prepare_output_dir(output_dir, resume, replace)
+    resume_from = _claim_output_dir(output_dir, resume, replace)
 
     clock: dict[str, float] = {}
     trainer = build_trainer(examples, config, model, tokenizer, output_dir, plan=plan, bf16=bf16, tf32=tf32,
                             callbacks=[_make_callback(progress, clock)])
+    backend = distributed.backend()
+    if plan.world_size > 1:
+        line = (f"rank {distributed.process_rank()} of {plan.world_size} ({backend}, {trainer.args.device.type}): "
+                f"per-device batch {plan.micro_batch_size} x accumulation {plan.gradient_accumulation_steps} x "
+                f"{plan.world_size} processes = global batch {plan.global_batch_size}")
+        logger.info(line)
+        if announce is not None:
+            announce(line)
     data_tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     cut = 0 if config.packing else sum(1 for ids in trainer.train_dataset["input_ids"]
                                        if len(ids) >= config.max_length)
@@ -672,7 +689,6 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
     out = Path(output_dir)
     saved_dtype = resolve_save_dtype(config, bf16)
     _save_model(trainer, config, tokenizer, out)
-    is_main = trainer.is_world_process_zero()
     if is_main:
         cast_saved_weights(out, saved_dtype)
     elapsed = clock.get("end", time.perf_counter()) - clock.get("start", started)
@@ -689,7 +705,7 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
                  "template": "alpaca", "loss_on": "response tokens and EOS"},
         "base": {**base_model.to_dict(), "loaded_from": loaded_from, "model_class": type(model).__name__},
         "settings": config.to_dict(),
-        "run": {"world_size": plan.world_size, "per_device_batch_size": plan.micro_batch_size,
+        "run": {"world_size": plan.world_size, "distributed_backend": backend, "per_device_batch_size": plan.micro_batch_size,
                 "gradient_accumulation_steps": plan.gradient_accumulation_steps,
                 "global_batch_size": plan.global_batch_size, "bf16": bf16, "tf32": tf32,
                 "precision": "bf16" if bf16 else "fp32", "saved_dtype": saved_dtype, "hardware": hardware,
@@ -773,6 +789,7 @@ def _save_model(trainer: Any, config: TrainConfig, tokenizer: Any, out: Path) ->
         trainer.save_model(str(out))  # gathers the full state dict under FSDP
         if trainer.is_world_process_zero():
             tokenizer.save_pretrained(out)
+    trainer.accelerator.wait_for_everyone()  # every rank has written its part of the last checkpoint
     if trainer.is_world_process_zero():
         # The Trainer pickles its arguments here; every setting is in manifest.json instead.
         with contextlib.suppress(FileNotFoundError):

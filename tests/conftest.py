@@ -60,6 +60,36 @@ def embedded_gguf() -> Path:
     return embedded_model_path()
 
 
+@pytest.fixture(scope="session")
+def base_cache(tmp_path_factory) -> Path:
+    """A gasus cache dir holding the embedded GGUF dequantized to safetensors, converted once
+    per session (about 25 s): tests that train point GASUS_CACHE_DIR here or use the dir."""
+    from gasus.backends import embedded_model_path
+    from gasus.train import converted_gguf_dir
+
+    root = tmp_path_factory.mktemp("gasus-cache")
+    converted_gguf_dir(embedded_model_path(), cache_dir=root)
+    return root
+
+
+@pytest.fixture
+def base_dir(base_cache) -> Path:
+    (path,) = (base_cache / "models").iterdir()
+    return path
+
+
+@pytest.fixture
+def one_thread():
+    """CI shares two cores among several jobs; two torch threads there spin against each other
+    and a step swings from 4 s to 40 s. One thread keeps the training tests steady."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def run_cli(*args: str, input: str | None = None):
     """Invoke the gasus CLI in-process; returns click's Result."""
     from click.testing import CliRunner

@@ -30,35 +30,6 @@ NO_GPU = {"device": "cpu", "name": "x86_64", "count": 2, "bf16": False, "tf32": 
 BF16_GPU = {"device": "cuda", "name": "NVIDIA A100", "count": 4, "bf16": True, "tf32": True}
 
 
-@pytest.fixture(scope="session")
-def base_cache(tmp_path_factory) -> Path:
-    """A gasus cache dir holding the embedded GGUF dequantized to safetensors, converted once
-    per session (about 25 s): tests that train point GASUS_CACHE_DIR here or use the dir."""
-    from gasus.backends import embedded_model_path
-
-    root = tmp_path_factory.mktemp("gasus-cache")
-    converted_gguf_dir(embedded_model_path(), cache_dir=root)
-    return root
-
-
-@pytest.fixture
-def base_dir(base_cache) -> Path:
-    (path,) = (base_cache / "models").iterdir()
-    return path
-
-
-@pytest.fixture
-def one_thread():
-    """CI shares two cores among several jobs; two torch threads there spin against each other
-    and a step swings from 4 s to 40 s. One thread keeps the training tests steady."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def load_model(path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -97,7 +68,7 @@ def test_global_batch_splits_like_alpaca():
     assert plan_batches(config, world_size=1) == BatchPlan(1, 4, 32)
     assert plan_batches(TrainConfig.from_preset("alpagasus-7b", batch_size=6), 1) == BatchPlan(1, 2, 3)
     assert plan_batches(TrainConfig.from_preset("alpagasus-7b", micro_batch_size=16), 2).global_batch_size == 128
-    with pytest.raises(BadInputError, match="does not split evenly over 3 processes"):
+    with pytest.raises(BadInputError, match="the global batch size 128 does not divide by 3 processes"):
         plan_batches(config, world_size=3)
 
 

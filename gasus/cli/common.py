@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..distributed import is_main_process
 from ..errors import GasusError, OutputConflictError, OutputPathError
 
 INTERRUPTED = "gasus.interrupted"  # ctx.meta key: the message Ctrl-C prints
@@ -26,20 +27,25 @@ class GasusCommand(click.Command):
     """A command whose GasusErrors become one line on stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        # Under torchrun every rank runs the command and meets the same bad input: rank 0 says so.
+        say = is_main_process()
         try:
             return super().invoke(ctx)
         except GasusError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            if say:
+                click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
         except ValueError as exc:  # configs check themselves in __post_init__ with ValueError
             if type(exc) is not ValueError:
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            if say:
+                click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             # A command that keeps more than cached calls (a run dir, checkpoints) says so in ctx.meta.
-            click.echo(ctx.meta.get(INTERRUPTED, "Interrupted: everything finished so far is in the cache; "
-                                                 "rerun to continue."), err=True)
+            if say:
+                click.echo(ctx.meta.get(INTERRUPTED, "Interrupted: everything finished so far is in the cache; "
+                                                     "rerun to continue."), err=True)
             ctx.exit(130)
 
 
@@ -61,11 +67,11 @@ def summary_option(func: Callable) -> Callable:
         except GasusError as exc:
             # A run that failed part-way still accounts for what it did (and says why it stopped);
             # one whose outputs clash with its inputs or cannot be written writes nothing at all.
-            if summary_json and not isinstance(exc, (OutputConflictError, OutputPathError)):
+            if summary_json and is_main_process() and not isinstance(exc, (OutputConflictError, OutputPathError)):
                 summary.extra["error"] = str(exc)
                 summary.write(summary_json)
             raise
-        if summary_json:
+        if summary_json and is_main_process():  # one file for the run, not one write per rank
             summary.write(summary_json)
         return result
 

@@ -114,12 +114,15 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
     def on_note(text: str) -> None:
         err.print(f"Note: {text}", soft_wrap=True)
 
+    def on_rank(text: str) -> None:  # under torchrun: one line from each process
+        err.print(text, soft_wrap=True)
+
     click.get_current_context().meta[INTERRUPTED] = (
         f"Interrupted: the checkpoints written so far are in {os.path.join(output_dir, training.CHECKPOINTS)}; "
         "rerun with --resume to continue from the last one.")
     try:
         result = training.train(examples, config, output_dir, base=base, data_source=dataset, resume=resume,
-                                progress=on_progress, notify=on_note)
+                                progress=on_progress, notify=on_note, announce=on_rank)
     finally:
         if bar.live.is_started:
             bar.stop()

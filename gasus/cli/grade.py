@@ -16,6 +16,7 @@ from .common import (
     open_model,
     summary_option,
 )
+from .diagnostics import health_options
 
 
 class GradeProgress:
@@ -91,11 +92,12 @@ class GradeProgress:
               help="Call no model: count the calls the run still needs and, for API graders, estimate tokens and cost.")
 @click.option("--price-table", type=click.Path(dir_okay=False),
               help='JSON {"MODEL": [input, output]} in USD per 1M tokens, over the built-in prices (--dry-run).')
+@health_options
 @model_options
 @dataset_options
 @summary_option
 def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, mode, limit, retry_failed, dry_run, price_table,
-          model_opts, fmt, instruction_field,
+          health, model_opts, fmt, instruction_field,
           input_field, output_field, split, max_rows, summary):
     """Grade every (instruction, input, response) triplet 0-5 with an LLM, as AlpaGasus does.
 
@@ -162,6 +164,12 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
     hist = gr.histogram(grades)
     summary.extra.update({"statuses": statuses, "histogram": hist, "output": output})
     render_summary(out, grades, hist, statuses, model.stats, output)
+    from ..diagnostics import grade_health
+    from .diagnostics import warn
+
+    report = grade_health(examples, grades, **health)
+    summary.extra["diagnostics"] = report.to_dict()
+    warn(report.warnings())
 
 
 def render_summary(out, grades, hist, statuses, stats, output) -> None:

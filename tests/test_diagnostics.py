@@ -150,3 +150,102 @@ def test_agree_reports_score_health(tmp_path):
     assert d["length_spearman"] == pytest.approx(_pearson(_average_ranks(scores), list(range(1, 21))), abs=1e-12)
     assert [q["kept"] for q in d["kept_share_by_length_quintile"]] == [4, 4, 4, 4, 2]
     assert "│ length Spearman's rho" in with_data.stdout
+
+
+# ---------------------------------------------------------------- length in the judge
+
+# The longer answer's share of the decided reviews (scores and word counts differ), counted below too.
+LONGER_WINS = {"gpt35": (29, 58), "bard": (44, 70), "alpaca-13b": (76, 79), "llama-13b": (71, 80)}
+
+
+@pytest.mark.parametrize("model", ["bard", "alpaca-13b"])
+def test_judge_length_on_gpt4_reviews(shared_data, tmp_path, model):
+    """GPT-4's recorded Vicuna reviews replayed through `gasus judge`: longer_wins is the share,
+    counted here from the recorded scores and the answers' word counts, of decided reviews won by
+    the longer answer."""
+    ev = shared_data / "vicuna_eval"
+    prompt = json.loads((ev / "prompt.jsonl").read_text().splitlines()[0])
+    questions = {q["question_id"]: q["text"] for q in map(json.loads, (ev / "question.jsonl").read_text().splitlines())}
+    answers = {row["answer_id"]: row for name in (model, "vicuna-13b")
+               for row in map(json.loads, (ev / "answers" / f"{name}.jsonl").read_text().splitlines())}
+    reviews = [json.loads(line) for line in (ev / "reviews_gpt4" / f"review_{model}_vicuna-13b.jsonl").read_text().splitlines()]
+    replay, files = [], {"A": [], "B": []}
+    decided = longer = 0
+    for r in reviews:
+        a1, a2 = answers[r["answer1_id"]], answers[r["answer2_id"]]
+        q = questions[r["question_id"]]
+        user = prompt["prompt_template"].format(question=q, answer_1=a1["text"], answer_2=a2["text"],
+                                                prompt=prompt["defaults"]["prompt"])
+        replay.append({"messages": [{"role": "system", "content": prompt["system_prompt"]},
+                                    {"role": "user", "content": user}], "text": r["text"]})
+        for side, a in (("A", a1), ("B", a2)):
+            files[side].append({"testset": "vicuna", "id": str(r["question_id"]), "question": q, "answer": a["text"]})
+        s1, s2 = r["score"]  # FastChat fixed two by hand; the text's pair wins the same way
+        n1, n2 = len(a1["text"].split()), len(a2["text"].split())
+        if s1 != s2 and n1 != n2:
+            decided += 1
+            longer += (float(s1) > float(s2)) == (n1 > n2)
+    assert (longer, decided) == LONGER_WINS[model]
+    for name, rows in [("replay", replay), *files.items()]:
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    result = run_cli("judge", str(tmp_path / "A.jsonl"), str(tmp_path / "B.jsonl"), "-o", str(tmp_path / "j.jsonl"),
+                     "--judge", f"replay:{tmp_path / 'replay.jsonl'}", "--order", "ab", "--bootstrap", "300",
+                     "--summary-json", str(tmp_path / "s.json"))
+    assert result.exit_code == 0, result.output
+    length = json.loads((tmp_path / "s.json").read_text())["length"]
+    assert (length["judgements"], length["decided"], length["longer_won"]) == (80, decided, longer)
+    assert length["longer_wins"] == longer / decided
+    assert length["per_order_winning_score"] == pytest.approx(json.loads((tmp_path / "s.json").read_text())["testsets"][0]["winning_score"])
+    lo, hi = length["lc_interval_95"]
+    assert lo <= length["lc_winning_score"] <= hi and length["length_coefficient"] > 0
+    assert length["lc_winning_score"] > length["per_order_winning_score"]  # B's answers are the longer ones
+    assert (f"Length: the longer answer wins {longer}/{decided} decided judgements ({longer / decided:.0%}); "
+            f"length-controlled winning score {length['lc_winning_score']:.3f} [{lo:.3f}, {hi:.3f}]") in result.stdout
+
+
+def test_lc_fit_is_sklearns_logistic_regression():
+    """The batched Newton fit gives sklearn's LogisticRegression(C=100) on the same weighted,
+    fractional outcomes (a tie entering as half a win and half a loss)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from gasus.diagnostics import LC_C, lc_fits
+
+    rng = np.random.default_rng(3)
+    x = np.column_stack([rng.normal(size=60), rng.integers(0, 2, size=60)])
+    y = np.where(x[:, 0] + rng.normal(size=60) > 0.3, 1.0, 0.0)
+    y[::7] = 0.5
+    weights = rng.integers(0, 3, size=(4, 60)).astype(float)
+    ours = lc_fits(y, x, weights)
+    for w, beta in zip(weights, ours):
+        ref = LogisticRegression(C=LC_C, tol=1e-10, max_iter=10000).fit(
+            np.vstack([x, x]), np.r_[np.ones(60), np.zeros(60)], sample_weight=np.r_[w * y, w * (1 - y)])
+        assert beta == pytest.approx(np.r_[ref.intercept_, ref.coef_[0]], abs=1e-5)
+
+
+def test_lc_winning_score_without_length_effect_is_the_per_order_score():
+    """Outcomes that do not follow length (each length difference wins and loses alike): the
+    length-controlled score is the per-order one; where the longer answer always won, length
+    control moves the score towards a draw; the interval is the same for the same seed."""
+    from gasus.diagnostics import judge_length
+    from gasus.judge import AnswerPair
+    from gasus.records import Judgement
+
+    def run(outcomes):
+        pairs, judgements = [], []
+        for i, (words_a, words_b, scores) in enumerate(outcomes):
+            pairs.append(AnswerPair("vicuna", str(i), "q", "a " * words_a, "b " * words_b))
+            judgements.append(Judgement("vicuna", str(i), "ab", scores, "ok", ""))
+        return judge_length(pairs, judgements, n_resamples=200, seed=1)
+
+    neutral = [(5, 2, [8, 6]), (5, 2, [6, 8]), (2, 5, [8, 6]), (2, 5, [6, 8])] * 3 + [(3, 3, [9, 2])] * 4
+    length = run(neutral)
+    assert (length.judgements, length.decided, length.longer_won, length.longer_wins) == (16, 12, 6, 0.5)
+    assert length.per_order_winning_score == 1.25
+    assert length.lc_winning_score == pytest.approx(1.25, abs=1e-9)
+    assert length.length_coefficient == pytest.approx(0, abs=1e-9)
+    biased = [(9, 3, [8, 6])] * 6 + [(3, 9, [6, 8])] * 2 + [(9, 3, [6, 8])] + [(4, 4, [7, 7])] * 3
+    lc = run(biased)
+    assert (lc.decided, lc.longer_won, lc.per_order_winning_score) == (9, 8, 1.25)
+    assert lc.lc_winning_score < 1 < lc.per_order_winning_score and lc.length_coefficient > 0
+    assert run(biased).interval == lc.interval

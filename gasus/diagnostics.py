@@ -88,6 +88,18 @@ class ScoreHealth:
                 "length_bias": self.length_bias, "length_bias_rho": self.length_bias_rho,
                 "kept_share_by_length_quintile": self.quintiles}
 
+    def text(self) -> str:
+        """One line for reports."""
+        if not self.ok:
+            return "Score health: n/a (no ok grade)"
+        line = (f"Score health: modal score {self.modal_score:g} ({self.modal_share:.1%} of {self.ok} ok grades"
+                f"{', collapsed' if self.collapsed else ''}); {self.distinct_scores} distinct score(s)")
+        if self.length_spearman is not None:
+            line += f"; Spearman's rho of score and response length {self.length_spearman:.3f}"
+        if self.quintiles:
+            line += "; kept per length quintile " + ", ".join(f"{q['kept_share']:.0%}" for q in self.quintiles)
+        return line
+
     def warnings(self) -> list[str]:
         out = []
         if self.collapsed:

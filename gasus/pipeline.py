@@ -383,6 +383,7 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     from . import report
     from .backends import CachedModel, load_backend
     from .cache import Cache, default_cache_dir
+    from .diagnostics import grade_health, judge_length
     from .generate import generate_answers
     from .grade import grade_examples, grading_prompt, write_scores
     from .io import FieldMap, check_outputs, load_examples, write_json, write_jsonl, write_records
@@ -403,9 +404,10 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     manifest.file("inputs", "data", config.data.path)
     reports: list[StageReport] = []
 
-    def done(name: str, started: float, detail: str, *, warning: str | None = None, **summary: Any) -> None:
-        reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary,
-                                   [warning] if warning else []))
+    def done(name: str, started: float, detail: str, *, warning: str | list[str] | None = None,
+             **summary: Any) -> None:
+        warnings = warning if isinstance(warning, list) else [warning] if warning else []
+        reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary, warnings))
         if on_stage:
             on_stage(reports[-1])
 
@@ -448,8 +450,10 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     write_records(out / "baseline.json", [e.to_dict() for e in baseline.kept])
     for name in ("filtered", "baseline"):
         manifest.file("outputs", name, out / f"{name}.json")
+    health = grade_health(examples, grades, {e.id for e in kept.kept})
+    manifest.data["diagnostics"] = health.to_dict()
     done("select", t, f"kept {len(kept.kept)} of {kept.total} by {kept.rule}; baseline: {baseline.rule}",
-         kept=len(kept.kept), rule=kept.rule)
+         warning=health.warnings(), kept=len(kept.kept), rule=kept.rule)
     record("select", len(kept.kept), reports[-1:])
 
     # train both; an interrupted training of the same data and settings resumes from its checkpoint
@@ -523,7 +527,8 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
          model_calls=judge_model.stats.model_calls, cache_hits=judge_model.stats.cache_hits,
          failures=judge_model.stats.failures, report=result)
     record("judge", len(judgements), reports[-1:], sum(1 for j in judgements if j.status != "ok"))
-    manifest.data["results"] = {"testsets": [t.to_dict() for t in result.tallies], "bias": result.bias.to_dict()}
+    manifest.data["results"] = {"testsets": [t.to_dict() for t in result.tallies], "bias": result.bias.to_dict(),
+                                "length": judge_length(pairs, judgements).to_dict()}
 
     # the report: report.md and report.html, read back from the files above and the manifest
     manifest.begin("report")

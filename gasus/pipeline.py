@@ -37,12 +37,15 @@ class BackendSettings:
     concurrency: int = field(default=4, metadata={"help": "Requests in flight at once (openai)."})
     max_attempts: int = field(default=6, metadata={"help": "Tries per request before it is an error."})
     threads: int | None = field(default=None, metadata={"help": "CPU threads (llamacpp); default all cores."})
+    require_snapshot: str | None = field(default=None, metadata={
+        "help": "Take only replies this snapshot served (model, fingerprint or MODEL|FINGERPRINT; openai)."})
 
     def backend_options(self):
         from .backends import BackendOptions
 
         return BackendOptions(base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency,
-                              max_attempts=self.max_attempts, n_threads=self.threads)
+                              max_attempts=self.max_attempts, n_threads=self.threads,
+                              require_snapshot=self.require_snapshot)
 
     def _check_backend(self, table: str) -> None:
         if self.threads is not None and self.threads < 1:
@@ -383,7 +386,7 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     from . import report
     from .backends import CachedModel, load_backend
     from .cache import Cache, default_cache_dir
-    from .diagnostics import grade_health, judge_length
+    from .diagnostics import grade_health, judge_length, served_warning
     from .generate import generate_answers
     from .grade import grade_examples, grading_prompt, write_scores
     from .io import FieldMap, check_outputs, load_examples, write_json, write_jsonl, write_records
@@ -430,8 +433,10 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
         grader.backend.close()
     write_scores(out / "scores.jsonl", grades)
     manifest.file("outputs", "scores", out / "scores.jsonl")
+    manifest.data["models"]["grader"]["served"] = grader.stats.served
     done("grade", t, f"{len(grades)} examples graded ({grader.stats.model_calls} model calls)",
-         warning=report.grade_warning([g.status for g in grades]),
+         warning=[w for w in (report.grade_warning([g.status for g in grades]),
+                              served_warning(grader.stats.served, "grades")) if w],
          model_calls=grader.stats.model_calls, cache_hits=grader.stats.cache_hits, failures=grader.stats.failures)
     record("grade", len(grades), reports[-1:], sum(1 for g in grades if g.status != "ok"))
 
@@ -522,8 +527,10 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     report.plot_verdicts(result.tallies, out / "verdicts.png", title="filtered vs random baseline")
     for name in ("judgements", "verdicts"):
         manifest.file("outputs", name, out / f"{name}.jsonl")
+    manifest.data["models"]["judge"]["served"] = judge_model.stats.served
     done("judge", t, f"{len(judgements)} judgements ({judge_model.stats.model_calls} model calls)",
-         warning=report.judge_warning([j.status for j in judgements]),
+         warning=[w for w in (report.judge_warning([j.status for j in judgements]),
+                              served_warning(judge_model.stats.served, "judgements")) if w],
          model_calls=judge_model.stats.model_calls, cache_hits=judge_model.stats.cache_hits,
          failures=judge_model.stats.failures, report=result)
     record("judge", len(judgements), reports[-1:], sum(1 for j in judgements if j.status != "ok"))

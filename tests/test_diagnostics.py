@@ -249,3 +249,110 @@ def test_lc_winning_score_without_length_effect_is_the_per_order_score():
     assert (lc.decided, lc.longer_won, lc.per_order_winning_score) == (9, 8, 1.25)
     assert lc.lc_winning_score < 1 < lc.per_order_winning_score and lc.length_coefficient > 0
     assert run(biased).interval == lc.interval
+
+
+# ---------------------------------------------------------------- served snapshots
+
+
+class SnapshotServer:
+    """A chat-completions server on 127.0.0.1 that says which snapshot served each reply; the test
+    changes `fingerprint` between runs, as a provider does when it swaps the model behind a name."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.model, self.fingerprint, self.calls = "grader-2024-08-06", "fp_a", 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.calls += 1
+                judging = body["messages"][0]["content"].startswith("You are a helpful and precise")
+                data = {"id": "x", "object": "chat.completion", "model": server.model,
+                        "system_fingerprint": server.fingerprint,
+                        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                            "role": "assistant", "content": "8 6\nFirst is better." if judging else "4.5\nGood."}}],
+                        "usage": {"prompt_tokens": 9, "completion_tokens": 3}}
+                raw = json.dumps(data).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_served_snapshots_through_a_changing_server(tmp_path, mini_alpaca):
+    """Two runs share a cache while the server's system_fingerprint changes: the second run's
+    summary counts both snapshots (cached replies too) and warns naming each; --require-snapshot
+    asks again for the replies another snapshot served, and refuses (uncached) a reply from a third."""
+    with SnapshotServer() as server:
+        def grade(limit, *extra):
+            result = run_cli("grade", str(mini_alpaca), "-o", str(tmp_path / "g.jsonl"), "--grader", "openai:grader",
+                             "--base-url", server.url, "--limit", str(limit), "--max-attempts", "1",
+                             "--summary-json", str(tmp_path / "s.json"), *extra)
+            assert result.exit_code == 0, result.output
+            return result, json.loads((tmp_path / "s.json").read_text())
+
+        _, first = grade(3)
+        assert first["served"] == {"grader-2024-08-06|fp_a": 3}
+        server.fingerprint = "fp_b"
+        second, summary = grade(5)
+        assert (summary["model_calls"], summary["cache_hits"]) == (2, 3)
+        assert summary["served"] == {"grader-2024-08-06|fp_a": 3, "grader-2024-08-06|fp_b": 2}
+        assert ("Warning: the grades come from 2 served snapshots: grader-2024-08-06|fp_a (3), "
+                "grader-2024-08-06|fp_b (2); the model behind the name changed (pin one with --require-snapshot)"
+                ) in second.stderr
+        assert "served snapshots" not in grade(3)[0].stderr  # one snapshot alone: no warning
+
+        pinned, summary = grade(5, "--require-snapshot", "fp_b")
+        assert (summary["model_calls"], summary["cache_hits"], summary["served"]) == (
+            3, 2, {"grader-2024-08-06|fp_b": 5})
+        assert "served snapshots" not in pinned.stderr
+        server.fingerprint = "fp_c"
+        calls = server.calls
+        _, summary = grade(6, "--require-snapshot", "grader-2024-08-06|fp_b")
+        assert (summary["model_calls"], summary["cache_hits"], summary["failures"]) == (0, 5, 1)
+        assert summary["errors"] == {"snapshot": 1}
+        rows = [json.loads(line) for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+        assert (rows[5]["status"], rows[5]["raw"]) == (
+            "error", "openai:grader: the reply was served by grader-2024-08-06|fp_c, not the required snapshot "
+                     "grader-2024-08-06|fp_b (not cached)")
+        _, summary = grade(6)  # the refused reply was not cached: asked again
+        assert server.calls - calls == 2 and summary["model_calls"] == 1
+
+        # the judge's summary lists its snapshots too
+        answers = {}
+        for side in ("a", "b"):
+            answers[side] = tmp_path / f"{side}.jsonl"
+            answers[side].write_text(json.dumps({"testset": "vicuna", "id": "1", "question": "Q?",
+                                                 "answer": f"answer {side}"}) + "\n")
+        result = run_cli("judge", str(answers["a"]), str(answers["b"]), "-o", str(tmp_path / "j.jsonl"),
+                         "--judge", "openai:grader", "--base-url", server.url, "--bootstrap", "10",
+                         "--summary-json", str(tmp_path / "js.json"))
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / "js.json").read_text())["served"] == {"grader-2024-08-06|fp_c": 2}
+    cached = [json.loads(line) for line in _export(tmp_path)]
+    assert {(c["entry"]["value"].get("served_model"), c["entry"]["value"].get("system_fingerprint")) for c in cached} == {
+        ("grader-2024-08-06", "fp_b"), ("grader-2024-08-06", "fp_c")}
+
+
+def _export(tmp_path):
+    assert run_cli("cache", "export", str(tmp_path / "export.jsonl")).exit_code == 0
+    return (tmp_path / "export.jsonl").read_text().splitlines()

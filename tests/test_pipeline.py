@@ -243,12 +243,14 @@ def test_backend_options_in_stage_tables(tmp_path, monkeypatch):
     cfg = load_run_config(_write(tmp_path, f'[data]\npath = "{FIXTURES / "mini_alpaca.json"}"\n'
                                            '[grade]\ngrader = "openai:gpt-3.5-turbo"\nbase_url = "http://127.0.0.1:9/v1"\n'
                                            'api_key_env = "MY_KEY"\nconcurrency = 16\nmax_attempts = 3\n'
+                                           'require_snapshot = "gpt-3.5-turbo-0613"\n'
                                            '[generate]\nthreads = 2\n'))
     options = cfg.grade.backend_options()
     assert (options.base_url, options.api_key_env, options.concurrency, options.max_attempts) == (
         "http://127.0.0.1:9/v1", "MY_KEY", 16, 3)
     assert cfg.generate.backend_options().n_threads == 2
     assert cfg.judge.backend_options().concurrency == 4
+    assert (options.require_snapshot, cfg.judge.backend_options().require_snapshot) == ("gpt-3.5-turbo-0613", None)
 
 
 @pytest.mark.parametrize("text,message", [
@@ -333,6 +335,7 @@ def test_run_report_shows_score_health_and_length(tmp_path, scripted):
     assert (d["ok"], d["modal_score"], d["modal_share"], d["collapsed"]) == (40, 5.0, 0.9, True)
     assert sum(q["kept"] for q in d["kept_share_by_length_quintile"]) == 36
     assert manifest["results"]["length"]["judgements"] == 8 and manifest["results"]["length"]["decided"] == 0
+    assert manifest["models"]["grader"]["served"] == {} and manifest["models"]["judge"]["served"] == {}
     md = (tmp_path / "out" / "report.md").read_text()
     assert f"> **{warning}**" in md
     assert "Score health: modal score 5 (90.0% of 40 ok grades, collapsed); 2 distinct score(s)" in md

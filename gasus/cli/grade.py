@@ -164,12 +164,12 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
     hist = gr.histogram(grades)
     summary.extra.update({"statuses": statuses, "histogram": hist, "output": output})
     render_summary(out, grades, hist, statuses, model.stats, output)
-    from ..diagnostics import grade_health
+    from ..diagnostics import grade_health, served_warning
     from .diagnostics import warn
 
     report = grade_health(examples, grades, **health)
     summary.extra["diagnostics"] = report.to_dict()
-    warn(report.warnings())
+    warn(report.warnings() + [served_warning(model.stats.served, "grades")])
 
 
 def render_summary(out, grades, hist, statuses, stats, output) -> None:

@@ -114,6 +114,10 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
         console(stderr=True).print(Text(warning, style="bold red"), soft_wrap=True)
     if failures:
         console(stderr=True).print(f"first failure: {failures[0]}")
+    from ..diagnostics import served_warning
+    from .diagnostics import warn
+
+    warn([served_warning(model.stats.served, "judgements")])
     if plot_path:
         report.plot_verdicts(result.tallies, plot_path, title=title)
         out.print(f"plot -> {plot_path}")

@@ -9,6 +9,7 @@ import pytest
 
 from gasus.io import load_examples
 from tests.conftest import run_cli
+from tests.test_openai_backend import FakeServer
 
 
 def _average_ranks(values):
@@ -254,48 +255,23 @@ def test_lc_winning_score_without_length_effect_is_the_per_order_score():
 # ---------------------------------------------------------------- served snapshots
 
 
-class SnapshotServer:
-    """A chat-completions server on 127.0.0.1 that says which snapshot served each reply; the test
+class SnapshotServer(FakeServer):
+    """The loopback chat-completions server, saying which snapshot served each reply; the test
     changes `fingerprint` between runs, as a provider does when it swaps the model behind a name."""
 
     def __init__(self):
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        super().__init__()
+        self.model, self.fingerprint, self.served_calls = "grader-2024-08-06", "fp_a", 0
 
-        self.model, self.fingerprint, self.calls = "grader-2024-08-06", "fp_a", 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.calls += 1
-                judging = body["messages"][0]["content"].startswith("You are a helpful and precise")
-                data = {"id": "x", "object": "chat.completion", "model": server.model,
-                        "system_fingerprint": server.fingerprint,
-                        "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                            "role": "assistant", "content": "8 6\nFirst is better." if judging else "4.5\nGood."}}],
-                        "usage": {"prompt_tokens": 9, "completion_tokens": 3}}
-                raw = json.dumps(data).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def handle(self, handler):
+        body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
+        self.served_calls += 1
+        judging = body["messages"][0]["content"].startswith("You are a helpful and precise")
+        data = {"id": "x", "object": "chat.completion", "model": self.model, "system_fingerprint": self.fingerprint,
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                    "role": "assistant", "content": "8 6\nFirst is better." if judging else "4.5\nGood."}}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 3}}
+        self.send(handler, 200, json.dumps(data).encode())
 
 
 def test_served_snapshots_through_a_changing_server(tmp_path, mini_alpaca):
@@ -326,7 +302,7 @@ def test_served_snapshots_through_a_changing_server(tmp_path, mini_alpaca):
             3, 2, {"grader-2024-08-06|fp_b": 5})
         assert "served snapshots" not in pinned.stderr
         server.fingerprint = "fp_c"
-        calls = server.calls
+        calls = server.served_calls
         _, summary = grade(6, "--require-snapshot", "grader-2024-08-06|fp_b")
         assert (summary["model_calls"], summary["cache_hits"], summary["failures"]) == (0, 5, 1)
         assert summary["errors"] == {"snapshot": 1}
@@ -335,7 +311,7 @@ def test_served_snapshots_through_a_changing_server(tmp_path, mini_alpaca):
             "error", "openai:grader: the reply was served by grader-2024-08-06|fp_c, not the required snapshot "
                      "grader-2024-08-06|fp_b (not cached)")
         _, summary = grade(6)  # the refused reply was not cached: asked again
-        assert server.calls - calls == 2 and summary["model_calls"] == 1
+        assert server.served_calls - calls == 2 and summary["model_calls"] == 1
 
         # the judge's summary lists its snapshots too
         answers = {}

@@ -37,12 +37,15 @@ class BackendSettings:
     concurrency: int = field(default=4, metadata={"help": "Requests in flight at once (openai)."})
     max_attempts: int = field(default=6, metadata={"help": "Tries per request before it is an error."})
     threads: int | None = field(default=None, metadata={"help": "CPU threads (llamacpp); default all cores."})
+    require_snapshot: str | None = field(default=None, metadata={
+        "help": "Take only replies this snapshot served (model, fingerprint or MODEL|FINGERPRINT; openai)."})
 
     def backend_options(self):
         from .backends import BackendOptions
 
         return BackendOptions(base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency,
-                              max_attempts=self.max_attempts, n_threads=self.threads)
+                              max_attempts=self.max_attempts, n_threads=self.threads,
+                              require_snapshot=self.require_snapshot)
 
     def _check_backend(self, table: str) -> None:
         if self.threads is not None and self.threads < 1:
@@ -397,6 +400,7 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     from .backends import CachedModel, load_backend
     from .batch import BatchOptions
     from .cache import Cache, default_cache_dir
+    from .diagnostics import grade_health, judge_length, served_warning
     from .generate import generate_answers
     from .grade import grade_examples, grading_prompt, write_scores
     from .io import FieldMap, check_outputs, load_examples, write_json, write_jsonl, write_records
@@ -417,9 +421,10 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     manifest.file("inputs", "data", config.data.path)
     reports: list[StageReport] = []
 
-    def done(name: str, started: float, detail: str, *, warning: str | None = None, **summary: Any) -> None:
-        reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary,
-                                   [warning] if warning else []))
+    def done(name: str, started: float, detail: str, *, warning: str | list[str] | None = None,
+             **summary: Any) -> None:
+        warnings = warning if isinstance(warning, list) else [warning] if warning else []
+        reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary, warnings))
         if on_stage:
             on_stage(reports[-1])
 
@@ -443,8 +448,10 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
         grader.backend.close()
     write_scores(out / "scores.jsonl", grades)
     manifest.file("outputs", "scores", out / "scores.jsonl")
+    manifest.data["models"]["grader"]["served"] = grader.stats.served
     done("grade", t, f"{len(grades)} examples graded ({grader.stats.model_calls} model calls)",
-         warning=report.grade_warning([g.status for g in grades]),
+         warning=[w for w in (report.grade_warning([g.status for g in grades]),
+                              served_warning(grader.stats.served, "grades")) if w],
          model_calls=grader.stats.model_calls, cache_hits=grader.stats.cache_hits, failures=grader.stats.failures)
     record("grade", len(grades), reports[-1:], sum(1 for g in grades if g.status != "ok"))
 
@@ -463,8 +470,10 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     write_records(out / "baseline.json", [e.to_dict() for e in baseline.kept])
     for name in ("filtered", "baseline"):
         manifest.file("outputs", name, out / f"{name}.json")
+    health = grade_health(examples, grades, {e.id for e in kept.kept})
+    manifest.data["diagnostics"] = health.to_dict()
     done("select", t, f"kept {len(kept.kept)} of {kept.total} by {kept.rule}; baseline: {baseline.rule}",
-         kept=len(kept.kept), rule=kept.rule)
+         warning=health.warnings(), kept=len(kept.kept), rule=kept.rule)
     record("select", len(kept.kept), reports[-1:])
 
     # train both; an interrupted training of the same data and settings resumes from its checkpoint
@@ -534,12 +543,15 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     report.plot_verdicts(result.tallies, out / "verdicts.png", title="filtered vs random baseline")
     for name in ("judgements", "verdicts"):
         manifest.file("outputs", name, out / f"{name}.jsonl")
+    manifest.data["models"]["judge"]["served"] = judge_model.stats.served
     done("judge", t, f"{len(judgements)} judgements ({judge_model.stats.model_calls} model calls)",
-         warning=report.judge_warning([j.status for j in judgements]),
+         warning=[w for w in (report.judge_warning([j.status for j in judgements]),
+                              served_warning(judge_model.stats.served, "judgements")) if w],
          model_calls=judge_model.stats.model_calls, cache_hits=judge_model.stats.cache_hits,
          failures=judge_model.stats.failures, report=result)
     record("judge", len(judgements), reports[-1:], sum(1 for j in judgements if j.status != "ok"))
-    manifest.data["results"] = {"testsets": [t.to_dict() for t in result.tallies], "bias": result.bias.to_dict()}
+    manifest.data["results"] = {"testsets": [t.to_dict() for t in result.tallies], "bias": result.bias.to_dict(),
+                                "length": judge_length(pairs, judgements).to_dict()}
 
     # the report: report.md and report.html, read back from the files above and the manifest
     manifest.begin("report")

@@ -143,7 +143,7 @@ def scripted(monkeypatch, tmp_path):
     state = types.SimpleNamespace(scores=None, judge_status="ok", trained=[], interrupt_train=False)
 
     def fake_grade(examples, grader, *, prompt, dimension, mode, **_):
-        scores = state.scores or [5.0] * len(examples)
+        scores = state.scores or [4.5 + 0.5 * (i % 2) for i in range(len(examples))]  # all kept, not collapsed
         return [Grade(e.id, i, s, "ok" if s is not None else "unparsed", "fake", dimension, mode,
                       None if s is not None else "no score") for i, (e, s) in enumerate(zip(examples, scores))]
 
@@ -194,7 +194,7 @@ def test_threshold_zero_keeps_every_scored_example(tmp_path, scripted):
 
 
 def test_failed_grades_and_unparsed_judgements_warn(tmp_path, scripted):
-    scripted.scores = [None, None, None] + [5.0] * 37
+    scripted.scores = [None, None, None] + [4.5 + 0.5 * (i % 2) for i in range(37)]
     scripted.judge_status = "unparsed"
     result = run_cli("run", str(_scripted_config(tmp_path)))
     assert result.exit_code == 0, result.output
@@ -243,12 +243,14 @@ def test_backend_options_in_stage_tables(tmp_path, monkeypatch):
     cfg = load_run_config(_write(tmp_path, f'[data]\npath = "{FIXTURES / "mini_alpaca.json"}"\n'
                                            '[grade]\ngrader = "openai:gpt-3.5-turbo"\nbase_url = "http://127.0.0.1:9/v1"\n'
                                            'api_key_env = "MY_KEY"\nconcurrency = 16\nmax_attempts = 3\n'
+                                           'require_snapshot = "gpt-3.5-turbo-0613"\n'
                                            '[generate]\nthreads = 2\n'))
     options = cfg.grade.backend_options()
     assert (options.base_url, options.api_key_env, options.concurrency, options.max_attempts) == (
         "http://127.0.0.1:9/v1", "MY_KEY", 16, 3)
     assert cfg.generate.backend_options().n_threads == 2
     assert cfg.judge.backend_options().concurrency == 4
+    assert (options.require_snapshot, cfg.judge.backend_options().require_snapshot) == ("gpt-3.5-turbo-0613", None)
 
 
 @pytest.mark.parametrize("text,message", [
@@ -317,6 +319,28 @@ def test_report_command_shows_warnings(tmp_path, scripted):
     assert "<div class='warning'>Warning: 8 of 8 judgements" in page
     # nothing judged: no score at all, rather than 1.000 (a draw)
     assert "| vicuna | 0 | 0 | 0 | 2 | 2 | - |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_run_report_shows_score_health_and_length(tmp_path, scripted):
+    """A collapsed grader warns in the run and its report; the manifest and report hold the score
+    health and the judge's length line (the scripted answers are equally long: nothing decided)."""
+    scripted.scores = [5.0] * 36 + [1.0] * 4
+    result = run_cli("run", str(_scripted_config(tmp_path)))
+    assert result.exit_code == 0, result.output
+    warning = ("Warning: scores collapsed: 36 of 40 ok grades (90.0%) are 5 (collapsed at >= 80%); "
+               "the grader hardly tells examples apart")
+    assert warning in result.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    d = manifest["diagnostics"]
+    assert (d["ok"], d["modal_score"], d["modal_share"], d["collapsed"]) == (40, 5.0, 0.9, True)
+    assert sum(q["kept"] for q in d["kept_share_by_length_quintile"]) == 36
+    assert manifest["results"]["length"]["judgements"] == 8 and manifest["results"]["length"]["decided"] == 0
+    assert manifest["models"]["grader"]["served"] == {} and manifest["models"]["judge"]["served"] == {}
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert f"> **{warning}**" in md
+    assert "Score health: modal score 5 (90.0% of 40 ok grades, collapsed); 2 distinct score(s)" in md
+    assert ("Length: no decided judgement (scores or lengths equal); length-controlled winning score 1.000 "
+            "[1.000, 1.000] (per order, uncontrolled: 1.000)") in md
 
 
 def test_report_of_a_folder_without_a_run(tmp_path):

@@ -33,6 +33,8 @@ class BackendOptions:
     n_threads: int | None = field(default=None, metadata={"help": "CPU threads (llamacpp); default all cores"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     batch_size: int = field(default=8, metadata={"help": "prompts per forward batch (hf)"})
+    require_snapshot: str | None = field(default=None, metadata={
+        "help": "refuse replies served by another snapshot: a served model name, fingerprint, or MODEL|FINGERPRINT"})
 
     def __post_init__(self):
         if self.concurrency < 1:
@@ -120,6 +122,19 @@ class Backend:
         """The completion of one request: {"text": str, ...measured extras}."""
         raise NotImplementedError
 
+    def snapshot_refusal(self, value: dict[str, Any]) -> str | None:
+        """Why a reply (fresh or cached) is refused under `require_snapshot`, or None when it is taken."""
+        want = self.options.require_snapshot
+        if want is None:
+            return None
+        from ..diagnostics import served_key
+
+        served = served_key(value)
+        if served is not None and want in (served, value.get("served_model"), value.get("system_fingerprint")):
+            return None
+        got = f"was served by {served}" if served else "names no snapshot"
+        return f"{self.label}: the reply {got}, not the required snapshot {want} (not cached)"
+
     def complete_many(self, requests: Sequence[Request]) -> Iterator[tuple[int, dict[str, Any] | BackendError]]:
         """(position, completion or error) for each request, in any order, as each finishes."""
         for i, request in enumerate(requests):
@@ -139,6 +154,7 @@ class CallStats:
     failures: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # failures by kind ("timeout", "http_500", "error")
     retries: dict[str, int] = field(default_factory=dict)  # the backend's retries by kind
+    served: dict[str, int] = field(default_factory=dict)  # replies by "MODEL|FINGERPRINT" that served them
 
 
 @dataclass(frozen=True)
@@ -202,6 +218,9 @@ class CachedModel:
 
         for i, key in enumerate(keys):
             value = None if key in refresh_keys else self.cache.get(key)
+            if value is not None and self.backend.snapshot_refusal(value):
+                refresh_keys.add(key)  # served by a snapshot the run refuses: ask again
+                value = None
             if value is not None:
                 self.stats.cache_hits += 1
                 results[i] = Result(value, None, True)
@@ -236,7 +255,16 @@ class CachedModel:
                 pending, first = held, False
         finally:
             self.cache.release([key for key in todo if results[todo[key][0]] is None], token)
+        self._count_served(results)
         return results  # type: ignore[return-value]
+
+    def _count_served(self, results: Sequence[Result | None]) -> None:
+        from ..diagnostics import served_key
+
+        for result in results:
+            served = None if result is None or result.value is None else served_key(result.value)
+            if served is not None:
+                self.stats.served[served] = self.stats.served.get(served, 0) + 1
 
     def _ask(self, keys: list[str], todo: dict[str, list[int]], requests: Sequence[Request], token: str,
              deliver: Callable[[str, Result], None]) -> None:
@@ -244,6 +272,10 @@ class CachedModel:
 
         def take(j: int, outcome: dict[str, Any] | BaseException) -> None:
             key = keys[j]
+            refusal = None if isinstance(outcome, BaseException) else self.backend.snapshot_refusal(outcome)
+            if refusal:
+                outcome = BackendError(refusal)
+                outcome.kind = "snapshot"  # type: ignore[attr-defined]
             if isinstance(outcome, BaseException):
                 self.stats.failures += 1
                 kind = getattr(outcome, "kind", "error")

@@ -142,6 +142,11 @@ class OpenAIBackend(Backend):
             "text": self._scrub(text or ""), "finish_reason": choice.get("finish_reason"),
             "usage": {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens")},
         }
+        # What the server says served the reply (a dated snapshot, its fingerprint): kept in the value,
+        # never the key, so a model swapped behind one name shows up in the summaries.
+        for name, field_ in (("served_model", "model"), ("system_fingerprint", "system_fingerprint")):
+            if isinstance(data.get(field_), str):
+                value[name] = data[field_]
         for k in self.usage:
             self.usage[k] += usage.get(k) or 0
         if request.params.get("mode") == "expected":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import GasusCommand, check_paths, console, summary_option
+from .diagnostics import health_options
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -20,28 +21,44 @@ def _fmt(value, digits: int = 3) -> str:
               help="Which score to use: score, or top_score (the most likely score of --mode expected).")
 @click.option("--label-field", default=None,
               help="Field of LABELS holding the keep label.  [default: its one true/false field]")
+@click.option("--dataset", type=click.Path(dir_okay=False),
+              help="The graded dataset (Alpaca layout): adds the length bias of the scores to the diagnostics.")
+@health_options
 @summary_option
-def agree(scores, labels, threshold, score_field, label_field, summary):
+def agree(scores, labels, threshold, score_field, label_field, dataset, health, summary):
     """Measure how a grader's scores agree with reference keep labels or another grader.
 
     LABELS is either a labels file, lines {"index": N, "kept_by_...": true|false} joined to
     SCORES on index (prints ROC AUC, and precision, recall and F1 of score >= THRESHOLD), or
     another scores file joined on id (prints Spearman's rank correlation of the scores and
     Cohen's kappa of the two keep decisions). Grades that are not "ok" are never kept.
+    Beside them, the score health of SCORES: whether the scores collapsed onto one value
+    and, with --dataset, how they follow the responses' length.
 
     \b
     Example:
       gasus agree scores.jsonl ../shared/data/alpagasus/claude_t45_labels_dev.jsonl
       gasus agree scores_smollm.jsonl scores_gpt4o.jsonl --threshold 4
+      gasus agree scores.jsonl labels.jsonl --dataset data.json      # with length bias
     """
     from rich.table import Table
 
     from .. import agree as ag
+    from ..diagnostics import grade_health
+    from ..selection import load_grades
+    from .diagnostics import warn
 
-    check_paths(summary, inputs={"SCORES": scores, "LABELS": labels})
+    check_paths(summary, inputs={"SCORES": scores, "LABELS": labels, "--dataset": dataset})
     result = ag.agree(scores, labels, threshold=threshold, score_field=score_field, label_field=label_field)
+    examples = None
+    if dataset is not None:
+        from ..io import load_examples
+
+        examples = load_examples(dataset)
+    health_report = grade_health(examples, load_grades(scores), threshold=threshold, **health)
     summary.items = result["joined"]
     summary.extra.update(result)
+    summary.extra["diagnostics"] = health_report.to_dict()
     table = Table(title=f"Agreement of {scores} with {labels}")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -67,6 +84,17 @@ def agree(scores, labels, threshold, score_field, label_field, summary):
             ("same keep decision", f"{result['decision_agreement']:.1%}"),
             ("Cohen's kappa", _fmt(result["cohen_kappa"])),
         ]
+    rows += _health_rows(health_report)
     for name, value in rows:
         table.add_row(name, value)
     console().print(table)
+    warn(health_report.warnings())
+
+
+def _health_rows(health) -> list[tuple[str, str]]:
+    modal = "n/a" if health.modal_score is None else f"{health.modal_score:g} ({health.modal_share:.1%})"
+    rows = [("modal score (share)", modal + (" collapsed" if health.collapsed else "")),
+            ("distinct scores", str(health.distinct_scores))]
+    if health.quintiles is not None:
+        rows.append(("length Spearman's rho", _fmt(health.length_spearman)))
+    return rows

@@ -104,7 +104,7 @@ class Summary:
         self.model_calls += stats.model_calls
         self.cache_hits += stats.cache_hits
         self.failures += stats.failures
-        for name in ("retries", "errors"):  # by kind: {"http_429": 3, "timeout": 1}
+        for name in ("retries", "errors", "served"):  # by kind: {"http_429": 3, "timeout": 1}
             counts = self.extra.setdefault(name, {})
             for kind, n in getattr(stats, name, {}).items():
                 counts[kind] = counts.get(kind, 0) + n
@@ -195,9 +195,13 @@ _MODEL_OPTIONS = [
                  help="CPU threads of a GGUF model (llamacpp: models).  [default: all cores]"),
     click.option("--offline", is_flag=True,
                  help="Answer only from the cache; a request it does not hold is an error."),
+    click.option("--require-snapshot", metavar="NAME",
+                 help="Take only replies the server says NAME served (its model, e.g. a dated snapshot, its "
+                      "system_fingerprint, or MODEL|FINGERPRINT); others are errors and are not cached, and cached "
+                      "ones are asked again (openai: models)."),
 ]
 _MODEL_OPTION_NAMES = ("base_url", "api_key_env", "concurrency", "timeout", "max_attempts", "batch_size",
-                       "n_ctx", "threads", "offline")
+                       "n_ctx", "threads", "offline", "require_snapshot")
 
 
 def model_options(func: Callable) -> Callable:

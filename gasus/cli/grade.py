@@ -17,6 +17,7 @@ from .common import (
     open_model,
     summary_option,
 )
+from .diagnostics import health_options
 
 
 class GradeProgress:
@@ -93,12 +94,13 @@ class GradeProgress:
               help="Call no model: count the calls the run still needs and, for API graders, estimate tokens and cost.")
 @click.option("--price-table", type=click.Path(dir_okay=False),
               help='JSON {"MODEL": [input, output]} in USD per 1M tokens, over the built-in prices (--dry-run).')
+@health_options
 @model_options
 @batch_options
 @dataset_options
 @summary_option
 def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, mode, limit, retry_failed, dry_run, price_table,
-          model_opts, batch_opts, fmt, instruction_field,
+          health, model_opts, batch_opts, fmt, instruction_field,
           input_field, output_field, split, max_rows, summary):
     """Grade every (instruction, input, response) triplet 0-5 with an LLM, as AlpaGasus does.
 
@@ -175,6 +177,12 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
     hist = gr.histogram(grades)
     summary.extra.update({"statuses": statuses, "histogram": hist, "output": output})
     render_summary(out, grades, hist, statuses, model.stats, output)
+    from ..diagnostics import grade_health, served_warning
+    from .diagnostics import warn
+
+    report = grade_health(examples, grades, **health)
+    summary.extra["diagnostics"] = report.to_dict()
+    warn(report.warnings() + [served_warning(model.stats.served, "grades")])
 
 
 def _dollars(amount: float) -> str:

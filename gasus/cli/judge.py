@@ -56,8 +56,9 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
     Answers are joined on (testset, id). Each question is judged in both orders, each
     order its own cached call, and the orders are combined into a Win/Tie/Lose for A.
     Prints the table of the paper's Figure 5, the winning score
-    (#Win - #Lose) / #Testset + 1 with a bootstrap 95% interval, and how much the answer
-    order sways the judge.
+    (#Win - #Lose) / #Testset + 1 with a bootstrap 95% interval, how much the answer
+    order sways the judge, and how much length does: the share of decided judgements the
+    longer answer won, and the winning score with length controlled for.
 
     \b
     Example:
@@ -119,12 +120,20 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
     out = console()
     out.print(report.verdict_table(result.tallies, title=title))
     out.print(report.bias_text(result.bias))
+    from ..diagnostics import judge_length
+
+    length = judge_length(pairs, judgements, n_resamples=n_resamples, seed=seed)
+    out.print(length.text(), soft_wrap=True)
     statuses = [j.status for j in judgements]
     warning = report.judge_warning(statuses)
     if warning:
         console(stderr=True).print(Text(warning, style="bold red"), soft_wrap=True)
     if failures:
         console(stderr=True).print(f"first failure: {failures[0]}")
+    from ..diagnostics import served_warning
+    from .diagnostics import warn
+
+    warn([served_warning(model.stats.served, "judgements")])
     if plot_path:
         report.plot_verdicts(result.tallies, plot_path, title=title)
         out.print(f"plot -> {plot_path}")
@@ -137,4 +146,5 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
         "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
         "testsets": [t.to_dict() for t in result.tallies],
         "position_bias": result.bias.to_dict(),
+        "length": length.to_dict(),
     })

@@ -13,6 +13,7 @@ from .common import (
     load_dataset_arg,
     summary_option,
 )
+from .diagnostics import health_options
 
 
 @click.command(cls=GasusCommand)
@@ -27,14 +28,17 @@ from .common import (
               help="Keep N examples drawn at random (the paper's baseline of equal size); needs no scores.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
 @click.option("--sweep", default=None, help="Comma-separated thresholds: print kept counts for each, write nothing.")
+@health_options
 @dataset_options
 @summary_option
-def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, fmt, instruction_field,
+def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, health, fmt, instruction_field,
            input_field, output_field, split, max_rows, summary):
     """Select the training subset from a dataset and its scores.
 
     Scores are joined to examples on their content id; examples whose grade did not
-    parse or failed are never kept and are counted in the summary.
+    parse or failed are never kept and are counted in the summary. Warns on stderr when the
+    scores collapsed onto one value or follow the responses' length (see --summary-json's
+    diagnostics).
 
     \b
     Example:
@@ -89,6 +93,16 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, fmt
     else:
         result = selection.select_threshold(examples, grades, selection.PAPER_THRESHOLD if threshold is None else threshold)
     _write_selection(out, output, result, summary)
+    _report_health(examples, grades, result, health, summary)
+
+
+def _report_health(examples, grades, result, health, summary) -> None:
+    from ..diagnostics import grade_health
+    from .diagnostics import warn
+
+    report = grade_health(examples, grades, {e.id for e in result.kept}, **health)
+    summary.extra["diagnostics"] = report.to_dict()
+    warn(report.warnings())
 
 
 def _write_selection(out, output, result, summary) -> None:

@@ -37,11 +37,14 @@ class RunSummary:
     judge: JudgeReport | None
     losses: dict[str, list[dict[str, Any]]]
     warnings: list[str] = field(default_factory=list)
+    health: Any = None  # diagnostics.ScoreHealth of the grades
+    length: Any = None  # diagnostics.JudgeLength of the judgements
 
 
 def summarize_run(run_dir: str | Path, manifest: dict[str, Any] | None = None) -> RunSummary:
     """Read scores, judgements, training manifests and the run manifest of a run dir."""
     from .. import judge as jd
+    from ..diagnostics import grade_health, judge_length
     from ..grade import BUCKETS, bucket
     from ..manifest import read_manifest
     from ..selection import PAPER_THRESHOLD, load_grades
@@ -74,6 +77,9 @@ def summarize_run(run_dir: str | Path, manifest: dict[str, Any] | None = None) -
 
     sweep = [(t / 10, len(ok) - bisect.bisect_left(ok, t / 10)) for t in range(0, 51)]
     warnings = [w for w in [grade_warning([g.status for g in grades])] if w]
+    health = grade_health(_run_examples(config), grades, threshold=PAPER_THRESHOLD if threshold is None else threshold)
+    warnings += health.warnings()
+    length = None
 
     judge = None
     judgements_path = run_dir / "judgements.jsonl"
@@ -83,6 +89,10 @@ def summarize_run(run_dir: str | Path, manifest: dict[str, Any] | None = None) -
         judgements = jd.load_judgements(judgements_path)
         judge = jd.summarize(judgements, rule=judge_cfg.get("rule", "paper"), orders=orders)
         warnings.extend(w for w in [judge_warning([j.status for j in judgements])] if w)
+        answers = [run_dir / "answers" / f"{name}.jsonl" for name in ("filtered", "baseline")]
+        if all(p.is_file() for p in answers):
+            pairs = jd.pair_answers(jd.load_answers(answers[0]), jd.load_answers(answers[1]), answers[0], answers[1])
+            length = judge_length(pairs, judgements)
     losses = {}
     for name in ("filtered", "baseline"):
         path = run_dir / "models" / name / "manifest.json"
@@ -92,7 +102,22 @@ def summarize_run(run_dir: str | Path, manifest: dict[str, Any] | None = None) -
             history = read_json(path).get("train", {}).get("loss_history") or []
             losses[name] = [h for h in history if isinstance(h, dict) and "step" in h and "loss" in h]
     return RunSummary(run_dir, manifest, buckets, statuses, len(grades), threshold, rule, sweep, judge, losses,
-                      warnings)
+                      warnings, health, length)
+
+
+def _run_examples(config: dict[str, Any]) -> list[Any] | None:
+    """The run's dataset (for the responses' lengths), or None when it is no longer readable."""
+    from ..errors import GasusError
+    from ..io import FieldMap, load_examples
+
+    data = config.get("data", {})
+    if not data.get("path") or not Path(data["path"]).is_file():
+        return None
+    try:
+        return load_examples(data["path"], fields=FieldMap.for_format(data.get("format", "alpaca")),
+                             max_rows=data.get("max_rows", 0))
+    except GasusError:
+        return None
 
 
 def render_plots(summary: RunSummary) -> dict[str, bytes]:
@@ -176,8 +201,10 @@ def markdown(summary: RunSummary) -> str:
     if summary.judge is not None:
         parts += ["## Filtered vs random baseline", "", _md_table(VERDICT_COLUMNS, verdict_rows(summary.judge)), "",
                   _md_cell(_bias_line(summary.judge)), ""]
+        parts += [_md_cell(summary.length.text()), ""] if summary.length is not None else []
     parts += ["## Grades", "", _md_table(["score"] + list(summary.buckets), [["examples"] + _values(summary.buckets)]),
               "", _md_table(["status"] + list(summary.statuses), [["examples"] + _values(summary.statuses)]), ""]
+    parts += [_md_cell(summary.health.text()), ""] if summary.health is not None else []
     parts += ["## Stages", "", _md_table(("stage",) + STAGE_COLUMNS, stage_rows(summary.manifest)), ""]
     parts += ["## Plots", ""]
     for name in PLOTS:
@@ -217,8 +244,10 @@ def html_page(summary: RunSummary, images: dict[str, bytes]) -> str:
     if summary.judge is not None:
         parts += ["<h2>Filtered vs random baseline</h2>", _html_table(VERDICT_COLUMNS, verdict_rows(summary.judge), "verdicts"),
                   f"<p>{html.escape(_bias_line(summary.judge))}</p>"]
+        parts += [f"<p>{html.escape(summary.length.text())}</p>"] if summary.length is not None else []
     parts += ["<h2>Grades</h2>", _html_table(["score"] + list(summary.buckets), [["examples"] + _values(summary.buckets)]),
               _html_table(["status"] + list(summary.statuses), [["examples"] + _values(summary.statuses)])]
+    parts += [f"<p>{html.escape(summary.health.text())}</p>"] if summary.health is not None else []
     parts += ["<h2>Stages</h2>", _html_table(("stage",) + STAGE_COLUMNS, stage_rows(summary.manifest))]
     parts.append("<h2>Plots</h2>")
     for name in PLOTS:
@@ -264,6 +293,8 @@ def rich_tables(summary: RunSummary) -> list[Any]:
         for row in verdict_rows(summary.judge):
             table.add_row(*row, style="bold" if row[0] == "overall" else None)
         out += [table, _bias_line(summary.judge)]
+        out += [summary.length.text()] if summary.length is not None else []
+    out += [summary.health.text()] if summary.health is not None else []
     stages = Table(title=f"stages ({_status_text(summary.manifest)})")
     for i, name in enumerate(("stage",) + STAGE_COLUMNS):
         stages.add_column(name, justify="left" if i == 0 else "right")

@@ -24,6 +24,7 @@ COMMANDS = {
     "judge": "gasus.cli.judge:judge",
     "run": "gasus.cli.run:run",
     "report": "gasus.cli.report:report",
+    "check": "gasus.cli.check:check",
 }
 
 

@@ -23,7 +23,7 @@ from .errors import BadInputError
 from .io import file_kind, read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
-STAGES = ("grade", "select", "train", "generate", "judge", "report")
+STAGES = ("grade", "select", "check", "train", "generate", "judge", "report")
 # Libraries whose version can change a result, recorded beside gasus's own.
 LIBRARIES = ("llama_cpp_python", "torch", "transformers", "trl", "accelerate", "peft", "datasets",
              "safetensors", "tokenizers", "numpy", "matplotlib", "diskcache")

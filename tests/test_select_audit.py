@@ -9,22 +9,13 @@ import pytest
 
 from gasus.io import load_examples
 from tests.conftest import FIXTURES, run_cli
-
-SCORES = [5.0, 4.5, 4.0, 4.5, 3.0, None, 4.49, 5.0]
-STATUS = ["ok", "ok", "ok", "ok", "ok", "unparsed", "ok", "error"]
+from tests.test_selection import data as selection_data  # noqa: F401  (a fixture)
 
 
 @pytest.fixture
-def data(tmp_path):
-    rows = [{"instruction": f"Task {i}", "input": "", "output": f"Answer {i}"} for i in range(8)]
-    dataset = tmp_path / "data.json"
-    dataset.write_text(json.dumps(rows))
-    examples = load_examples(dataset)
-    scores = tmp_path / "scores.jsonl"
-    scores.write_text("".join(
-        json.dumps({"id": e.id, "index": e.index, "score": s if st == "ok" else None, "status": st, "grader": "t",
-                    "dimension": "accuracy", "mode": "generate", "raw": "", "probs": None}) + "\n"
-        for e, s, st in zip(examples, SCORES, STATUS)))
+def data(selection_data, tmp_path):  # noqa: F811
+    """test_selection's 8 graded rows (scores 5, 4.5, 4, 4.5, 3, unparsed, 4.49, error), and a check report."""
+    dataset, scores, examples = selection_data
     # row 1 overlaps a test question; rows 0, 3 and 6 are near-duplicates (0 has the best score)
     report = tmp_path / "audit.json"
     report.write_text(json.dumps({

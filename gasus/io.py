@@ -29,6 +29,8 @@ _FORMAT_FIELDS = {
 }
 # One table tells the reader and the writer what a file is, whatever the suffix's case.
 _SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+# A compression suffix after the data suffix (data.jsonl.gz): the file is decompressed whole when read.
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 # Characters str.splitlines() breaks at that JSON allows raw inside a string; written escaped.
 _LINE_BREAKS_IN_STRINGS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
 
@@ -42,9 +44,18 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def compression(path: str | Path) -> str | None:
+    """gzip, bz2, xz or zstd by the file's last suffix (case-insensitive); None for a plain file."""
+    return COMPRESSIONS.get(Path(path).suffix.lower())
+
+
 def file_kind(path: str | Path) -> str | None:
-    """json, jsonl, parquet or csv by the file's suffix (case-insensitive); None if unknown."""
-    return _SUFFIXES.get(Path(path).suffix.lower())
+    """json, jsonl, parquet or csv by the file's suffix (case-insensitive), looking past a compression
+    suffix (data.jsonl.gz is jsonl); None if unknown."""
+    path = Path(path)
+    if compression(path):
+        path = path.with_suffix("")
+    return _SUFFIXES.get(path.suffix.lower())
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,8 @@ def _read_text(path: Path) -> str:
         raise BadInputError(f"{path}: is a directory, not a file") from None
     except OSError as exc:
         raise BadInputError(f"{path}: cannot read: {exc.strerror}") from None
+    if compression(path):
+        data = decompress(path, data)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -84,6 +97,43 @@ def _read_text(path: Path) -> str:
             f"{path}: not UTF-8 text: undecodable byte 0x{data[exc.start]:02x} at line "
             f"{line} (byte offset {exc.start})"
         ) from None
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    try:
+        import zstandard
+    except ImportError:
+        raise MissingDependencyError("zstandard", "Reading a .zst file") from None
+    parts = []
+    while data:  # one frame per pass: concatenated frames are one stream, as the zstd tool reads them
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        parts.append(frame.decompress(data))
+        if not frame.eof:
+            raise EOFError("compressed data ended before the end of its frame")
+        data = frame.unused_data
+    return b"".join(parts)
+
+
+def decompress(path: Path, data: bytes) -> bytes:
+    """The bytes of a compressed file, by its suffix; a corrupt or truncated file is a one-line error."""
+    import bz2
+    import gzip
+    import lzma
+
+    kind = compression(path)
+    try:
+        if kind == "gzip":
+            return gzip.decompress(data)
+        if kind == "bz2":
+            return bz2.decompress(data)
+        if kind == "xz":
+            return lzma.decompress(data)
+        return _zstd_decompress(data)
+    except MissingDependencyError:
+        raise
+    except Exception as exc:  # each format raises its own types (OSError, EOFError, LZMAError, ZstdError)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"{path}: not a readable {kind} file: {detail}") from None
 
 
 def _json_error(path: Path, exc: json.JSONDecodeError, line_offset: int = 0) -> BadInputError:
@@ -278,6 +328,8 @@ def read_rows(source: str | Path, *, split: str = "train", max_rows: int = 0) ->
         text = _read_text(path).lstrip()
         kind = "json" if text.startswith("[") else "jsonl"
     if kind == "parquet":
+        if compression(path):
+            raise BadInputError(f"{path}: Parquet compresses its own columns; give the .parquet file itself")
         return _rows_from_parquet(path, max_rows)
     reader = {"json": _rows_from_json, "jsonl": _rows_from_jsonl, "csv": _rows_from_csv}[kind]
     return reader(path)
@@ -294,6 +346,50 @@ def _field(row: dict, name: str, where: str, source: str, *, required: bool) -> 
     if not isinstance(value, str):
         raise BadInputError(f"{source}: {where}: field '{name}' must be a string, got {_type_name(value)}")
     return value
+
+
+# Chat layouts: OpenAI `messages` ({"role", "content"}) and ShareGPT `conversations` ({"from", "value"}).
+_CHAT_LAYOUTS = {"messages": ("role", "content"), "conversations": ("from", "value")}
+_CHAT_ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
+
+
+def _chat_text(value: Any, where: str) -> str:
+    """A turn's text: a string, or OpenAI's list of content parts whose text parts are joined."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") == "text"
+                                       and isinstance(p.get("text"), str) for p in value):
+        return "".join(p["text"] for p in value)
+    raise BadInputError(f"{where}: a turn's text must be a string or a list of text parts, got {_type_name(value)}")
+
+
+def chat_triplet(row: dict, key: str, where: str) -> tuple[str, str, str]:
+    """(instruction, input, output) of a single-turn chat row: the user turn, the system text (kept as
+    context), the assistant's reply. A conversation of more turns is an error naming the row: the
+    paper's grading prompt shows one instruction and one response."""
+    role_key, text_key = _CHAT_LAYOUTS[key]
+    turns = row[key]
+    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+        raise BadInputError(f"{where}: '{key}' must be a list of objects")
+    system, rest = [], []
+    for n, turn in enumerate(turns):
+        role = _CHAT_ROLES.get(str(turn.get(role_key)).lower())
+        if role is None:
+            raise BadInputError(f"{where}: {key}[{n}] has {role_key} {json.dumps(turn.get(role_key))}; "
+                                f"expected one of {', '.join(_CHAT_ROLES)}")
+        text = _chat_text(turn.get(text_key), f"{where}: {key}[{n}]")
+        if role == "system" and not rest:
+            system.append(text)
+        else:
+            rest.append((role, text))
+    if [role for role, _ in rest] != ["user", "assistant"]:
+        users = sum(1 for role, _ in rest if role == "user")
+        if users > 1:
+            raise BadInputError(f"{where}: a multi-turn conversation ({users} user turns); gasus reads single-turn "
+                                "rows (one user turn, one assistant reply), as the paper's prompt is single-turn")
+        raise BadInputError(f"{where}: '{key}' must hold one user turn and then one assistant reply "
+                            "(after any system text)")
+    return rest[0][1], "\n\n".join(system), rest[1][1]
 
 
 def count_rows(source: str | Path, *, split: str = "train", max_rows: int = DEFAULT_MAX_ROWS) -> int:
@@ -321,11 +417,15 @@ def load_examples(source: str | Path, *, fields: FieldMap | None = None, split: 
     for index, (where, row) in enumerate(read_rows(source, split=split, max_rows=max_rows)):
         if max_rows and index == max_rows:
             raise _too_many_rows(source, index + 1, max_rows)
-        instruction = _field(row, fields.instruction, where, str(source), required=True)
-        input_ = _field(row, fields.input, where, str(source), required=False)
-        output = _field(row, fields.output, where, str(source), required=True)
+        chat = next((k for k in _CHAT_LAYOUTS if k in row), None) if fields.instruction not in row else None
+        if chat:
+            instruction, input_, output = chat_triplet(row, chat, f"{source}: {where}")
+        else:
+            instruction = _field(row, fields.instruction, where, str(source), required=True)
+            input_ = _field(row, fields.input, where, str(source), required=False)
+            output = _field(row, fields.output, where, str(source), required=True)
         if keep is None or index in keep:
-            extra = {k: v for k, v in row.items() if k not in used}
+            extra = {k: v for k, v in row.items() if k not in used and k != chat}
             examples.append(Example(index, instruction, input_, output, extra))
         total = index + 1
     if not total:

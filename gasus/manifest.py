@@ -20,10 +20,10 @@ from typing import Any
 
 from . import __version__
 from .errors import BadInputError
-from .io import file_kind, read_json, sha256_file, write_json
+from .io import compression, count_rows, file_kind, read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
-STAGES = ("grade", "select", "train", "generate", "judge", "report")
+STAGES = ("grade", "select", "check", "train", "generate", "judge", "report")
 # Libraries whose version can change a result, recorded beside gasus's own.
 LIBRARIES = ("llama_cpp_python", "torch", "transformers", "trl", "accelerate", "peft", "datasets",
              "safetensors", "tokenizers", "numpy", "matplotlib", "diskcache")
@@ -62,7 +62,9 @@ def file_record(path: str | Path) -> dict[str, Any]:
         return {"sha256": h.hexdigest()}
     record: dict[str, Any] = {"sha256": sha256_file(path)}
     kind = file_kind(path)
-    if kind == "jsonl":
+    if compression(path) and kind in ("json", "jsonl"):  # the rows of the decompressed data
+        record["rows"] = count_rows(path, max_rows=0)
+    elif kind == "jsonl":
         with open(path, "rb") as handle:
             record["rows"] = sum(1 for line in handle if line.strip())
     elif kind == "json":

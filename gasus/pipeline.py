@@ -100,6 +100,30 @@ class SelectConfig:
 
 
 @dataclass(frozen=True)
+class CheckConfig:
+    """The optional audit between select and train (`gasus check`, then `select --exclude`)."""
+
+    enabled: bool = field(default=False, metadata={"help": "Run the check stage."})
+    against: str | None = field(default=None, metadata={
+        "help": "Test-set names or a dataset file; none: the test sets [generate] answers."})
+    duplicates: bool = field(default=True, metadata={"help": "Also keep only the best of near-duplicate groups."})
+    ngram: int = field(default=13, metadata={"help": "Words in a shared n-gram that makes an exact hit."})
+    threshold: float = field(default=0.6, metadata={"help": "Jaccard at or above which two texts are near."})
+    shingle: int = field(default=2, metadata={"help": "Words per shingle of the near check."})
+
+    def audit_config(self):
+        from .audit import AuditConfig
+
+        return AuditConfig(ngram=self.ngram, threshold=self.threshold, shingle=self.shingle)
+
+    def __post_init__(self):
+        try:
+            self.audit_config()
+        except BadInputError as exc:
+            raise ValueError(f"[check] {str(exc).removeprefix('--')}") from None
+
+
+@dataclass(frozen=True)
 class TrainStageConfig:
     base: str | None = field(default=None, metadata={"help": "Base model; none: the embedded SmolLM2-135M."})
     preset: str = field(default="alpagasus-7b", metadata={"help": "alpagasus-7b, alpagasus-13b or cpu-smoke."})
@@ -150,6 +174,7 @@ class RunConfig:
     data: DataConfig
     grade: GradeConfig = GradeConfig()
     select: SelectConfig = SelectConfig()
+    check: CheckConfig = CheckConfig()
     train: TrainStageConfig = TrainStageConfig()
     generate: GenerateConfig = GenerateConfig()
     judge: JudgeConfig = JudgeConfig()
@@ -159,7 +184,8 @@ class RunConfig:
         return {"out_dir": str(self.out_dir), **{name: dataclasses.asdict(getattr(self, name)) for name in _SECTIONS}}
 
 
-_SECTIONS = {"data": DataConfig, "grade": GradeConfig, "select": SelectConfig, "train": TrainStageConfig,
+_SECTIONS = {"data": DataConfig, "grade": GradeConfig, "select": SelectConfig, "check": CheckConfig,
+             "train": TrainStageConfig,
              "generate": GenerateConfig, "judge": JudgeConfig}
 # What each annotation accepts from TOML, and how a problem is named.
 _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
@@ -172,6 +198,8 @@ def _type_problem(table: str, name: str, annotation: str, value: Any) -> str | N
     base = annotation.replace(" | None", "")
     if value is None and base != annotation:
         return None
+    if base == "bool":
+        return None if isinstance(value, bool) else f"[{table}] {name} must be true or false, got {value!r}"
     if base not in _TYPES:
         return None
     kinds, what = _TYPES[base]
@@ -266,6 +294,11 @@ def config_from_dict(raw: dict[str, Any], here: Path, where: str) -> RunConfig:
         raise BadInputError(f"{where}: {len(problems)} problems in the config: {'; '.join(problems)}")
 
     sections["data"] = dataclasses.replace(sections["data"], path=resolve(sections["data"].path))
+    from .io import file_kind
+
+    against = sections["check"].against
+    if against and (Path(here / against).exists() or file_kind(against) is not None):
+        sections["check"] = dataclasses.replace(sections["check"], against=resolve(against))
     if sections["generate"].testsets_dir:
         sections["generate"] = dataclasses.replace(sections["generate"],
                                                    testsets_dir=resolve(sections["generate"].testsets_dir))
@@ -275,6 +308,7 @@ def config_from_dict(raw: dict[str, Any], here: Path, where: str) -> RunConfig:
 def _check_sections(sections: dict[str, Any], resolve: Callable[[str | None], str | None]) -> list[str]:
     """What the dataclasses cannot see alone: files, presets and training keys, test sets, model specs."""
     from .backends import parse_spec, spec_file
+    from .io import file_kind
     from .testsets import resolve_names
     from .train import PRESETS, TrainConfig, resolve_base
 
@@ -299,6 +333,16 @@ def _check_sections(sections: dict[str, Any], resolve: Callable[[str | None], st
             resolve_base(train.base)
         except GasusError as exc:
             problems.append(f"[train] {exc}")
+    check = sections.get("check")
+    if check is not None and check.against:
+        if Path(resolve(check.against)).exists() or file_kind(check.against) is not None:
+            if not Path(resolve(check.against)).is_file():
+                problems.append(f"[check] against {resolve(check.against)}: no such file")
+        else:
+            try:
+                resolve_names(check.against)
+            except GasusError as exc:
+                problems.append(f"[check] {exc}")
     generate = sections.get("generate")
     if generate is not None:
         try:
@@ -352,7 +396,8 @@ def _train_is_current(model_dir: Path, examples_sha256: str, settings: dict[str,
             and manifest.get("base", {}).get("spec") == resolve_base(base).spec)
 
 
-OUTPUT_FILES = ("manifest.json", "scores.jsonl", "filtered.json", "baseline.json", "models", "answers/filtered.jsonl",
+OUTPUT_FILES = ("manifest.json", "scores.jsonl", "filtered.json", "baseline.json", "audit.json", "decisions.jsonl",
+                "models", "answers/filtered.jsonl",
                 "answers/baseline.jsonl", "judgements.jsonl", "verdicts.jsonl", "verdicts.png", "plots",
                 "report.md", "report.html")
 
@@ -361,7 +406,8 @@ def run_paths(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """(inputs, outputs) of a run, each named as the user knows it, for `check_outputs`."""
     from .backends import spec_file
 
-    inputs = {"[data] path": config.data.path, "[grade] grader": spec_file(config.grade.grader),
+    inputs = {"[data] path": config.data.path, "[check] against": _against_file(config.check),
+              "[grade] grader": spec_file(config.grade.grader),
               "[judge] judge": spec_file(config.judge.judge), "[train] base": spec_file(config.train.base)}
     outputs = {f"out_dir/{name}": config.out_dir / name for name in OUTPUT_FILES}
     return inputs, outputs
@@ -476,6 +522,22 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
          warning=health.warnings(), kept=len(kept.kept), rule=kept.rule)
     record("select", len(kept.kept), reports[-1:])
 
+    # check (optional): drop rows that overlap the test sets, and all but the best of near-duplicates
+    if config.check.enabled:
+        manifest.begin("check")
+        t = time.perf_counter()
+        kept, baseline, found = _check_stage(config, examples, grades, out)
+        for name in ("audit", "decisions"):
+            manifest.file("outputs", name, out / f"{name}.json{'l' if name == 'decisions' else ''}")
+        for name in ("filtered", "baseline"):
+            manifest.file("outputs", name, out / f"{name}.json")
+        manifest.data["check"] = {**found, "kept": len(kept.kept)}
+        done("check", t, f"{found['contaminated_rows']} of {found['rows']} rows overlap the test sets "
+                         f"({found['exact_hits']} exact, {found['near_hits']} near hits), "
+                         f"{found['duplicate_rows']} near-duplicates; kept {len(kept.kept)} by {kept.rule}",
+             **{k: found[k] for k in ("contaminated_rows", "duplicate_rows")})
+        record("check", found["rows"], reports[-1:], found["contaminated_rows"])
+
     # train both; an interrupted training of the same data and settings resumes from its checkpoint
     manifest.begin("train")
     manifest.model("base", _base_record(config.train.base, cache))
@@ -563,6 +625,55 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     run_summary, _, _ = write_report(out, manifest.data, images=images)
     done("report", t, f"{out / 'report.html'} and {out / 'report.md'}", run=run_summary)
     return reports
+
+
+def _against_file(check: CheckConfig) -> str | None:
+    from .io import file_kind
+
+    against = check.against
+    return against if against and (Path(against).exists() or file_kind(against) is not None) else None
+
+
+def _check_stage(config: RunConfig, examples: list[Any], grades: list[Any], out: Path) -> tuple[Any, Any, dict]:
+    """Audit the dataset (audit.json), select again from the rows it leaves (the same rule, so top_k
+    still keeps k) and draw the baseline of equal size from them too; decisions.jsonl says why for
+    every row. Returns (kept, baseline, the audit's summary)."""
+    from . import audit
+    from .io import load_examples, write_json, write_jsonl, write_records
+    from .selection import (
+        PAPER_THRESHOLD,
+        decisions,
+        excluded_rows,
+        select_random,
+        select_threshold,
+        select_top_k,
+        without_rows,
+    )
+
+    check = config.check
+    against = _against_file(check)
+    if against:
+        references = audit.dataset_references(against, load_examples(against, max_rows=config.data.max_rows))
+    else:
+        references = audit.testset_references(check.against or list(config.generate.testsets),
+                                              config.generate.testsets_dir)
+    found = audit.audit(examples, references, check.audit_config(), self_check=check.duplicates)
+    write_json(out / "audit.json", found.to_dict())
+    contaminated = {h["index"] for h in found.hits if h["testset"] != "self"}
+    excluded = excluded_rows(examples, grades, contaminated, found.groups)
+    left, left_grades = without_rows(examples, grades, excluded)
+    if config.select.top_k is not None:
+        rule, kept = "top_k", select_top_k(left, left_grades, config.select.top_k)
+    else:
+        threshold = PAPER_THRESHOLD if config.select.threshold is None else config.select.threshold
+        rule, kept = "threshold", select_threshold(left, left_grades, threshold)
+    if not kept.kept:
+        raise GasusError(f"after the check the selection kept no example ({kept.rule}); see {out / 'audit.json'}")
+    baseline = select_random(left, len(kept.kept), config.select.seed)
+    write_jsonl(out / "decisions.jsonl", decisions(examples, grades, kept.kept, rule, excluded))
+    write_records(out / "filtered.json", [e.to_dict() for e in kept.kept])
+    write_records(out / "baseline.json", [e.to_dict() for e in baseline.kept])
+    return kept, baseline, found.summary
 
 
 def _model_dir_record(model_dir: Path, cache: Any = None) -> dict[str, Any]:

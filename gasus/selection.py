@@ -6,7 +6,7 @@ import bisect
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,3 +187,94 @@ def parse_thresholds(text: str) -> list[float]:
             raise BadInputError(f"--sweep thresholds must be finite numbers, got {value}")
         check_threshold(value, "--sweep thresholds")
     return values
+
+
+# ---------------------------------------------------------------- exclusions and per-row decisions
+
+KEPT = "selected"
+RULE_REASONS = {"threshold": "below_threshold", "top_k": "not_in_top_k", "random": "random_baseline"}
+
+
+def load_exclusions(path: str | Path, examples: Sequence[Example]) -> tuple[set[int], list[list[int]]]:
+    """The rows a `gasus check` report marks: those that overlap a reference (contaminated), and the
+    near-duplicate groups; every row it names must be the same row (index and id) of this dataset."""
+    from .io import read_json
+
+    report = read_json(path)
+    if not (isinstance(report, dict) and isinstance(report.get("hits"), list)
+            and isinstance(report.get("groups"), list)):
+        raise BadInputError(f"{path}: not a `gasus check` report (expected an object with 'hits' and 'groups')")
+    by_index = {e.index: e for e in examples}
+
+    def row(index: Any, where: str) -> int:
+        if not isinstance(index, int) or isinstance(index, bool) or index not in by_index:
+            raise BadInputError(f"{path}: {where}: row {json.dumps(index)} is not a row of the dataset "
+                                f"({len(examples)} rows); was the report made from another dataset?")
+        return index
+
+    contaminated = set()
+    for n, hit in enumerate(report["hits"]):
+        if not isinstance(hit, dict):
+            raise BadInputError(f"{path}: hit {n}: expected an object")
+        index = row(hit.get("index"), f"hit {n}")
+        if hit.get("id") != by_index[index].id:
+            raise BadInputError(f"{path}: hit {n}: row {index} has another id in the dataset; "
+                                "was the report made from another dataset?")
+        if hit.get("testset") != "self":
+            contaminated.add(index)
+    groups = []
+    for n, group in enumerate(report["groups"]):
+        if not isinstance(group, list) or len(group) < 2:
+            raise BadInputError(f"{path}: group {n}: expected a list of at least two row indexes")
+        groups.append(sorted({row(i, f"group {n}") for i in group}))
+    return contaminated, groups
+
+
+def excluded_rows(examples: Sequence[Example], grades: Sequence[Grade] | None, contaminated: set[int],
+                  groups: Sequence[Sequence[int]]) -> dict[int, str]:
+    """Row index -> why it may not be kept: contaminated, or a near-duplicate other than the best of its
+    group (the best usable score among its clean rows, ties to the earlier row; the first clean row
+    when there are no scores)."""
+    excluded = {index: "contaminated" for index in contaminated}
+    score = {}
+    if grades is not None:
+        by_id = {g.id: g for g in grades}
+        score = {e.index: by_id[e.id].score for e in examples if e.id in by_id and by_id[e.id].ok}
+    for group in groups:
+        clean = [i for i in group if i not in contaminated]
+        usable = [i for i in clean if i in score] if grades is not None else clean
+        best = min(usable, key=lambda i: (-score.get(i, 0.0), i)) if usable else None
+        excluded.update({i: "near_duplicate" for i in clean if i != best})
+    return excluded
+
+
+def without_rows(examples: Sequence[Example], grades: Sequence[Grade] | None,
+                 excluded: Container[int]) -> tuple[list[Example], list[Grade] | None]:
+    """The examples not excluded, and the grades of their ids (identical rows share one)."""
+    remaining = [e for e in examples if e.index not in excluded]
+    if grades is None:
+        return remaining, None
+    ids = {e.id for e in remaining}
+    return remaining, [g for g in grades if g.id in ids]
+
+
+def decisions(examples: Sequence[Example], grades: Sequence[Grade] | None, kept: Sequence[Example],
+              rule: str, excluded: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
+    """One record per input row: id, index, score, kept, and why (`selected` when kept; otherwise
+    grade_failed, contaminated, near_duplicate, then the rule's reason: below_threshold,
+    not_in_top_k or random_baseline)."""
+    kept_rows = {e.index for e in kept}
+    by_id = {g.id: g for g in grades} if grades is not None else {}
+    excluded = excluded or {}
+    out = []
+    for e in examples:
+        grade = by_id.get(e.id)
+        if e.index in kept_rows:
+            reason = KEPT
+        elif grade is not None and not grade.ok:
+            reason = "grade_failed"
+        else:
+            reason = excluded.get(e.index) or RULE_REASONS[rule]
+        out.append({"id": e.id, "index": e.index, "score": grade.score if grade is not None else None,
+                    "kept": e.index in kept_rows, "reason": reason})
+    return out

@@ -147,7 +147,7 @@ CATALOGUE = {
                                         "{t}/f is not a directory",
                                         {"f": "x", "c.toml": f'out_dir = "f/out"\n[data]\npath = "{MINI}"\n'}),
     "config unknown setting": Case(["run", "{t}/c.toml"], "{t}/c.toml: unknown setting(s) bogus; tables: data, grade, "
-                                   "select, train, generate, judge", {"c.toml": f'out_dir = "o"\nbogus = 1\n'
+                                   "select, check, train, generate, judge", {"c.toml": f'out_dir = "o"\nbogus = 1\n'
                                                                       f'[data]\npath = "{MINI}"\n'}),
 }
 

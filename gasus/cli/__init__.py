@@ -25,6 +25,7 @@ COMMANDS = {
     "run": "gasus.cli.run:run",
     "report": "gasus.cli.report:report",
     "batch": "gasus.cli.batch:batch",
+    "check": "gasus.cli.check:check",
 }
 
 

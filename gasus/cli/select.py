@@ -28,11 +28,16 @@ from .diagnostics import health_options
               help="Keep N examples drawn at random (the paper's baseline of equal size); needs no scores.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
 @click.option("--sweep", default=None, help="Comma-separated thresholds: print kept counts for each, write nothing.")
+@click.option("--exclude", type=click.Path(dir_okay=False),
+              help="A `gasus check -o` report: drop its contaminated rows, and all but the best-scored row of "
+                   "each near-duplicate group.")
+@click.option("--decisions", type=click.Path(dir_okay=False),
+              help="Write one JSON line per input row: id, index, score, kept and the reason.")
 @health_options
 @dataset_options
 @summary_option
-def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, health, fmt, instruction_field,
-           input_field, output_field, split, max_rows, summary):
+def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exclude, decisions, health, fmt,
+           instruction_field, input_field, output_field, split, max_rows, summary):
     """Select the training subset from a dataset and its scores.
 
     Scores are joined to examples on their content id; examples whose grade did not
@@ -45,6 +50,7 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, hea
       gasus select data.json scores.jsonl -o alpagasus.json            # score >= 4.5
       gasus select data.json scores.jsonl --sweep 3.5,4,4.5,5
       gasus select data.json --random 9229 --seed 0 -o random_9k.json
+      gasus select data.json scores.jsonl --exclude audit.json --decisions why.jsonl -o kept.json
     """
     from .. import selection
 
@@ -56,10 +62,14 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, hea
         raise BadInputError("SCORES is required unless --random is given")
     if sweep is None and output is None:
         raise BadInputError("-o/--output is required (except with --sweep)")
-    check_paths(summary, inputs={"DATASET": dataset, "SCORES": scores}, outputs={"-o/--output": output})
+    if sweep is not None and decisions is not None:
+        raise BadInputError("--decisions does not go with --sweep, which selects nothing")
+    check_paths(summary, inputs={"DATASET": dataset, "SCORES": scores, "--exclude": exclude},
+                outputs={"-o/--output": output, "--decisions": decisions})
 
     out = console()
-    if random_n is not None:  # holds only the drawn examples, however large the dataset
+    if random_n is not None and exclude is None and decisions is None:
+        # holds only the drawn examples, however large the dataset
         from ..io import FieldMap
 
         fields = FieldMap.for_format(fmt, instruction=instruction_field, input=input_field, output=output_field)
@@ -68,16 +78,24 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, hea
         return _write_selection(out, output, result, summary)
     examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split,
                                 max_rows)
-    grades = selection.load_grades(scores)
+    grades = selection.load_grades(scores) if scores is not None and random_n is None else None
     summary.items = len(examples)
+    excluded: dict[int, str] = {}
+    candidates, candidate_grades = examples, grades
+    if exclude is not None:
+        excluded = selection.excluded_rows(examples, grades, *selection.load_exclusions(exclude, examples))
+        candidates, candidate_grades = selection.without_rows(examples, grades, excluded)
+        summary.extra["excluded"] = {reason: sum(1 for r in excluded.values() if r == reason)
+                                     for reason in ("contaminated", "near_duplicate")}
 
     if sweep is not None:
         from rich.table import Table
 
         thresholds = selection.parse_thresholds(sweep)
-        rows = selection.sweep(examples, grades, thresholds)
-        not_ok = sum(1 for g in grades if not g.ok)
-        table = Table(title=f"Kept examples per threshold ({len(examples)} examples, {not_ok} not gradable)")
+        rows = selection.sweep(candidates, candidate_grades, thresholds)
+        not_ok = sum(1 for g in candidate_grades if not g.ok)
+        note = f", {len(excluded)} excluded" if exclude is not None else ""
+        table = Table(title=f"Kept examples per threshold ({len(candidates)} examples, {not_ok} not gradable{note})")
         table.add_column("threshold", justify="right")
         table.add_column("kept", justify="right")
         table.add_column("fraction", justify="right")
@@ -88,12 +106,28 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, hea
         summary.extra["sweep"] = [{"threshold": t, "kept": k, "fraction": f} for t, k, f in rows]
         return
 
-    if top_k is not None:
-        result = selection.select_top_k(examples, grades, top_k)
+    if random_n is not None:
+        rule, result = "random", selection.select_random(candidates, random_n, seed)
+    elif top_k is not None:
+        rule, result = "top_k", selection.select_top_k(candidates, candidate_grades, top_k)
     else:
-        result = selection.select_threshold(examples, grades, selection.PAPER_THRESHOLD if threshold is None else threshold)
+        rule, result = "threshold", selection.select_threshold(
+            candidates, candidate_grades, selection.PAPER_THRESHOLD if threshold is None else threshold)
+    if excluded:  # counted against the whole dataset, the excluded rows with it
+        result = selection.Selection(result.kept, len(examples), result.not_ok, result.rule)
+    if decisions is not None:
+        from ..io import write_jsonl
+
+        write_jsonl(decisions, selection.decisions(examples, grades, result.kept, rule, excluded))
     _write_selection(out, output, result, summary)
-    _report_health(examples, grades, result, health, summary)
+    if excluded:
+        counts = summary.extra["excluded"]
+        out.print(f"excluded {counts['contaminated']} contaminated and {counts['near_duplicate']} near-duplicate "
+                  f"rows (from {exclude})")
+    if decisions is not None:
+        out.print(f"a decision for each of {len(examples)} rows -> {decisions}")
+    if grades is not None:  # a --random draw has no scores to diagnose
+        _report_health(examples, grades, result, health, summary)
 
 
 def _report_health(examples, grades, result, health, summary) -> None:

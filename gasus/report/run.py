@@ -182,6 +182,12 @@ def _headline(summary: RunSummary) -> list[str]:
     lines = [f"run dir: {summary.run_dir}", f"status: {_status_text(m)}",
              f"gasus {m.get('gasus')}, started {m.get('started_at')}, updated {m.get('updated_at')}",
              f"selection: {summary.rule}; kept {kept if kept is not None else '?'} of {summary.graded} graded"]
+    check = m.get("check")
+    if check:
+        lines[-1] = f"selection: {summary.rule}; kept {check.get('kept', '?')} of {summary.graded} graded"
+        lines.append(f"check: {check['contaminated_rows']} of {check['rows']} rows overlap the test sets "
+                     f"({check['exact_hits']} exact, {check['near_hits']} near hits), "
+                     f"{check['duplicate_rows']} near-duplicates; all left out of training (audit.json)")
     for role, model in m.get("models", {}).items():
         ident = (model.get("sha256") or model.get("remote_name") or model.get("weights_sha256")
                  or model.get("manifest_sha256") or "")

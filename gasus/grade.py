@@ -25,7 +25,8 @@ from .backends.base import CachedModel, Request, Result
 from .errors import BadInputError
 from .parsing import parse_score, score_distribution
 from .prompts import Template, load_template, template_from_file
-from .records import Example, Grade
+from .records import SCORE_STATUSES, Example, Grade
+from .thinking import DEFAULT_TOKEN_CAP, final_value, run_growing, split_reply
 
 DIMENSIONS = ("accuracy", "helpfulness")
 MODES = ("generate", "score", "expected")
@@ -104,16 +105,20 @@ def grading_prompt(dimension: str = "accuracy", prompt_file: str | Path | None =
     raise BadInputError(f"unknown prompt variant '{variant}': choose one of {', '.join(VARIANTS)}")
 
 
-def grade_request(prompt: GradingPrompt, example: Example, mode: str) -> Request:
-    """The model call that grades one example. The template's hash is part of the request."""
+def grade_request(prompt: GradingPrompt, example: Example, mode: str, *, max_tokens: int | None = None,
+                  thinking: str = "auto") -> Request:
+    """The model call that grades one example. The template's hash is part of the request;
+    `max_tokens` defaults to the paper's 256 (generate) or one score line (score)."""
     messages = prompt.messages(example)
+    extra = {} if thinking == "auto" else {"thinking": thinking}  # auto asks what was always asked
     if mode == "generate":
-        return Request.chat(messages, temperature=0, max_tokens=PAPER_MAX_TOKENS, prompt=prompt.version)
+        return Request.chat(messages, temperature=0, max_tokens=max_tokens or PAPER_MAX_TOKENS,
+                            prompt=prompt.version, **extra)
     if mode == "score":
-        return Request.chat(messages, mode="score", temperature=0, max_tokens=SCORE_MAX_TOKENS,
-                            stop=["\n"], prompt=prompt.version)
+        return Request.chat(messages, mode="score", temperature=0, max_tokens=max_tokens or SCORE_MAX_TOKENS,
+                            stop=["\n"], prompt=prompt.version, **extra)
     if mode == "expected":
-        return Request.chat(messages, mode="expected", prompt=prompt.version)
+        return Request.chat(messages, mode="expected", prompt=prompt.version, **extra)
     raise BadInputError(f"unknown mode '{mode}': choose one of {', '.join(MODES)}")
 
 
@@ -124,9 +129,13 @@ def grade_from_value(value: dict[str, Any], mode: str) -> dict[str, Any]:
         probs = None if dist.probs is None else {k: round(p, 6) for k, p in dist.probs.items()}
         return {"score": None if dist.expected is None else round(dist.expected, 6), "status": dist.status,
                 "raw": value.get("text"), "probs": probs, "top_score": dist.top}
-    parsed = parse_score(value.get("text"))
+    reply = split_reply(value)  # the thinking is never parsed
+    if reply.cut:
+        return {"score": None, "status": "truncated", "raw": reply.answer, "probs": None, "top_score": None,
+                "reasoning": reply.reasoning}
+    parsed = parse_score(reply.answer)
     return {"score": parsed.score if parsed.ok else None, "status": parsed.status,
-            "raw": value.get("text"), "probs": None, "top_score": None}
+            "raw": reply.answer, "probs": None, "top_score": None, "reasoning": reply.reasoning}
 
 
 def make_grade(example: Example, result: Result, *, grader: str, dimension: str, mode: str) -> Grade:
@@ -139,18 +148,20 @@ def make_grade(example: Example, result: Result, *, grader: str, dimension: str,
 
 def grade_examples(examples: Sequence[Example], model: CachedModel, *, prompt: GradingPrompt,
                    dimension: str = "accuracy", mode: str = "generate", retry_failed: bool = False,
-                   on_grade: Callable[[int, Grade, bool], None] | None = None) -> list[Grade]:
+                   on_grade: Callable[[int, Grade, bool], None] | None = None, max_tokens: int | None = None,
+                   max_tokens_cap: int = DEFAULT_TOKEN_CAP, thinking: str = "auto") -> list[Grade]:
     """One grade per example, in order. Identical examples share one call; cached ones cost nothing.
 
-    With `retry_failed`, examples whose cached answer did not parse or was out of range are asked
-    again (failed calls are never cached, so they are always asked again).
+    With `retry_failed`, examples whose cached answer did not parse, was out of range or was cut
+    off in its thinking are asked again (failed calls are never cached, so they are always asked again).
+    A reply cut off inside its thinking is asked again with twice the budget, up to `max_tokens_cap`.
     `on_grade(position, grade, from_cache)` is told of each grade as it is known.
     """
-    requests = [grade_request(prompt, e, mode) for e in examples]
+    requests = [grade_request(prompt, e, mode, max_tokens=max_tokens, thinking=thinking) for e in examples]
     refresh: set[int] = set()
     if retry_failed:
         for i, request in enumerate(requests):
-            value = model.cache.get(model.key(request))
+            value = final_value(model, request, cap=max_tokens_cap)
             if value is not None and grade_from_value(value, mode)["status"] != "ok":
                 refresh.add(i)
     grader = model.backend.label
@@ -161,7 +172,7 @@ def grade_examples(examples: Sequence[Example], model: CachedModel, *, prompt: G
         if on_grade is not None:
             on_grade(i, grades[i], result.cached)
 
-    model.run(requests, on_result, refresh=refresh)
+    run_growing(model, requests, cap=max_tokens_cap, on_result=on_result, refresh=refresh)
     return grades  # type: ignore[return-value]
 
 
@@ -265,7 +276,7 @@ def histogram(grades: Sequence[Grade]) -> dict[str, int]:
 
 def status_counts(grades: Sequence[Grade]) -> dict[str, int]:
     counts = Counter(g.status for g in grades)
-    return {s: counts.get(s, 0) for s in ("ok", "unparsed", "out_of_range", "error")}
+    return {s: counts.get(s, 0) for s in SCORE_STATUSES}
 
 
 def write_scores(path: str | Path, grades: Sequence[Grade]) -> int:

@@ -21,6 +21,7 @@ from .parsing import parse_score_pair
 from .prompts import load_template
 from .records import Answer, Judgement, Verdict
 from .testsets import NAMES as TESTSET_ORDER
+from .thinking import DEFAULT_TOKEN_CAP, run_growing, split_reply
 
 ORDERS = ("ab", "ba")
 ORDER_CHOICES = {"both": ("ab", "ba"), "ab": ("ab",), "ba": ("ba",)}
@@ -117,7 +118,7 @@ def judge_messages(question: str, answer_1: str, answer_2: str) -> list[dict[str
 
 
 def judge_request(pair: AnswerPair, order: str, *, max_tokens: int = JUDGE_MAX_TOKENS,
-                  mode: str = "generate") -> Request:
+                  mode: str = "generate", thinking: str = "auto") -> Request:
     """The request for one order: "ab" shows A's answer as Assistant 1, "ba" shows B's first.
 
     Mode "generate" is the paper's: the judge writes its pair and explanation. Mode "score"
@@ -125,33 +126,41 @@ def judge_request(pair: AnswerPair, order: str, *, max_tokens: int = JUDGE_MAX_T
     """
     first, second = (pair.answer_a, pair.answer_b) if order == "ab" else (pair.answer_b, pair.answer_a)
     messages = judge_messages(pair.question, first, second)
+    extra = {} if thinking == "auto" else {"thinking": thinking}  # auto asks what was always asked
     if mode == "generate":
-        return Request.chat(messages, temperature=0, max_tokens=max_tokens)
+        return Request.chat(messages, temperature=0, max_tokens=max_tokens, **extra)
     if mode == "score":
         return Request.chat(messages, temperature=0, max_tokens=PAIR_MAX_TOKENS, mode="score",
-                            grammar=PAIR_GRAMMAR, stop=["\n"])
+                            grammar=PAIR_GRAMMAR, stop=["\n"], **extra)
     raise BadInputError(f"unknown judge mode '{mode}': choose {' or '.join(JUDGE_MODES)}")
 
 
 def run_judge(model: CachedModel, pairs: Sequence[AnswerPair], orders: Sequence[str] = ORDERS, *,
               max_tokens: int = JUDGE_MAX_TOKENS, mode: str = "generate",
-              on_result: Callable[[int, Result], None] | None = None) -> list[Judgement]:
-    """One judgement per (pair, order), each order its own cached call; parsing happens here, on read."""
+              on_result: Callable[[int, Result], None] | None = None, thinking: str = "auto",
+              max_tokens_cap: int = DEFAULT_TOKEN_CAP) -> list[Judgement]:
+    """One judgement per (pair, order), each order its own cached call; parsing happens here, on read.
+    A reply cut off inside its thinking is asked again with twice the budget, up to `max_tokens_cap`."""
     for order in orders:
         if order not in ORDERS:
             raise BadInputError(f"unknown order '{order}': choose ab or ba")
     jobs = [(pair, order) for pair in pairs for order in orders]
-    results = model.run([judge_request(p, o, max_tokens=max_tokens, mode=mode) for p, o in jobs], on_result)
+    requests = [judge_request(p, o, max_tokens=max_tokens, mode=mode, thinking=thinking) for p, o in jobs]
+    results = run_growing(model, requests, cap=max_tokens_cap, on_result=on_result)
     judgements = []
     for (pair, order), result in zip(jobs, results):
         if result.value is None:
             # Like a failed grade, the judgement keeps why the call failed.
             judgements.append(Judgement(pair.testset, pair.id, order, None, "error", result.error))
             continue
-        raw = result.value.get("text", "")
-        parsed = parse_score_pair(raw)
+        reply = split_reply(result.value)  # the thinking is never parsed
+        if reply.cut:
+            judgements.append(Judgement(pair.testset, pair.id, order, None, "truncated", reply.answer, reply.reasoning))
+            continue
+        parsed = parse_score_pair(reply.answer)
         scores = list(parsed.scores) if parsed.scores else None
-        judgements.append(Judgement(pair.testset, pair.id, order, scores, parsed.status, raw))
+        judgements.append(Judgement(pair.testset, pair.id, order, scores, parsed.status, reply.answer,
+                                    reply.reasoning))
     return judgements
 
 

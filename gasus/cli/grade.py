@@ -15,6 +15,7 @@ from .common import (
     model_options,
     open_model,
     summary_option,
+    thinking_options,
 )
 
 
@@ -84,6 +85,9 @@ class GradeProgress:
 @click.option("--mode", type=click.Choice(["generate", "score", "expected"]), default="generate", show_default=True,
               help="generate: score line and explanation, 256 tokens (the paper); score: stop after the score "
                    "line; expected: one forward pass, probability-weighted mean of the scores 0-5.")
+@click.option("--max-new-tokens", type=int, default=None,
+              help="Most tokens per grader reply.  [default: the paper's 256 in generate mode, 8 in score mode]")
+@thinking_options
 @click.option("--limit", type=int, default=None, help="Grade only the first N examples.")
 @click.option("--retry-failed", is_flag=True,
               help="Ask again for examples whose cached grade did not parse or was out of range.")
@@ -94,8 +98,8 @@ class GradeProgress:
 @model_options
 @dataset_options
 @summary_option
-def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, mode, limit, retry_failed, dry_run, price_table,
-          model_opts, fmt, instruction_field,
+def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, mode, max_new_tokens, thinking,
+          max_tokens_cap, limit, retry_failed, dry_run, price_table, model_opts, fmt, instruction_field,
           input_field, output_field, split, max_rows, summary):
     """Grade every (instruction, input, response) triplet 0-5 with an LLM, as AlpaGasus does.
 
@@ -110,6 +114,8 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
       gasus grade data.json -o scores.jsonl --mode expected --limit 100
       gasus grade data.json -o scores.jsonl --grader openai:gpt-4o-mini --concurrency 8
       gasus grade data.json --grader openai:gpt-4o-mini --dry-run
+      gasus grade data.json -o scores.jsonl --grader openai:Qwen/Qwen3-8B --base-url http://localhost:8000/v1 \\
+          --max-new-tokens 1024 --max-new-tokens-cap 8192      # a reasoning grader
       gasus select data.json scores.jsonl -o alpagasus.json       # then keep score >= 4.5
     """
     from .. import grade as gr
@@ -118,6 +124,10 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
         raise BadInputError("-o/--output is required (except with --dry-run)")
     if limit is not None and limit < 1:
         raise BadInputError("--limit must be at least 1")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise BadInputError("--max-new-tokens must be at least 1")
+    if max_tokens_cap < (max_new_tokens or 1):
+        raise BadInputError(f"--max-new-tokens-cap must be at least --max-new-tokens ({max_new_tokens or 1})")
     check_paths(summary, inputs={"DATASET": dataset, "--prompt-file": prompt_file, "--price-table": price_table,
                                  "--grader": spec_file(grader_spec)},
                 outputs={"-o/--output": output})
@@ -131,7 +141,7 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
     model = open_model(grader_spec, model_opts)
     summary.items = len(examples)
     summary.extra.update({"grader": model.backend.label, "dimension": dimension, "mode": mode,
-                          "prompt_variant": prompt_variant})
+                          "prompt_variant": prompt_variant, "thinking": thinking})
     out = console()
 
     if dry_run:
@@ -153,7 +163,8 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
     try:
         with GradeProgress(len(examples)) as progress:
             grades = gr.grade_examples(examples, model, prompt=prompt, dimension=dimension, mode=mode,
-                                       retry_failed=retry_failed, on_grade=progress)
+                                       retry_failed=retry_failed, on_grade=progress, max_tokens=max_new_tokens,
+                                       max_tokens_cap=max_tokens_cap, thinking=thinking)
     finally:
         summary.add_stats(model.stats)
         model.backend.close()

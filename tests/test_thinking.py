@@ -1,0 +1,141 @@
+"""Reasoning graders and judges: thinking kept apart, budgets that grow, nothing parsed from the thoughts.
+
+A loopback OpenAI-compatible server answers like a reasoning model (inline `<think>`, or the
+thinking in `reasoning_content`), or like the same model without thinking; the scores and judge
+pairs must be the same either way.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gasus.backends import CachedModel
+from gasus.backends.openai import OpenAIBackend
+from gasus.cache import Cache
+from gasus.grade import grade_examples, grade_request, grading_prompt
+from gasus.judge import AnswerPair, run_judge
+from gasus.records import Example
+from tests.conftest import run_cli
+from tests.test_openai_backend import KEY_ENV, FakeServer, options
+
+ANSWERS = {"inline": "4.5\nAccurate.", "field": "3\nPartly right.", "long": "5\nPerfect.",
+           "scoreline": "2\nWrong.", "endless": "1\nNever seen."}
+# A thought that writes score-like lines of its own: none of them may be read as the score.
+THOUGHT = "The user wants a rating.\n5\nScore: 5/5 at first sight, but rating: 0 if the facts are wrong.\nLet me check."
+LONG_THOUGHT_TOKENS = 600  # more than the paper's 256: the first try is cut off inside the thinking
+
+
+class ThinkingServer(FakeServer):
+    """Answers as a reasoning model (thinking=True) or as the same model answering at once."""
+
+    def __init__(self, thinking: bool = True):
+        super().__init__()
+        self.thinking = thinking
+
+    def reply_with(self, handler, body, content, reasoning=None, finish="stop", tokens=5):
+        message = {"role": "assistant", "content": content}
+        if reasoning is not None:
+            message["reasoning_content"] = reasoning
+        data = {"id": "x", "object": "chat.completion", "model": body["model"],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {"prompt_tokens": 50, "completion_tokens": tokens, "total_tokens": 50 + tokens}}
+        self.send(handler, 200, json.dumps(data).encode())
+
+    def handle(self, handler):
+        body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
+        content = body["messages"][-1]["content"]
+        if "### Response:\n" in content:
+            tag = content.split("### Response:\n", 1)[1].split("\n", 1)[0]
+        else:  # the judge: Assistant 1 gets 8 when it shows ANSWER-A, else 6
+            tag = "judge"
+        with self.lock:
+            self.bodies.append(body)
+            self.calls.setdefault(tag, []).append(body["max_tokens"])
+        if tag == "judge":
+            first_a = content.index("ANSWER-A") < content.index("ANSWER-B")
+            answer = "8 6\nAssistant 1 is better." if first_a else "6 8\nAssistant 2 is better."
+        else:
+            answer = ANSWERS[tag]
+        if not self.thinking or body.get("chat_template_kwargs") == {"enable_thinking": False}:
+            return self.reply_with(handler, body, answer)
+        budget = body["max_tokens"]
+        if tag == "field":
+            return self.reply_with(handler, body, answer, reasoning=THOUGHT, tokens=80)
+        if tag in ("long", "endless"):
+            needed = LONG_THOUGHT_TOKENS if tag == "long" else 10**6
+            if budget < needed:  # cut off at the budget, inside the thinking
+                return self.reply_with(handler, body, "<think>\n" + THOUGHT[: budget // 4], finish="length",
+                                       tokens=budget)
+            return self.reply_with(handler, body, f"<think>\n{THOUGHT}\n</think>\n\n{answer}", tokens=needed + 5)
+        if body.get("stop") == ["\n"]:  # score mode: the newline stop ends the reply right after "<think>"
+            return self.reply_with(handler, body, "<think>")
+        return self.reply_with(handler, body, f"<think>\n{THOUGHT}\n</think>\n\n{answer}", tokens=100)
+
+
+def _examples(*tags: str) -> list[Example]:
+    return [Example(i, f"Task {i}.", "", tag) for i, tag in enumerate(tags)]
+
+
+def _grades(server, cache_dir, tags, **kw):
+    model = CachedModel(OpenAIBackend("qwen3", options(server)), Cache(cache_dir))
+    return model, grade_examples(_examples(*tags), model, prompt=grading_prompt("accuracy"), **kw)
+
+
+@pytest.fixture
+def key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-thinking")
+
+
+def test_one_place_separates_thinking_from_the_answer(tmp_path, key):
+    tags = ("inline", "field", "scoreline")
+    with ThinkingServer(thinking=False) as plain:
+        _, expected = _grades(plain, tmp_path / "plain", tags)
+    with ThinkingServer() as server:
+        model, grades = _grades(server, tmp_path / "c", tags)
+    assert [(g.score, g.status) for g in grades] == [(g.score, g.status) for g in expected] == [
+        (4.5, "ok"), (3.0, "ok"), (2.0, "ok")]
+    assert [g.raw for g in grades] == [ANSWERS[t] for t in tags]  # raw holds the answer only
+    assert [g.reasoning for g in grades] == [THOUGHT] * 3
+    assert [g.reasoning for g in expected] == [None] * 3
+    # The thinking is kept in the cache value as the server sent it.
+    field, inline = (model.cache.get(model.key(grade_request(grading_prompt("accuracy"), e, "generate")))
+                     for e in _examples(*tags)[1::-1])
+    assert (field["text"], field["reasoning"]) == (ANSWERS["field"], THOUGHT)
+    assert inline["text"] == f"<think>\n{THOUGHT}\n</think>\n\n{ANSWERS['inline']}" and "reasoning" not in inline
+
+
+def test_judge_pairs_are_read_after_the_thinking(tmp_path, key):
+    pairs = [AnswerPair("vicuna", "1", "Q?", "ANSWER-A", "ANSWER-B")]
+    with ThinkingServer(thinking=False) as plain:
+        model = CachedModel(OpenAIBackend("qwen3", options(plain)), Cache(tmp_path / "plain"))
+        expected = run_judge(model, pairs)
+    with ThinkingServer() as server:
+        model = CachedModel(OpenAIBackend("qwen3", options(server)), Cache(tmp_path / "c"))
+        judgements = run_judge(model, pairs)
+    assert [(j.scores, j.status) for j in judgements] == [(j.scores, j.status) for j in expected] == [
+        ([8.0, 6.0], "ok"), ([6.0, 8.0], "ok")]
+    assert [j.raw for j in judgements] == ["8 6\nAssistant 1 is better.", "6 8\nAssistant 2 is better."]
+    assert [j.reasoning for j in judgements] == [THOUGHT, THOUGHT]
+    assert judgements[0].to_dict()["reasoning"] == THOUGHT
+
+
+def test_replayed_thinking_is_split_off_before_parsing(tmp_path):
+    examples = _examples("a", "b", "c")
+    prompt = grading_prompt("accuracy")
+    replies = [f"<think>\n{THOUGHT}\n</think>\n\n4.5\nGood.",
+               "Rating: 5?\n</think>\n2\nWrong.",  # the template opened the thought itself (R1 distills)
+               f"<think>\n{THOUGHT}"]  # never closed: cut off inside the thinking
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps({"messages": prompt.messages(e), "text": t}) + "\n"
+                              for e, t in zip(examples, replies)))
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"instruction": e.instruction, "output": e.output}) + "\n" for e in examples))
+    out = tmp_path / "scores.jsonl"
+    result = run_cli("grade", str(data), "-o", str(out), "--grader", f"replay:{replay}", "--max-new-tokens-cap", "256")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["score"], r["status"], r["raw"], r["reasoning"]) for r in rows] == [
+        (4.5, "ok", "4.5\nGood.", THOUGHT), (2.0, "ok", "2\nWrong.", "Rating: 5?"),
+        (None, "truncated", "", THOUGHT)]

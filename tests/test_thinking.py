@@ -139,3 +139,60 @@ def test_replayed_thinking_is_split_off_before_parsing(tmp_path):
     assert [(r["score"], r["status"], r["raw"], r["reasoning"]) for r in rows] == [
         (4.5, "ok", "4.5\nGood.", THOUGHT), (2.0, "ok", "2\nWrong.", "Rating: 5?"),
         (None, "truncated", "", THOUGHT)]
+
+
+def test_budgets_grow_until_the_thinking_fits_and_truncated_at_the_cap(tmp_path, key):
+    with ThinkingServer() as server:
+        model, grades = _grades(server, tmp_path / "c", ("long", "endless", "inline"), max_tokens_cap=2048)
+        assert [(g.score, g.status) for g in grades] == [(5.0, "ok"), (None, "truncated"), (4.5, "ok")]
+        assert grades[1].raw == "" and grades[1].reasoning == THOUGHT[: 2048 // 4]
+        assert grades[0].reasoning == THOUGHT
+        # Each budget is asked once, doubling from the paper's 256 until the answer fits or the cap is hit.
+        assert server.calls == {"long": [256, 512, 1024], "endless": [256, 512, 1024, 2048], "inline": [256]}
+        assert model.stats.model_calls == 8
+
+        # Every attempt is its own cache entry: a rerun pays for none of them.
+        again, regraded = _grades(server, tmp_path / "c", ("long", "endless", "inline"), max_tokens_cap=2048)
+        assert [(g.score, g.status) for g in regraded] == [(5.0, "ok"), (None, "truncated"), (4.5, "ok")]
+        assert (again.stats.model_calls, again.stats.cache_hits) == (0, 8)
+
+        # --retry-failed asks the truncated one again, at every budget; the others are not asked.
+        server.calls.clear()
+        retried, _ = _grades(server, tmp_path / "c", ("long", "endless", "inline"), max_tokens_cap=2048,
+                             retry_failed=True)
+        assert server.calls == {"endless": [256, 512, 1024, 2048]}
+
+
+def test_score_mode_lets_a_thinking_grader_finish_its_thought(tmp_path, key):
+    with ThinkingServer() as server:
+        _, grades = _grades(server, tmp_path / "c", ("inline",), mode="score")
+        # The newline stop cut the reply at "<think>"; the retry has twice the budget and no newline stop.
+        assert [(g.score, g.status, g.reasoning) for g in grades] == [(4.5, "ok", THOUGHT)]
+        assert [(b["max_tokens"], b.get("stop")) for b in server.bodies] == [(8, ["\n"]), (16, None)]
+
+
+def test_cli_counts_truncated_grades_and_takes_the_budget(tmp_path, key):
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"T{i}.", "output": t}) + "\n"
+                            for i, t in enumerate(("long", "endless", "field"))))
+    out, summary = tmp_path / "scores.jsonl", tmp_path / "summary.json"
+    with ThinkingServer() as server:
+        result = run_cli("grade", str(data), "-o", str(out), "--grader", "openai:qwen3", "--base-url", server.url,
+                         "--api-key-env", KEY_ENV, "--max-new-tokens", "600", "--max-new-tokens-cap", "1200",
+                         "--summary-json", str(summary))
+        assert result.exit_code == 0, result.output
+        assert server.calls == {"long": [600], "endless": [600, 1200], "field": [600]}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["score"], r["status"]) for r in rows] == [(5.0, "ok"), (None, "truncated"), (3.0, "ok")]
+    data_summary = json.loads(summary.read_text())
+    assert data_summary["statuses"] == {"ok": 2, "unparsed": 0, "out_of_range": 0, "error": 0, "truncated": 1}
+    status_table = result.output[result.output.index("Status"):]
+    assert status_table.splitlines()[2].split() == ["┃", "ok", "┃", "unparsed", "┃", "out_of_range", "┃", "error", "┃",
+                                                    "truncated", "┃"]
+    assert status_table.splitlines()[4].split() == ["│", "2", "│", "0", "│", "0", "│", "0", "│", "1", "│"]
+    for bad, message in ((["--max-new-tokens", "0"], "Error: --max-new-tokens must be at least 1\n"),
+                         (["--max-new-tokens", "600", "--max-new-tokens-cap", "300"],
+                          "Error: --max-new-tokens-cap must be at least --max-new-tokens (600)\n")):
+        refused = run_cli("grade", str(data), "-o", str(tmp_path / "x.jsonl"), "--grader", "openai:qwen3", *bad)
+        assert (refused.exit_code, refused.output) == (2, message)
+        assert not (tmp_path / "x.jsonl").exists()

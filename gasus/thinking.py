@@ -80,6 +80,18 @@ def split_reply(value: dict[str, Any]) -> Reply:
     return Reply(answer, reasoning, unclosed or spent)
 
 
+def template_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """What a local chat template is given for a request's thinking setting: Qwen3's
+    `enable_thinking` (vLLM and llama.cpp server pass the same through `chat_template_kwargs`).
+    Templates that do not know it ignore it.
+
+    >>> template_kwargs({"thinking": "off"}), template_kwargs({})
+    ({'enable_thinking': False}, {})
+    """
+    thinking = params.get("thinking", "auto")
+    return {} if thinking == "auto" else {"enable_thinking": thinking == "on"}
+
+
 def with_budget(request: Any, max_tokens: int) -> Any:
     """The same request with another token budget (a key of its own). A score-mode request no
     longer stops at the first newline: the model evidently thinks, and thoughts span lines."""

@@ -196,3 +196,63 @@ def test_cli_counts_truncated_grades_and_takes_the_budget(tmp_path, key):
         refused = run_cli("grade", str(data), "-o", str(tmp_path / "x.jsonl"), "--grader", "openai:qwen3", *bad)
         assert (refused.exit_code, refused.output) == (2, message)
         assert not (tmp_path / "x.jsonl").exists()
+
+
+# ---------------------------------------------------------------- --thinking on|off|auto
+
+# The end of Qwen3's chat template: with enable_thinking false, an empty thought is written for the model.
+QWEN3_LIKE = ("{%- for m in messages %}{{- '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endfor %}"
+              "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+              "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}"
+              "{%- endif %}{%- endif %}")
+
+
+def test_thinking_off_asks_the_server_not_to_think_and_is_part_of_the_key(tmp_path, key):
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"instruction": "T.", "output": "inline"}) + "\n")
+    with ThinkingServer() as server:
+        rows = {}
+        for thinking in ("auto", "off", "on"):
+            out = tmp_path / f"{thinking}.jsonl"
+            result = run_cli("grade", str(data), "-o", str(out), "--grader", "openai:qwen3", "--base-url", server.url,
+                             "--api-key-env", KEY_ENV, "--thinking", thinking)
+            assert result.exit_code == 0, result.output
+            rows[thinking] = json.loads(out.read_text())
+        assert [b.get("chat_template_kwargs") for b in server.bodies] == [
+            None, {"enable_thinking": False}, {"enable_thinking": True}]  # each setting its own cache entry
+    assert [(r["score"], r["reasoning"]) for r in rows.values()] == [(4.5, THOUGHT), (4.5, None), (4.5, THOUGHT)]
+    # auto asks exactly what gasus always asked: the keys of earlier runs stay valid.
+    example = _examples("inline")[0]
+    assert "thinking" not in grade_request(grading_prompt("accuracy"), example, "generate").params
+    assert grade_request(grading_prompt("accuracy"), example, "generate", thinking="off").params["thinking"] == "off"
+
+
+def test_thinking_off_renders_a_local_chat_template_without_thinking(embedded_gguf):
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from gasus.backends.base import Request
+    from gasus.backends.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend(str(embedded_gguf))
+    assert backend.llm is not None  # loaded first: loading sets the GGUF's own formatter
+    backend._formatter = Jinja2ChatFormatter(template=QWEN3_LIKE, eos_token="<|im_end|>", bos_token="",
+                                             add_generation_prompt=True)
+    messages = [{"role": "user", "content": "Rate this."}]
+    try:
+        rendered = {t: backend.llm.detokenize(backend.prompt_tokens_of(Request.chat(messages, **extra)),
+                                              special=True).decode()
+                    for t, extra in (("auto", {}), ("on", {"thinking": "on"}), ("off", {"thinking": "off"}))}
+    finally:
+        backend.close()
+    plain = "<|im_start|>user\nRate this.<|im_end|>\n<|im_start|>assistant\n"
+    assert rendered == {"auto": plain, "on": plain, "off": plain + "<think>\n\n</think>\n\n"}
+
+
+def test_docstring_examples():
+    import doctest
+
+    import gasus.backends.openai
+    import gasus.thinking
+
+    for module in (gasus.thinking, gasus.backends.openai):
+        assert doctest.testmod(module).failed == 0

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 from ..errors import BackendError, MissingDependencyError
 from ..parsing import SCORE_TOKENS
 from ..records import sha256_text
+from ..thinking import template_kwargs
 from .base import (
     Backend,
     BackendOptions,
@@ -243,7 +244,8 @@ class LlamaCppBackend(Backend):
         if self._formatter is None:
             raise BackendError(f"{self.target}: the GGUF file has no chat template; use a chat model")
         try:
-            fragments = chat_fragments(lambda ms: self._formatter(messages=ms).prompt, request.messages,
+            extra = template_kwargs(request.params)  # --thinking on/off, by Qwen3's convention
+            fragments = chat_fragments(lambda ms: self._formatter(messages=ms, **extra).prompt, request.messages,
                                        self._control_texts())
         except BackendError as exc:
             raise BackendError(f"{self.target}: {exc}") from None

@@ -26,7 +26,13 @@ from .errors import BadInputError
 from .parsing import parse_score, score_distribution
 from .prompts import Template, load_template, template_from_file
 from .records import SCORE_STATUSES, Example, Grade
-from .thinking import DEFAULT_TOKEN_CAP, final_value, run_growing, split_reply
+from .thinking import (
+    DEFAULT_TOKEN_CAP,
+    final_value,
+    run_growing,
+    seen_completion_tokens,
+    split_reply,
+)
 
 DIMENSIONS = ("accuracy", "helpfulness")
 MODES = ("generate", "score", "expected")
@@ -203,10 +209,15 @@ class Plan:
     output_tokens: int
     cost_usd: float | None
     price: tuple[float, float] | None
+    replies_seen: int = 0  # cached replies of this model that output_tokens is estimated from (0: the budget)
+    mean_output_tokens: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"examples": self.examples, "unique": self.unique, "misses": self.misses,
-                "estimated_input_tokens": self.input_tokens, "max_output_tokens": self.output_tokens,
+                "estimated_input_tokens": self.input_tokens,
+                "max_output_tokens" if not self.replies_seen else "estimated_output_tokens": self.output_tokens,
+                "cached_replies_seen": self.replies_seen,
+                "mean_output_tokens": None if self.mean_output_tokens is None else round(self.mean_output_tokens, 1),
                 "estimated_cost_usd": None if self.cost_usd is None else round(self.cost_usd, 4)}
 
 
@@ -235,9 +246,14 @@ def price_for(model_name: str, table: dict[str, tuple[float, float]]) -> tuple[f
 
 
 def plan_grading(examples: Sequence[Example], model: CachedModel, *, prompt: GradingPrompt, mode: str,
-                 prices: dict[str, tuple[float, float]] | None = None) -> Plan:
-    """Cache misses of a run and, for an API grader, estimated tokens and cost. Calls no model."""
-    requests = [grade_request(prompt, e, mode) for e in examples]
+                 prices: dict[str, tuple[float, float]] | None = None, max_tokens: int | None = None,
+                 thinking: str = "auto") -> Plan:
+    """Cache misses of a run and, for an API grader, estimated tokens and cost. Calls no model.
+
+    Output tokens are the mean completion tokens of the replies the cache holds from this model
+    (a reasoning grader's thinking included) when it holds any, else the budget of every call.
+    """
+    requests = [grade_request(prompt, e, mode, max_tokens=max_tokens, thinking=thinking) for e in examples]
     keys = [model.key(r) for r in requests]
     first: dict[str, int] = {}
     for i, key in enumerate(keys):
@@ -245,14 +261,16 @@ def plan_grading(examples: Sequence[Example], model: CachedModel, *, prompt: Gra
     missing = [i for key, i in first.items() if key not in model.cache]
     chars = sum(len(m["content"]) for i in missing for m in requests[i].messages)
     input_tokens = math.ceil(chars / CHARS_PER_TOKEN)
-    per_call = {"generate": PAPER_MAX_TOKENS, "score": SCORE_MAX_TOKENS, "expected": 1}[mode]
-    output_tokens = per_call * len(missing)
+    per_call = 1 if mode == "expected" else int(requests[0].params["max_tokens"]) if requests else 0
+    seen, mean = (0, None) if mode == "expected" else seen_completion_tokens(
+        model.cache, model.backend.name, model.backend.label)
+    output_tokens = math.ceil(mean * len(missing)) if mean is not None else per_call * len(missing)
     price = cost = None
     if model.backend.name == "openai":
         price = price_for(model.backend.target, {**PRICES, **(prices or {})})
         if price is not None:
             cost = (input_tokens * price[0] + output_tokens * price[1]) / 1e6
-    return Plan(len(examples), len(first), len(missing), input_tokens, output_tokens, cost, price)
+    return Plan(len(examples), len(first), len(missing), input_tokens, output_tokens, cost, price, seen, mean)
 
 
 # ---------------------------------------------------------------- summaries

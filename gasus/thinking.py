@@ -142,3 +142,19 @@ def final_value(model: Any, request: Any, *, cap: int = DEFAULT_TOKEN_CAP) -> di
         request = with_budget(request, min(cap, 2 * budget))
         value = model.cache.get(model.key(request))
     return value
+
+
+def seen_completion_tokens(cache: Any, backend: str, label: str) -> tuple[int, float | None]:
+    """(how many, mean completion tokens) of the replies the cache holds from one model: what a
+    reasoning model really writes per call (its thinking included), for a dry run's estimate."""
+    count = total = 0
+    for _, entry in cache.entries():
+        if entry.get("backend") != backend or entry.get("model") != label:
+            continue
+        value = entry.get("value")
+        usage = value.get("usage") if isinstance(value, dict) else None
+        tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 0:
+            count += 1
+            total += tokens
+    return count, (total / count if count else None)

@@ -256,3 +256,39 @@ def test_docstring_examples():
 
     for module in (gasus.thinking, gasus.backends.openai):
         assert doctest.testmod(module).failed == 0
+
+
+# ---------------------------------------------------------------- --dry-run
+
+
+def test_dry_run_counts_thinking_tokens_from_the_cached_replies(tmp_path, key):
+    seen = tmp_path / "seen.jsonl"
+    seen.write_text("".join(json.dumps({"instruction": f"S{i}.", "output": t}) + "\n"
+                            for i, t in enumerate(("field", "inline", "scoreline"))))
+    new = tmp_path / "new.jsonl"
+    new.write_text("".join(json.dumps({"instruction": f"N{i}.", "output": "inline"}) + "\n" for i in range(6)))
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"qwen3": [1.0, 4.0], "plain": [1.0, 4.0]}))
+    plans = {}
+    for name, thinking in (("qwen3", True), ("plain", False)):
+        common = ["--grader", f"openai:{name}", "--api-key-env", KEY_ENV, "--price-table", str(prices)]
+        with ThinkingServer(thinking=thinking) as server:
+            graded = run_cli("grade", str(seen), "-o", str(tmp_path / f"{name}.jsonl"), "--base-url", server.url,
+                             *common)
+            assert graded.exit_code == 0, graded.output
+            summary = tmp_path / f"{name}-dry.json"
+            dry = run_cli("grade", str(new), "--dry-run", "--base-url", server.url, "--summary-json", str(summary),
+                          *common)
+            assert dry.exit_code == 0, dry.output
+            assert len(server.bodies) == 3  # the dry run called nothing
+        plans[name] = json.loads(summary.read_text())["dry_run"]
+        plans[name]["output"] = dry.output
+    # The reasoning grader's cached replies wrote 80, 100 and 100 tokens; the plain one's 5 each.
+    assert {k: plans["qwen3"][k] for k in ("misses", "estimated_output_tokens", "cached_replies_seen",
+                                           "mean_output_tokens")} == {
+        "misses": 6, "estimated_output_tokens": 560, "cached_replies_seen": 3, "mean_output_tokens": 93.3}
+    assert (plans["plain"]["estimated_output_tokens"], plans["plain"]["mean_output_tokens"]) == (30, 5.0)
+    input_tokens = plans["qwen3"]["estimated_input_tokens"]
+    assert plans["qwen3"]["estimated_cost_usd"] == round((input_tokens + 4 * 560) / 1e6, 4)
+    assert (f"estimated {input_tokens:,} input tokens (~4 characters each) and about 560 output tokens "
+            "(93 per call, the mean of 3 cached replies of this model): about $0.00") in plans["qwen3"]["output"]

@@ -146,7 +146,8 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
 
     if dry_run:
         prices = gr.load_price_table(price_table) if price_table else None
-        plan = gr.plan_grading(examples, model, prompt=prompt, mode=mode, prices=prices)
+        plan = gr.plan_grading(examples, model, prompt=prompt, mode=mode, prices=prices, max_tokens=max_new_tokens,
+                               thinking=thinking)
         summary.extra["dry_run"] = plan.to_dict()
         out.print(f"{plan.examples} examples ({plan.unique} distinct): {plan.unique - plan.misses} in the cache, "
                   f"{plan.misses} model call(s) needed with {model.backend.label}", soft_wrap=True)
@@ -155,9 +156,15 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
                 cost = "no price known for this model: give --price-table"
             else:
                 dollars = f"{plan.cost_usd:,.2f}" if plan.cost_usd >= 1 else f"{plan.cost_usd:.4f}"
-                cost = f"at most about ${dollars} at ${plan.price[0]:g}/${plan.price[1]:g} per 1M tokens"
+                bound = "about" if plan.replies_seen else "at most about"
+                cost = f"{bound} ${dollars} at ${plan.price[0]:g}/${plan.price[1]:g} per 1M tokens"
+            if plan.replies_seen:
+                output_tokens = (f"about {plan.output_tokens:,} output tokens ({plan.mean_output_tokens:,.0f} per call, "
+                                 f"the mean of {plan.replies_seen:,} cached replies of this model)")
+            else:
+                output_tokens = f"at most {plan.output_tokens:,} output tokens"
             out.print(f"estimated {plan.input_tokens:,} input tokens (~{gr.CHARS_PER_TOKEN:g} characters each) and "
-                      f"at most {plan.output_tokens:,} output tokens: {cost}", soft_wrap=True)
+                      f"{output_tokens}: {cost}", soft_wrap=True)
         return
 
     try:

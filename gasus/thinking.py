@@ -80,6 +80,35 @@ def split_reply(value: dict[str, Any]) -> Reply:
     return Reply(answer, reasoning, unclosed or spent)
 
 
+# GBNF rules of an optional thinking block ahead of what a grammar asks for (`admit_thinking`).
+# GBNF has no lookahead: the thought is spelled as text in which "</think>" never occurs whole.
+THOUGHT_RULES = r'''thinking-block ::= "<think>" thinking-text "</think>" [ \t\n]*
+thinking-text ::= ([^<] | "<"+ thinking-not-close)*
+thinking-not-close ::= [^/<] | "/" ([^t<] | "t" ([^h<] | "h" ([^i<] | "i" ([^n<] | "n" ([^k<] | "k" [^><])))))
+'''
+
+
+def admit_thinking(grammar: str) -> str:
+    r"""A llama.cpp grammar that allows an optional `<think>...</think>` block before what
+    `grammar` allows, so a reasoning GGUF held to a score line can still think first.
+
+    >>> print(admit_thinking(r'root ::= [0-5] "\n"'))
+    root ::= thinking-block? thinking-answer
+    thinking-answer ::= [0-5] "\n"
+    thinking-block ::= "<think>" thinking-text "</think>" [ \t\n]*
+    thinking-text ::= ([^<] | "<"+ thinking-not-close)*
+    thinking-not-close ::= [^/<] | "/" ([^t<] | "t" ([^h<] | "h" ([^i<] | "i" ([^n<] | "n" ([^k<] | "k" [^><])))))
+    <BLANKLINE>
+    """
+    body = re.sub(r"^root(\s*::=)", r"thinking-answer\1", grammar, count=1, flags=re.MULTILINE)
+    return "root ::= thinking-block? thinking-answer\n" + body.rstrip("\n") + "\n" + THOUGHT_RULES
+
+
+def template_thinks(template: str | None) -> bool:
+    """Whether a chat template is a reasoning model's (it writes or strips `<think>` blocks)."""
+    return OPEN in (template or "")
+
+
 def template_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """What a local chat template is given for a request's thinking setting: Qwen3's
     `enable_thinking` (vLLM and llama.cpp server pass the same through `chat_template_kwargs`).

@@ -292,3 +292,87 @@ def test_dry_run_counts_thinking_tokens_from_the_cached_replies(tmp_path, key):
     assert plans["qwen3"]["estimated_cost_usd"] == round((input_tokens + 4 * 560) / 1e6, 4)
     assert (f"estimated {input_tokens:,} input tokens (~4 characters each) and about 560 output tokens "
             "(93 per call, the mean of 3 cached replies of this model): about $0.00") in plans["qwen3"]["output"]
+
+
+# ---------------------------------------------------------------- local grammars
+
+
+@pytest.fixture(scope="module")
+def grammar_accepts():
+    """accepts(grammar, text): whether llama.cpp's own grammar sampler lets the embedded model's
+    tokens of `text`, then the end of text, through (each token offered alone, then accepted)."""
+    import ctypes
+
+    import llama_cpp
+
+    from gasus.backends import embedded_model_path
+
+    llm = llama_cpp.Llama(model_path=str(embedded_model_path()), vocab_only=True, verbose=False)
+    vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+
+    def accepts(grammar: str, text: str) -> bool:
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        assert sampler, "the grammar does not compile"
+        try:
+            for token in llm.tokenize(text.encode(), add_bos=False, special=False) + [llm.token_eos()]:
+                data = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(id=token, logit=0.0, p=0.0))
+                candidates = llama_cpp.llama_token_data_array(data=data, size=1, selected=-1, sorted=False)
+                llama_cpp.llama_sampler_apply(sampler, ctypes.byref(candidates))
+                if data[0].logit == float("-inf"):
+                    return False
+                if token != llm.token_eos():
+                    llama_cpp.llama_sampler_accept(sampler, token)
+            return True
+        finally:
+            llama_cpp.llama_sampler_free(sampler)
+
+    yield accepts
+    llm.close()
+
+
+def test_local_grammars_admit_thinking(grammar_accepts):
+    from gasus.backends.llamacpp import SCORE_GRAMMAR
+    from gasus.judge import PAIR_GRAMMAR
+    from gasus.thinking import admit_thinking
+
+    thought = "<think>\nThe answer is right; 5 at most, <b>maybe</b> 4 (x << 2, </thin ice>).\n</think>\n\n"
+    score, pair = admit_thinking(SCORE_GRAMMAR), admit_thinking(PAIR_GRAMMAR)
+    assert not grammar_accepts(SCORE_GRAMMAR, thought + "4.5\n")  # the paper's grammar forbids any thought
+    assert [grammar_accepts(score, text) for text in (
+        thought + "4.5\n", "4.5\n", "5.0\n", thought + "7\n", thought + "4.5\nbecause", "<think>\n4.5\n",
+        "<think></think>3\n")] == [True, True, True, False, False, False, True]
+    assert [grammar_accepts(pair, text) for text in (thought + "8 6\n", "8 6\n", thought + "8\n")] == [
+        True, True, False]
+
+
+def test_a_gguf_told_to_think_still_gives_scores_of_the_grammars_form(tmp_path, mini_alpaca):
+    """SmolLM2 does not think; under the grammar that admits a thought it must still end with a score line."""
+    import re
+
+    from gasus.backends import load_backend
+    from gasus.io import load_examples
+
+    examples = load_examples(mini_alpaca)[:1]
+    model = CachedModel(load_backend(None), Cache(tmp_path / "c"))
+    try:
+        grades = grade_examples(examples, model, prompt=grading_prompt("accuracy"), mode="score", thinking="on",
+                                max_tokens_cap=16)
+    finally:
+        model.backend.close()
+    for g in grades:
+        assert g.status in ("ok", "truncated")
+        if g.status == "ok":
+            assert re.fullmatch(r"([0-4](\.[0-9])?|5(\.0)?)\n", g.raw) and 0 <= g.score <= 5
+        else:  # the thought did not close within the cap: nothing is read from it
+            assert (g.raw, g.score) == ("", None) and g.reasoning
+
+
+def test_expected_mode_refuses_a_model_that_thinks_first(tmp_path, mini_alpaca):
+    out = tmp_path / "s.jsonl"
+    result = run_cli("grade", str(mini_alpaca), "-o", str(out), "--mode", "expected", "--thinking", "on", "--limit", "1")
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: llamacpp:SmolLM2-135M-Instruct.Q4_1.gguf: the model thinks before it answers, so its first token is "
+        "not the score that --mode expected reads; use --thinking off (the chat template then writes an empty "
+        "thought) or --mode score\n")
+    assert not out.exists()

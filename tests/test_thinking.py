@@ -48,12 +48,12 @@ class ThinkingServer(FakeServer):
         content = body["messages"][-1]["content"]
         if "### Response:\n" in content:
             tag = content.split("### Response:\n", 1)[1].split("\n", 1)[0]
-        else:  # the judge: Assistant 1 gets 8 when it shows ANSWER-A, else 6
-            tag = "judge"
+        else:  # the judge: Assistant 1 gets 8 when it shows ANSWER-A, else 6; a LONG question makes it think long
+            tag = "judge-long" if "LONG" in content else "judge"
         with self.lock:
             self.bodies.append(body)
             self.calls.setdefault(tag, []).append(body["max_tokens"])
-        if tag == "judge":
+        if tag.startswith("judge"):
             first_a = content.index("ANSWER-A") < content.index("ANSWER-B")
             answer = "8 6\nAssistant 1 is better." if first_a else "6 8\nAssistant 2 is better."
         else:
@@ -63,8 +63,8 @@ class ThinkingServer(FakeServer):
         budget = body["max_tokens"]
         if tag == "field":
             return self.reply_with(handler, body, answer, reasoning=THOUGHT, tokens=80)
-        if tag in ("long", "endless"):
-            needed = LONG_THOUGHT_TOKENS if tag == "long" else 10**6
+        if tag in ("long", "endless", "judge-long"):
+            needed = 10**6 if tag == "endless" else LONG_THOUGHT_TOKENS
             if budget < needed:  # cut off at the budget, inside the thinking
                 return self.reply_with(handler, body, "<think>\n" + THOUGHT[: budget // 4], finish="length",
                                        tokens=budget)
@@ -119,6 +119,19 @@ def test_judge_pairs_are_read_after_the_thinking(tmp_path, key):
     assert [j.raw for j in judgements] == ["8 6\nAssistant 1 is better.", "6 8\nAssistant 2 is better."]
     assert [j.reasoning for j in judgements] == [THOUGHT, THOUGHT]
     assert judgements[0].to_dict()["reasoning"] == THOUGHT
+
+
+def test_a_judge_cut_off_in_its_thinking_is_asked_again_then_truncated(tmp_path, key):
+    pairs = [AnswerPair("vicuna", "2", "A LONG question?", "ANSWER-A", "ANSWER-B")]
+    with ThinkingServer() as server:
+        model = CachedModel(OpenAIBackend("qwen3", options(server)), Cache(tmp_path / "c"))
+        judgements = run_judge(model, pairs, ["ab"])
+        capped = run_judge(CachedModel(OpenAIBackend("qwen3", options(server)), Cache(tmp_path / "c2")), pairs,
+                           ["ab"], max_tokens_cap=512)
+        assert server.calls == {"judge-long": [256, 512, 1024, 256, 512]}
+    assert [(j.scores, j.status) for j in judgements] == [([8.0, 6.0], "ok")]
+    assert [(j.scores, j.status, j.raw, j.reasoning) for j in capped] == [
+        (None, "truncated", "", THOUGHT[: 512 // 4])]
 
 
 def test_replayed_thinking_is_split_off_before_parsing(tmp_path):

@@ -90,7 +90,7 @@ class GradeProgress:
 @thinking_options
 @click.option("--limit", type=int, default=None, help="Grade only the first N examples.")
 @click.option("--retry-failed", is_flag=True,
-              help="Ask again for examples whose cached grade did not parse or was out of range.")
+              help="Ask again for examples whose cached grade did not parse, was out of range or was truncated.")
 @click.option("--dry-run", is_flag=True,
               help="Call no model: count the calls the run still needs and, for API graders, estimate tokens and cost.")
 @click.option("--price-table", type=click.Path(dir_okay=False),

@@ -419,6 +419,20 @@ def claim_and_submit(jobs: BatchJobs, keyed: dict[str, Request], refresh: Collec
     return list(live.values())
 
 
+def batch_runner(model: CachedModel, options: BatchOptions | None,
+                 on_poll: Callable[[list[dict[str, Any]]], None] | None = None):
+    """A callable shaped like `model.run` that asks the cache misses through batches, or None
+    without `options` (the synchronous path). Budget growth (gasus.thinking) runs each round through it."""
+    if options is None:
+        return None
+
+    def run(requests: Sequence[Request], on_result: Callable[[int, Result], None] | None = None,
+            refresh: Collection[int] = ()) -> list[Result]:
+        return run_batched(model, requests, on_result, refresh=refresh, options=options, on_poll=on_poll)
+
+    return run
+
+
 def run_batched(model: CachedModel, requests: Sequence[Request],
                 on_result: Callable[[int, Result], None] | None = None, refresh: Collection[int] = (),
                 options: BatchOptions | None = None,

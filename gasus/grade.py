@@ -22,10 +22,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import CachedModel, Request, Result
+from .batch import batch_runner
 from .errors import BadInputError
 from .parsing import parse_score, score_distribution
 from .prompts import Template, load_template, template_from_file
-from .records import Example, Grade
+from .records import SCORE_STATUSES, Example, Grade
+from .thinking import (
+    DEFAULT_TOKEN_CAP,
+    final_value,
+    run_growing,
+    seen_completion_tokens,
+    split_reply,
+)
 
 if TYPE_CHECKING:
     from .batch import BatchOptions
@@ -107,16 +115,20 @@ def grading_prompt(dimension: str = "accuracy", prompt_file: str | Path | None =
     raise BadInputError(f"unknown prompt variant '{variant}': choose one of {', '.join(VARIANTS)}")
 
 
-def grade_request(prompt: GradingPrompt, example: Example, mode: str) -> Request:
-    """The model call that grades one example. The template's hash is part of the request."""
+def grade_request(prompt: GradingPrompt, example: Example, mode: str, *, max_tokens: int | None = None,
+                  thinking: str = "auto") -> Request:
+    """The model call that grades one example. The template's hash is part of the request;
+    `max_tokens` defaults to the paper's 256 (generate) or one score line (score)."""
     messages = prompt.messages(example)
+    extra = {} if thinking == "auto" else {"thinking": thinking}  # auto asks what was always asked
     if mode == "generate":
-        return Request.chat(messages, temperature=0, max_tokens=PAPER_MAX_TOKENS, prompt=prompt.version)
+        return Request.chat(messages, temperature=0, max_tokens=max_tokens or PAPER_MAX_TOKENS,
+                            prompt=prompt.version, **extra)
     if mode == "score":
-        return Request.chat(messages, mode="score", temperature=0, max_tokens=SCORE_MAX_TOKENS,
-                            stop=["\n"], prompt=prompt.version)
+        return Request.chat(messages, mode="score", temperature=0, max_tokens=max_tokens or SCORE_MAX_TOKENS,
+                            stop=["\n"], prompt=prompt.version, **extra)
     if mode == "expected":
-        return Request.chat(messages, mode="expected", prompt=prompt.version)
+        return Request.chat(messages, mode="expected", prompt=prompt.version, **extra)
     raise BadInputError(f"unknown mode '{mode}': choose one of {', '.join(MODES)}")
 
 
@@ -127,9 +139,13 @@ def grade_from_value(value: dict[str, Any], mode: str) -> dict[str, Any]:
         probs = None if dist.probs is None else {k: round(p, 6) for k, p in dist.probs.items()}
         return {"score": None if dist.expected is None else round(dist.expected, 6), "status": dist.status,
                 "raw": value.get("text"), "probs": probs, "top_score": dist.top}
-    parsed = parse_score(value.get("text"))
+    reply = split_reply(value)  # the thinking is never parsed
+    if reply.cut:
+        return {"score": None, "status": "truncated", "raw": reply.answer, "probs": None, "top_score": None,
+                "reasoning": reply.reasoning}
+    parsed = parse_score(reply.answer)
     return {"score": parsed.score if parsed.ok else None, "status": parsed.status,
-            "raw": value.get("text"), "probs": None, "top_score": None}
+            "raw": reply.answer, "probs": None, "top_score": None, "reasoning": reply.reasoning}
 
 
 def make_grade(example: Example, result: Result, *, grader: str, dimension: str, mode: str) -> Grade:
@@ -142,20 +158,22 @@ def make_grade(example: Example, result: Result, *, grader: str, dimension: str,
 
 def grade_examples(examples: Sequence[Example], model: CachedModel, *, prompt: GradingPrompt,
                    dimension: str = "accuracy", mode: str = "generate", retry_failed: bool = False,
-                   on_grade: Callable[[int, Grade, bool], None] | None = None,
+                   on_grade: Callable[[int, Grade, bool], None] | None = None, max_tokens: int | None = None,
+                   max_tokens_cap: int = DEFAULT_TOKEN_CAP, thinking: str = "auto",
                    batch: BatchOptions | None = None, on_poll: Callable[[list], None] | None = None) -> list[Grade]:
     """One grade per example, in order. Identical examples share one call; cached ones cost nothing.
 
-    With `retry_failed`, examples whose cached answer did not parse or was out of range are asked
-    again (failed calls are never cached, so they are always asked again).
+    With `retry_failed`, examples whose cached answer did not parse, was out of range or was cut
+    off in its thinking are asked again (failed calls are never cached, so they are always asked again).
+    A reply cut off inside its thinking is asked again with twice the budget, up to `max_tokens_cap`.
     `on_grade(position, grade, from_cache)` is told of each grade as it is known.
     With `batch`, the cache misses are asked through provider batches (gasus.batch).
     """
-    requests = [grade_request(prompt, e, mode) for e in examples]
+    requests = [grade_request(prompt, e, mode, max_tokens=max_tokens, thinking=thinking) for e in examples]
     refresh: set[int] = set()
     if retry_failed:
         for i, request in enumerate(requests):
-            value = model.cache.get(model.key(request))
+            value = final_value(model, request, cap=max_tokens_cap)
             if value is not None and grade_from_value(value, mode)["status"] != "ok":
                 refresh.add(i)
     grader = model.backend.label
@@ -166,12 +184,8 @@ def grade_examples(examples: Sequence[Example], model: CachedModel, *, prompt: G
         if on_grade is not None:
             on_grade(i, grades[i], result.cached)
 
-    if batch is None:
-        model.run(requests, on_result, refresh=refresh)
-    else:
-        from .batch import run_batched
-
-        run_batched(model, requests, on_result, refresh=refresh, options=batch, on_poll=on_poll)
+    run_growing(model, requests, cap=max_tokens_cap, on_result=on_result, refresh=refresh,
+                run=batch_runner(model, batch, on_poll))
     return grades  # type: ignore[return-value]
 
 
@@ -206,10 +220,15 @@ class Plan:
     cost_usd: float | None
     price: tuple[float, float, float, float] | None  # input, output, batch input, batch output
     batch_cost_usd: float | None = None
+    replies_seen: int = 0  # cached replies of this model that output_tokens is estimated from (0: the budget)
+    mean_output_tokens: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"examples": self.examples, "unique": self.unique, "misses": self.misses,
-                "estimated_input_tokens": self.input_tokens, "max_output_tokens": self.output_tokens,
+                "estimated_input_tokens": self.input_tokens,
+                "max_output_tokens" if not self.replies_seen else "estimated_output_tokens": self.output_tokens,
+                "cached_replies_seen": self.replies_seen,
+                "mean_output_tokens": None if self.mean_output_tokens is None else round(self.mean_output_tokens, 1),
                 "estimated_cost_usd": None if self.cost_usd is None else round(self.cost_usd, 4),
                 "estimated_batch_cost_usd": None if self.batch_cost_usd is None else round(self.batch_cost_usd, 4)}
 
@@ -248,9 +267,14 @@ def price_for(model_name: str, table: dict[str, tuple[float, ...]]) -> tuple[flo
 
 
 def plan_grading(examples: Sequence[Example], model: CachedModel, *, prompt: GradingPrompt, mode: str,
-                 prices: dict[str, tuple[float, ...]] | None = None) -> Plan:
-    """Cache misses of a run and, for an API grader, estimated tokens and cost. Calls no model."""
-    requests = [grade_request(prompt, e, mode) for e in examples]
+                 prices: dict[str, tuple[float, ...]] | None = None, max_tokens: int | None = None,
+                 thinking: str = "auto") -> Plan:
+    """Cache misses of a run and, for an API grader, estimated tokens and cost. Calls no model.
+
+    Output tokens are the mean completion tokens of the replies the cache holds from this model
+    (a reasoning grader's thinking included) when it holds any, else the budget of every call.
+    """
+    requests = [grade_request(prompt, e, mode, max_tokens=max_tokens, thinking=thinking) for e in examples]
     keys = [model.key(r) for r in requests]
     first: dict[str, int] = {}
     for i, key in enumerate(keys):
@@ -258,15 +282,18 @@ def plan_grading(examples: Sequence[Example], model: CachedModel, *, prompt: Gra
     missing = [i for key, i in first.items() if key not in model.cache]
     chars = sum(len(m["content"]) for i in missing for m in requests[i].messages)
     input_tokens = math.ceil(chars / CHARS_PER_TOKEN)
-    per_call = {"generate": PAPER_MAX_TOKENS, "score": SCORE_MAX_TOKENS, "expected": 1}[mode]
-    output_tokens = per_call * len(missing)
+    per_call = 1 if mode == "expected" else int(requests[0].params["max_tokens"]) if requests else 0
+    seen, mean = (0, None) if mode == "expected" else seen_completion_tokens(
+        model.cache, model.backend.name, model.backend.label)
+    output_tokens = math.ceil(mean * len(missing)) if mean is not None else per_call * len(missing)
     price = cost = batch_cost = None
     if model.backend.name == "openai":
         price = price_for(model.backend.target, {**PRICES, **(prices or {})})
         if price is not None:
             cost = (input_tokens * price[0] + output_tokens * price[1]) / 1e6
             batch_cost = (input_tokens * price[2] + output_tokens * price[3]) / 1e6
-    return Plan(len(examples), len(first), len(missing), input_tokens, output_tokens, cost, price, batch_cost)
+    return Plan(len(examples), len(first), len(missing), input_tokens, output_tokens, cost, price, batch_cost,
+                seen, mean)
 
 
 # ---------------------------------------------------------------- summaries
@@ -290,7 +317,7 @@ def histogram(grades: Sequence[Grade]) -> dict[str, int]:
 
 def status_counts(grades: Sequence[Grade]) -> dict[str, int]:
     counts = Counter(g.status for g in grades)
-    return {s: counts.get(s, 0) for s in ("ok", "unparsed", "out_of_range", "error")}
+    return {s: counts.get(s, 0) for s in SCORE_STATUSES}
 
 
 def write_scores(path: str | Path, grades: Sequence[Grade]) -> int:

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import CachedModel, Request, Result
+from .batch import batch_runner
 from .errors import BadInputError
 from .io import iter_jsonl
 from .parsing import parse_score_pair
 from .prompts import load_template
 from .records import Answer, Judgement, Verdict
 from .testsets import NAMES as TESTSET_ORDER
+from .thinking import DEFAULT_TOKEN_CAP, run_growing, split_reply
 
 if TYPE_CHECKING:
     from .batch import BatchOptions
@@ -120,7 +122,7 @@ def judge_messages(question: str, answer_1: str, answer_2: str) -> list[dict[str
 
 
 def judge_request(pair: AnswerPair, order: str, *, max_tokens: int = JUDGE_MAX_TOKENS,
-                  mode: str = "generate") -> Request:
+                  mode: str = "generate", thinking: str = "auto") -> Request:
     """The request for one order: "ab" shows A's answer as Assistant 1, "ba" shows B's first.
 
     Mode "generate" is the paper's: the judge writes its pair and explanation. Mode "score"
@@ -128,41 +130,44 @@ def judge_request(pair: AnswerPair, order: str, *, max_tokens: int = JUDGE_MAX_T
     """
     first, second = (pair.answer_a, pair.answer_b) if order == "ab" else (pair.answer_b, pair.answer_a)
     messages = judge_messages(pair.question, first, second)
+    extra = {} if thinking == "auto" else {"thinking": thinking}  # auto asks what was always asked
     if mode == "generate":
-        return Request.chat(messages, temperature=0, max_tokens=max_tokens)
+        return Request.chat(messages, temperature=0, max_tokens=max_tokens, **extra)
     if mode == "score":
         return Request.chat(messages, temperature=0, max_tokens=PAIR_MAX_TOKENS, mode="score",
-                            grammar=PAIR_GRAMMAR, stop=["\n"])
+                            grammar=PAIR_GRAMMAR, stop=["\n"], **extra)
     raise BadInputError(f"unknown judge mode '{mode}': choose {' or '.join(JUDGE_MODES)}")
 
 
 def run_judge(model: CachedModel, pairs: Sequence[AnswerPair], orders: Sequence[str] = ORDERS, *,
               max_tokens: int = JUDGE_MAX_TOKENS, mode: str = "generate",
-              on_result: Callable[[int, Result], None] | None = None, batch: BatchOptions | None = None,
+              on_result: Callable[[int, Result], None] | None = None, thinking: str = "auto",
+              max_tokens_cap: int = DEFAULT_TOKEN_CAP, batch: BatchOptions | None = None,
               on_poll: Callable[[list], None] | None = None) -> list[Judgement]:
     """One judgement per (pair, order), each order its own cached call; parsing happens here, on read.
+    A reply cut off inside its thinking is asked again with twice the budget, up to `max_tokens_cap`.
     With `batch`, the cache misses are asked through provider batches (gasus.batch)."""
     for order in orders:
         if order not in ORDERS:
             raise BadInputError(f"unknown order '{order}': choose ab or ba")
     jobs = [(pair, order) for pair in pairs for order in orders]
-    requests = [judge_request(p, o, max_tokens=max_tokens, mode=mode) for p, o in jobs]
-    if batch is None:
-        results = model.run(requests, on_result)
-    else:
-        from .batch import run_batched
-
-        results = run_batched(model, requests, on_result, options=batch, on_poll=on_poll)
+    requests = [judge_request(p, o, max_tokens=max_tokens, mode=mode, thinking=thinking) for p, o in jobs]
+    results = run_growing(model, requests, cap=max_tokens_cap, on_result=on_result,
+                          run=batch_runner(model, batch, on_poll))
     judgements = []
     for (pair, order), result in zip(jobs, results):
         if result.value is None:
             # Like a failed grade, the judgement keeps why the call failed.
             judgements.append(Judgement(pair.testset, pair.id, order, None, "error", result.error))
             continue
-        raw = result.value.get("text", "")
-        parsed = parse_score_pair(raw)
+        reply = split_reply(result.value)  # the thinking is never parsed
+        if reply.cut:
+            judgements.append(Judgement(pair.testset, pair.id, order, None, "truncated", reply.answer, reply.reasoning))
+            continue
+        parsed = parse_score_pair(reply.answer)
         scores = list(parsed.scores) if parsed.scores else None
-        judgements.append(Judgement(pair.testset, pair.id, order, scores, parsed.status, raw))
+        judgements.append(Judgement(pair.testset, pair.id, order, scores, parsed.status, reply.answer,
+                                    reply.reasoning))
     return judgements
 
 

@@ -57,7 +57,7 @@ class Example(_Record):
         return {"instruction": self.instruction, "input": self.input, "output": self.output, **self.extra}
 
 
-SCORE_STATUSES = ("ok", "unparsed", "out_of_range", "error")
+SCORE_STATUSES = ("ok", "unparsed", "out_of_range", "error", "truncated")
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class Grade(_Record):
     raw: str | None
     probs: dict[str, float] | None = None
     top_score: float | None = None
+    reasoning: str | None = None  # a reasoning grader's thinking, never parsed
 
     @property
     def ok(self) -> bool:
@@ -101,6 +102,7 @@ class Judgement(_Record):
     scores: list[float] | None
     status: str
     raw: str | None
+    reasoning: str | None = None  # a reasoning judge's thinking, never parsed
 
 
 @dataclass(frozen=True)

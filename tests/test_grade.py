@@ -162,7 +162,7 @@ def test_statuses_duplicates_and_zero_calls_on_rerun(tmp_path):
     assert backend.calls == ["right", "fine", "vague", "huge", "down"]  # the duplicate row shared a call
     assert sorted(seen) == [(0, "ok", False), (1, "ok", False), (2, "unparsed", False),
                             (3, "out_of_range", False), (4, "error", False), (5, "ok", False)]
-    assert status_counts(grades) == {"ok": 3, "unparsed": 1, "out_of_range": 1, "error": 1}
+    assert status_counts(grades) == {"ok": 3, "unparsed": 1, "out_of_range": 1, "error": 1, "truncated": 0}
     assert histogram(grades) == {"<3": 0, "3": 0, "3.5": 0, "4": 1, "4.5": 2, "5": 0}
 
     again = Scripted(answers)
@@ -244,14 +244,14 @@ def test_cli_writes_the_scores_file_and_summary(tmp_path, mini_alpaca):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[0] == {"id": examples[0].id, "index": 0, "score": 4.5, "status": "ok",
                        "grader": f"replay:{replay}", "dimension": "accuracy", "mode": "generate",
-                       "raw": "4.5\nGood.", "probs": None, "top_score": None}
+                       "raw": "4.5\nGood.", "probs": None, "top_score": None, "reasoning": None}
     assert [(r["index"], r["score"], r["status"]) for r in rows] == [
         (0, 4.5, "ok"), (1, 5.0, "ok"), (2, 2.0, "ok"), (3, None, "unparsed")]
     assert [g.id for g in load_grades(out)] == [e.id for e in examples]
     data = json.loads(summary.read_text())
     assert {k: data[k] for k in ("command", "items", "model_calls", "cache_hits", "failures")} == {
         "command": "grade", "items": 4, "model_calls": 4, "cache_hits": 0, "failures": 0}
-    assert data["statuses"] == {"ok": 3, "unparsed": 1, "out_of_range": 0, "error": 0}
+    assert data["statuses"] == {"ok": 3, "unparsed": 1, "out_of_range": 0, "error": 0, "truncated": 0}
     assert data["histogram"] == {"<3": 1, "3": 0, "3.5": 0, "4": 0, "4.5": 1, "5": 1}
     assert "score >= 4.5 (the paper's rule): 2 of 4" in result.output
 

@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import BackendError, MissingDependencyError
 from ..parsing import SCORE_TOKENS
 from ..records import canonical_json, sha256_text
+from ..thinking import template_kwargs
 from .base import Backend, BackendOptions, Request, chat_fragments, file_sha256, single_token_ids
 
 # Files whose bytes decide what the model writes: weights, config, tokenizer.
@@ -163,9 +164,10 @@ class HFBackend(Backend):
         if not getattr(tokenizer, "chat_template", None):
             raise BackendError(f"hf:{self.target}: the tokenizer has no chat template; use the Alpaca prompt")
         specials = [t.content for t in tokenizer.added_tokens_decoder.values() if t.special]
+        extra = template_kwargs(request.params)  # --thinking on/off, by Qwen3's convention
         try:
             fragments = chat_fragments(
-                lambda ms: tokenizer.apply_chat_template(ms, tokenize=False, add_generation_prompt=True),
+                lambda ms: tokenizer.apply_chat_template(ms, tokenize=False, add_generation_prompt=True, **extra),
                 request.messages, specials)
         except BackendError as exc:
             raise BackendError(f"hf:{self.target}: {exc}") from None

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 from ..errors import BackendError, MissingDependencyError
 from ..parsing import SCORE_TOKENS
 from ..records import sha256_text
+from ..thinking import THOUGHT_RULES, admit_thinking, template_kwargs, template_thinks
 from .base import (
     Backend,
     BackendOptions,
@@ -180,9 +181,10 @@ class LlamaCppBackend(Backend):
         return file_sha256(self.target, self.cache)
 
     def cache_params(self) -> dict[str, Any]:
-        return {
+        template = gguf_chat_template(self.target, self.cache)
+        params = {
             "runtime": f"llama-cpp-python {runtime_version()}",
-            "chat_template": gguf_chat_template(self.target, self.cache),
+            "chat_template": template,
             "score_grammar": sha256_text(SCORE_GRAMMAR)[:16],
             # other kernels may round differently
             "extra_buffers": os.environ.get("GASUS_LLAMACPP_EXTRA_BUFFERS") == "1",
@@ -192,6 +194,23 @@ class LlamaCppBackend(Backend):
             # Prompts before this held data's marker text as control tokens: their answers may differ.
             "data_as_text": True,
         }
+        if template_thinks(template):  # a reasoning model's score grammar admits its thinking
+            params["thinking_grammar"] = sha256_text(THOUGHT_RULES)[:16]
+        return params
+
+    def thinks(self, request: Request) -> bool:
+        """Whether the model will think before it answers: --thinking on, or auto with a
+        reasoning model's chat template (off renders the template without thinking)."""
+        thinking = request.params.get("thinking", "auto")
+        if thinking != "auto" or request.is_raw:
+            return thinking == "on"
+        return template_thinks(gguf_chat_template(self.target, self.cache))
+
+    def refusal(self, request: Request) -> str | None:
+        if request.params.get("mode") == "expected" and self.thinks(request):
+            return ("the model thinks before it answers, so its first token is not the score that --mode expected "
+                    "reads; use --thinking off (the chat template then writes an empty thought) or --mode score")
+        return super().refusal(request)
 
     # -------------------------------------------------------------- the model
 
@@ -243,7 +262,8 @@ class LlamaCppBackend(Backend):
         if self._formatter is None:
             raise BackendError(f"{self.target}: the GGUF file has no chat template; use a chat model")
         try:
-            fragments = chat_fragments(lambda ms: self._formatter(messages=ms).prompt, request.messages,
+            extra = template_kwargs(request.params)  # --thinking on/off, by Qwen3's convention
+            fragments = chat_fragments(lambda ms: self._formatter(messages=ms, **extra).prompt, request.messages,
                                        self._control_texts())
         except BackendError as exc:
             raise BackendError(f"{self.target}: {exc}") from None
@@ -287,12 +307,14 @@ class LlamaCppBackend(Backend):
         max_tokens = int(request.params.get("max_tokens", 8 if mode == "score" else 256))
         self._check_fits(tokens, max_tokens)
         kwargs: dict[str, Any] = {}
+        thinks = mode == "score" and self.thinks(request)
         if mode == "score":
             # A request may bring its own grammar (the judge's score pair); it is then part of the key.
-            kwargs["grammar"] = self._compiled_grammar(request.params.get("grammar") or SCORE_GRAMMAR)
+            grammar = request.params.get("grammar") or SCORE_GRAMMAR
+            kwargs["grammar"] = self._compiled_grammar(admit_thinking(grammar) if thinks else grammar)
         if not request.is_raw and self._eos_text:
             kwargs["stop"] = [self._eos_text]
-        if request.params.get("stop"):
+        if request.params.get("stop") and not thinks:  # a thought spans lines; the grammar ends the answer
             kwargs["stop"] = kwargs.get("stop", []) + list(request.params["stop"])
         # The prompt goes through evaluate_prompt, so its numbers never depend on what was asked
         # before; create_completion then finds it cached and starts sampling at once.

@@ -122,6 +122,7 @@ class OpenAIBackend(Backend):
                 body["stop"] = list(p["stop"])
         else:
             raise BackendError(f"unknown mode '{mode}' (generate, score or expected)")
+        body.update(thinking_fields(self.target, self.base_url, p.get("thinking", "auto")))
         return "/chat/completions", body
 
     def read_reply(self, request: Request, data: Any) -> dict[str, Any]:
@@ -147,6 +148,10 @@ class OpenAIBackend(Backend):
         for name, field_ in (("served_model", "model"), ("system_fingerprint", "system_fingerprint")):
             if isinstance(data.get(field_), str):
                 value[name] = data[field_]
+        # vLLM, llama.cpp server and DeepSeek return the thinking apart from the answer.
+        reasoning = choice.get("message", {}).get("reasoning_content") or choice.get("message", {}).get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            value["reasoning"] = self._scrub(reasoning)
         for k in self.usage:
             self.usage[k] += usage.get(k) or 0
         if request.params.get("mode") == "expected":
@@ -323,6 +328,29 @@ class OpenAIBackend(Backend):
             except RuntimeError:  # the loop closed in between
                 pass
         thread.join(timeout=5)
+
+
+def thinking_fields(model: str, base_url: str, thinking: str) -> dict[str, Any]:
+    """The request fields that switch a reasoning model's thinking on or off, by each server's convention:
+    `reasoning_effort` for OpenAI's reasoning models (which cannot stop thinking altogether; "off" asks
+    for the least), `chat_template_kwargs` for the chat template of vLLM and llama.cpp server.
+
+    >>> thinking_fields("Qwen/Qwen3-8B", "http://localhost:8000/v1", "off")
+    {'chat_template_kwargs': {'enable_thinking': False}}
+    >>> thinking_fields("o4-mini", DEFAULT_BASE_URL, "off")
+    {'reasoning_effort': 'low'}
+    >>> thinking_fields("gpt-4o-mini", DEFAULT_BASE_URL, "off")
+    {}
+    """
+    if thinking == "auto":
+        return {}
+    if base_url == DEFAULT_BASE_URL:
+        if thinking == "off" and model.startswith("gpt-5"):
+            return {"reasoning_effort": "minimal"}
+        if thinking == "off" and re.match(r"o\d", model):
+            return {"reasoning_effort": "low"}
+        return {}  # a model that does not reason takes no such field; one that does always thinks
+    return {"chat_template_kwargs": {"enable_thinking": thinking == "on"}}
 
 
 def _error_message(response: Any, scrub: Callable[[str], str]) -> str:

@@ -245,3 +245,20 @@ def progress_callback(total: int, description: str):
         progress.advance(task)
 
     return progress, on_result
+
+
+def thinking_options(func: Callable) -> Callable:
+    """--thinking and --max-new-tokens-cap, for commands whose model may be a reasoning model."""
+    from ..thinking import DEFAULT_TOKEN_CAP, THINKING_CHOICES
+
+    options = [
+        click.option("--thinking", type=click.Choice(THINKING_CHOICES), default="auto", show_default=True,
+                     help="Whether a reasoning model thinks before it answers: auto (whatever the model does), on, "
+                          "or off (asks the server, or renders a local chat template, not to think)."),
+        click.option("--max-new-tokens-cap", "max_tokens_cap", type=int, default=DEFAULT_TOKEN_CAP, show_default=True,
+                     help="A reply cut off inside its thinking is asked again with twice the tokens, up to this "
+                          "many; one still cut off here is 'truncated'."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func

@@ -16,6 +16,7 @@ from .common import (
     model_options,
     open_model,
     summary_option,
+    thinking_options,
 )
 from .diagnostics import health_options
 
@@ -86,9 +87,12 @@ class GradeProgress:
 @click.option("--mode", type=click.Choice(["generate", "score", "expected"]), default="generate", show_default=True,
               help="generate: score line and explanation, 256 tokens (the paper); score: stop after the score "
                    "line; expected: one forward pass, probability-weighted mean of the scores 0-5.")
+@click.option("--max-new-tokens", type=int, default=None,
+              help="Most tokens per grader reply.  [default: the paper's 256 in generate mode, 8 in score mode]")
+@thinking_options
 @click.option("--limit", type=int, default=None, help="Grade only the first N examples.")
 @click.option("--retry-failed", is_flag=True,
-              help="Ask again for examples whose cached grade did not parse or was out of range "
+              help="Ask again for examples whose cached grade did not parse, was out of range or was truncated "
                    "(with --batch: and resubmit the requests that failed in a finished batch).")
 @click.option("--dry-run", is_flag=True,
               help="Call no model: count the calls the run still needs and, for API graders, estimate tokens and cost.")
@@ -99,8 +103,9 @@ class GradeProgress:
 @batch_options
 @dataset_options
 @summary_option
-def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, mode, limit, retry_failed, dry_run, price_table,
-          health, model_opts, batch_opts, fmt, instruction_field,
+def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, mode, max_new_tokens, thinking,
+          max_tokens_cap, limit, retry_failed, dry_run, price_table, health, model_opts, batch_opts, fmt,
+          instruction_field,
           input_field, output_field, split, max_rows, summary):
     """Grade every (instruction, input, response) triplet 0-5 with an LLM, as AlpaGasus does.
 
@@ -116,6 +121,8 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
       gasus grade data.json -o scores.jsonl --grader openai:gpt-4o-mini --concurrency 8
       gasus grade data.json --grader openai:gpt-4o-mini --dry-run
       gasus grade data.json -o scores.jsonl --grader openai:gpt-4o-mini --batch   # half price, resumable
+      gasus grade data.json -o scores.jsonl --grader openai:Qwen/Qwen3-8B --base-url http://localhost:8000/v1 \\
+          --max-new-tokens 1024 --max-new-tokens-cap 8192      # a reasoning grader
       gasus select data.json scores.jsonl -o alpagasus.json       # then keep score >= 4.5
     """
     from .. import grade as gr
@@ -124,6 +131,10 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
         raise BadInputError("-o/--output is required (except with --dry-run)")
     if limit is not None and limit < 1:
         raise BadInputError("--limit must be at least 1")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise BadInputError("--max-new-tokens must be at least 1")
+    if max_tokens_cap < (max_new_tokens or 1):
+        raise BadInputError(f"--max-new-tokens-cap must be at least --max-new-tokens ({max_new_tokens or 1})")
     check_paths(summary, inputs={"DATASET": dataset, "--prompt-file": prompt_file, "--price-table": price_table,
                                  "--grader": spec_file(grader_spec)},
                 outputs={"-o/--output": output})
@@ -138,12 +149,13 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
     model = open_model(grader_spec, model_opts)
     summary.items = len(examples)
     summary.extra.update({"grader": model.backend.label, "dimension": dimension, "mode": mode,
-                          "prompt_variant": prompt_variant})
+                          "prompt_variant": prompt_variant, "thinking": thinking})
     out = console()
 
     if dry_run:
         prices = gr.load_price_table(price_table) if price_table else None
-        plan = gr.plan_grading(examples, model, prompt=prompt, mode=mode, prices=prices)
+        plan = gr.plan_grading(examples, model, prompt=prompt, mode=mode, prices=prices, max_tokens=max_new_tokens,
+                               thinking=thinking)
         summary.extra["dry_run"] = plan.to_dict()
         out.print(f"{plan.examples} examples ({plan.unique} distinct): {plan.unique - plan.misses} in the cache, "
                   f"{plan.misses} model call(s) needed with {model.backend.label}", soft_wrap=True)
@@ -151,11 +163,17 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
             if plan.cost_usd is None:
                 cost = "no price known for this model: give --price-table"
             else:
-                cost = (f"at most about ${_dollars(plan.cost_usd)} at ${plan.price[0]:g}/${plan.price[1]:g} per 1M "
-                        f"tokens; with --batch at most about ${_dollars(plan.batch_cost_usd)} at "
+                bound = "about" if plan.replies_seen else "at most about"
+                cost = (f"{bound} ${_dollars(plan.cost_usd)} at ${plan.price[0]:g}/${plan.price[1]:g} per 1M "
+                        f"tokens; with --batch {bound} ${_dollars(plan.batch_cost_usd)} at "
                         f"${plan.price[2]:g}/${plan.price[3]:g}")
+            if plan.replies_seen:
+                output_tokens = (f"about {plan.output_tokens:,} output tokens ({plan.mean_output_tokens:,.0f} per call, "
+                                 f"the mean of {plan.replies_seen:,} cached replies of this model)")
+            else:
+                output_tokens = f"at most {plan.output_tokens:,} output tokens"
             out.print(f"estimated {plan.input_tokens:,} input tokens (~{gr.CHARS_PER_TOKEN:g} characters each) and "
-                      f"at most {plan.output_tokens:,} output tokens: {cost}", soft_wrap=True)
+                      f"{output_tokens}: {cost}", soft_wrap=True)
         return
 
     from ..batch import BatchPending
@@ -164,7 +182,8 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
         progress = GradeProgress(len(examples)) if batch is None else BatchProgress(len(examples), "grading")
         with progress:
             grades = gr.grade_examples(examples, model, prompt=prompt, dimension=dimension, mode=mode,
-                                       retry_failed=retry_failed, on_grade=progress, batch=batch,
+                                       retry_failed=retry_failed, on_grade=progress, max_tokens=max_new_tokens,
+                                       max_tokens_cap=max_tokens_cap, thinking=thinking, batch=batch,
                                        on_poll=getattr(progress, "poll", None))
     except BatchPending as pending:
         report_pending(pending, summary)

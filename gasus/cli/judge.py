@@ -15,6 +15,7 @@ from .common import (
     open_model,
     progress_callback,
     summary_option,
+    thinking_options,
 )
 
 
@@ -36,6 +37,7 @@ from .common import (
                    "writes only the pair line (a grammar holds GGUF judges to it), far faster.")
 @click.option("--max-new-tokens", type=int, default=256, show_default=True,
               help="Most tokens per judge reply in generate mode (the paper's evaluation script uses 256).")
+@thinking_options
 @click.option("--verdicts", "verdicts_path", type=click.Path(dir_okay=False),
               help="Also write one verdict per question (testset, id, verdict from A's side) here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
@@ -49,8 +51,8 @@ from .common import (
 @model_options
 @batch_options
 @summary_option
-def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_tokens, verdicts_path, plot_path, title,
-          n_resamples, seed, retry_failed, model_opts, batch_opts, summary):
+def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_tokens, thinking, max_tokens_cap,
+          verdicts_path, plot_path, title, n_resamples, seed, retry_failed, model_opts, batch_opts, summary):
     """Judge model A's answers against model B's with the paper's judge prompt.
 
     Answers are joined on (testset, id). Each question is judged in both orders, each
@@ -77,6 +79,8 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
 
     if max_new_tokens < 1:
         raise BadInputError("--max-new-tokens must be at least 1")
+    if max_tokens_cap < max_new_tokens:
+        raise BadInputError(f"--max-new-tokens-cap must be at least --max-new-tokens ({max_new_tokens})")
     if n_resamples < 1:
         raise BadInputError("--bootstrap must be at least 1")
     if plot_path and not plot_path.lower().endswith(".png"):
@@ -105,7 +109,8 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
     try:
         with progress:
             judgements = jd.run_judge(model, pairs, orders, max_tokens=max_new_tokens, mode=mode,
-                                     on_result=record, batch=batch, on_poll=getattr(progress, "poll", None))
+                                     on_result=record, thinking=thinking, max_tokens_cap=max_tokens_cap,
+                                     batch=batch, on_poll=getattr(progress, "poll", None))
     except BatchPending as pending:
         report_pending(pending, summary)
         return

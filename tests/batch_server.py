@@ -169,7 +169,11 @@ class FakeBatchServer(FakeServer):
     def completion(self, body: dict, tag: str) -> dict:
         """What the chat endpoint answers for the same request (FakeServer.reply's body)."""
         text = {"429": "3", "500": "5", "delay": "4\nFine."}.get(tag, "4.5\nAccurate.")
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        finish = "stop"
+        if tag == "think":  # a reasoning grader: its thought needs 32 tokens, cut off below that
+            thought = "<think>Score: 1. No, the task is done well, so it is higher."
+            text, finish = (f"{thought}</think>\n4\nFine.", "stop") if body["max_tokens"] >= 32 else (thought, "length")
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
         if body.get("logprobs"):
             choice["logprobs"] = {"content": [{"token": "4", "logprob": -0.5, "top_logprobs": [
                 {"token": "4", "logprob": -0.5}, {"token": " 5", "logprob": -1.5},

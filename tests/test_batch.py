@@ -126,6 +126,22 @@ def test_batch_output_is_identical_to_the_synchronous_path(tmp_path, monkeypatch
     assert outputs["batch"] == outputs["sync"]
 
 
+def test_batch_thinking_cut_off_is_asked_again_in_a_second_batch_with_twice_the_budget(tmp_path):
+    data = dataset(tmp_path, "ok", "think")
+    out = tmp_path / "scores.jsonl"
+    with FakeBatchServer(delay=0.05) as server:
+        first = run_cli(*grade_args(data, out, server, "--max-new-tokens", "16"))
+        assert first.exit_code == 0, first.output
+        budgets = [[line["body"]["max_tokens"] for line in b["_lines"]] for b in server.batches.values()]
+        assert budgets == [[16, 16], [32]]  # only the reply cut off in its thinking goes again, at 32
+        again = run_cli(*grade_args(data, out, server, "--max-new-tokens", "16"))
+        assert again.exit_code == 0 and len(server.batches) == 2  # every budget's reply is cached
+    graded = rows(out)
+    assert [(g["score"], g["status"]) for g in graded] == [(4.5, "ok"), (4.0, "ok")]
+    assert graded[1]["reasoning"] == "Score: 1. No, the task is done well, so it is higher."
+    assert graded[1]["raw"] == "4\nFine."
+
+
 def test_no_wait_then_batch_wait_collects_an_expired_batch_counted_by_kind(tmp_path):
     data = dataset(tmp_path, "ok", "ok", "ok")
     out = tmp_path / "scores.jsonl"

@@ -68,6 +68,7 @@ class ScoreHealth:
     length_spearman: float | None
     length_bias_rho: float
     quintiles: list[dict[str, Any]] | None
+    on_grid: bool = False  # scores were counted rounded to the half-point grid (expected mode's means)
 
     @property
     def modal_share(self) -> float | None:
@@ -86,14 +87,15 @@ class ScoreHealth:
                 "distinct_scores": self.distinct_scores, "collapsed": self.collapsed,
                 "collapse_share": self.collapse_share, "length_spearman": self.length_spearman,
                 "length_bias": self.length_bias, "length_bias_rho": self.length_bias_rho,
-                "kept_share_by_length_quintile": self.quintiles}
+                "kept_share_by_length_quintile": self.quintiles, "counted_on_half_point_grid": self.on_grid}
 
     def text(self) -> str:
         """One line for reports."""
         if not self.ok:
             return "Score health: n/a (no ok grade)"
         line = (f"Score health: modal score {self.modal_score:g} ({self.modal_share:.1%} of {self.ok} ok grades"
-                f"{', collapsed' if self.collapsed else ''}); {self.distinct_scores} distinct score(s)")
+                f"{', collapsed' if self.collapsed else ''}); {self.distinct_scores} distinct score(s)"
+                f"{' on the half-point grid' if self.on_grid else ''}")
         if self.length_spearman is not None:
             line += f"; Spearman's rho of score and response length {self.length_spearman:.3f}"
         if self.quintiles:
@@ -104,7 +106,8 @@ class ScoreHealth:
         out = []
         if self.collapsed:
             out.append(f"Warning: scores collapsed: {self.modal_count} of {self.ok} ok grades "
-                       f"({self.modal_share:.1%}) are {self.modal_score:g} (collapsed at >= {self.collapse_share:.0%}); "
+                       f"({self.modal_share:.1%}) are {self.modal_score:g}"
+                       f"{' (rounded to the half-point grid)' if self.on_grid else ''} (collapsed at >= {self.collapse_share:.0%}); "
                        "the grader hardly tells examples apart")
         if self.length_bias:
             out.append(f"Warning: length bias: Spearman's rho between score and response length is "
@@ -129,11 +132,23 @@ def length_quintiles(lengths: Sequence[int], kept: Sequence[bool]) -> list[dict[
     return rows
 
 
+def half_point(score: float) -> float:
+    """The nearest score of the paper's half-point grid (halves round up).
+
+    >>> [half_point(s) for s in (1.24, 1.25, 1.396, 4.76)]
+    [1.0, 1.5, 1.5, 5.0]
+    """
+    return math.floor(score * 2 + 0.5) / 2
+
+
 def score_health(scores: Sequence[float], lengths: Sequence[int] | None = None, kept: Sequence[bool] | None = None,
-                 *, collapse_share: float = COLLAPSE_SHARE, length_bias_rho: float = LENGTH_BIAS_RHO) -> ScoreHealth:
+                 *, collapse_share: float = COLLAPSE_SHARE, length_bias_rho: float = LENGTH_BIAS_RHO,
+                 on_grid: bool = False) -> ScoreHealth:
     """Score health of the ok grades' `scores`, with their responses' word counts and whether each
-    was kept (for the kept share per length quintile) when known."""
-    counts = Counter(scores)
+    was kept (for the kept share per length quintile) when known. With `on_grid`, the modal score
+    and the distinct scores are counted on the half-point grid: expected-mode scores are
+    probability-weighted means, all distinct, so exact values would never show a collapse."""
+    counts = Counter(half_point(s) for s in scores) if on_grid else Counter(scores)
     modal, modal_count = (None, 0)
     if counts:
         # the most common score; of equally common ones, the highest (the one a keep rule meets first)
@@ -144,7 +159,7 @@ def score_health(scores: Sequence[float], lengths: Sequence[int] | None = None, 
         if kept is not None and scores:
             quintiles = length_quintiles(lengths, kept)
     return ScoreHealth(len(scores), None if modal is None else float(modal), modal_count, len(counts),
-                       collapse_share, rho, length_bias_rho, quintiles)
+                       collapse_share, rho, length_bias_rho, quintiles, on_grid)
 
 
 def grade_health(examples: Sequence[Any] | None, grades: Sequence[Any], kept_ids: set[str] | None = None, *,
@@ -157,7 +172,8 @@ def grade_health(examples: Sequence[Any] | None, grades: Sequence[Any], kept_ids
     scores = [g.score for g in ok]
     lengths = None if outputs is None else [word_count(outputs[g.id]) for g in ok]
     kept = [g.id in kept_ids if kept_ids is not None else g.score >= threshold for g in ok]
-    return score_health(scores, lengths, kept, collapse_share=collapse_share, length_bias_rho=length_bias_rho)
+    return score_health(scores, lengths, kept, collapse_share=collapse_share, length_bias_rho=length_bias_rho,
+                        on_grid=any(g.mode == "expected" for g in ok))
 
 
 # ---------------------------------------------------------------- snapshots

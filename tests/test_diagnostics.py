@@ -33,14 +33,14 @@ def _pearson(x, y):
     return cov / (sum((a - mx) ** 2 for a in x) * sum((b - my) ** 2 for b in y)) ** 0.5
 
 
-def _scored_dataset(tmp_path, outputs, scores, statuses=None):
+def _scored_dataset(tmp_path, outputs, scores, statuses=None, mode="generate"):
     rows = [{"instruction": f"Task {i}", "input": "", "output": out} for i, out in enumerate(outputs)]
     dataset = tmp_path / "data.json"
     dataset.write_text(json.dumps(rows))
     examples = load_examples(dataset)
     statuses = statuses or ["ok"] * len(outputs)
     lines = [json.dumps({"id": e.id, "index": e.index, "score": s if st == "ok" else None, "status": st,
-                         "grader": "test", "dimension": "accuracy", "mode": "generate", "raw": "", "probs": None})
+                         "grader": "test", "dimension": "accuracy", "mode": mode, "raw": "", "probs": None})
              for e, s, st in zip(examples, scores, statuses)]
     path = tmp_path / "scores.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -104,6 +104,29 @@ def test_collapsed_scores_warn(tmp_path):
     bad = run_cli("select", str(dataset), str(path), "-o", str(tmp_path / "k2.json"), "--collapse-share", "1.5")
     assert (bad.exit_code, bad.output) == (2, "Error: --collapse-share must be between 0 and 1, got 1.5\n")
     assert not (tmp_path / "k2.json").exists()
+
+
+def test_expected_mode_scores_collapse_on_the_half_point_grid(tmp_path):
+    """Expected-mode scores are probability-weighted means, each one distinct: counted exactly, 40
+    scores near 1.4 would never look collapsed. They are counted on the half-point grid instead."""
+    scores = [round(1.26 + 0.005 * i, 3) for i in range(34)] + [0.9, 1.1, 1.74, 2.2, 2.6, 3.1]
+    outputs = [f"answer number {i}" for i in range(40)]
+    dataset, path = _scored_dataset(tmp_path, outputs, scores, mode="expected")
+    result = run_cli("select", str(dataset), str(path), "-o", str(tmp_path / "kept.json"),
+                     "--summary-json", str(tmp_path / "s.json"))
+    assert result.exit_code == 0, result.output
+    d = json.loads((tmp_path / "s.json").read_text())["diagnostics"]
+    assert (d["modal_score"], d["modal_share"], d["distinct_scores"]) == (1.5, 0.875, 5)
+    assert (d["collapsed"], d["counted_on_half_point_grid"]) == (True, True)
+    assert ("Warning: scores collapsed: 35 of 40 ok grades (87.5%) are 1.5 (rounded to the half-point grid) "
+            "(collapsed at >= 80%)") in result.stderr
+    # The same numbers from generate mode are exact scores: 40 distinct, nothing collapsed.
+    dataset, path = _scored_dataset(tmp_path, outputs, scores)
+    exact = run_cli("select", str(dataset), str(path), "-o", str(tmp_path / "kept.json"),
+                    "--summary-json", str(tmp_path / "s.json"))
+    d = json.loads((tmp_path / "s.json").read_text())["diagnostics"]
+    assert (d["distinct_scores"], d["collapsed"], d["counted_on_half_point_grid"]) == (40, False, False)
+    assert "collapsed" not in exact.stderr
 
 
 def test_grade_summary_reports_score_health(tmp_path):

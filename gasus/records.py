@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
+from json.encoder import encode_basestring
 from typing import Any
 
 
@@ -23,6 +25,12 @@ def example_id(instruction: str, input: str, output: str) -> str:
     >>> example_id("Say hi.", "", "Hi.")[:12]
     'f25ff450dad5'
     """
+    if type(instruction) is str and type(input) is str and type(output) is str:
+        # canonical_json of the three strings, written out with the C string encoder json.dumps uses: the same bytes at a fraction of the cost,
+        # which counts at a million rows (keys in sorted order, each string as json.dumps writes it)
+        text = (f'{{"input":{encode_basestring(input)},"instruction":{encode_basestring(instruction)},'
+                f'"output":{encode_basestring(output)}}}')
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
     return sha256_text(canonical_json({"instruction": instruction, "input": input, "output": output}))
 
 
@@ -48,8 +56,9 @@ class Example(_Record):
     output: str
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
+        """Computed once per example (it is asked for by every join), then kept on the instance."""
         return example_id(self.instruction, self.input, self.output)
 
     def to_dict(self) -> dict[str, Any]:

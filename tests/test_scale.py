@@ -1,0 +1,122 @@
+"""A million rows (issue 13): the fast paths (ids computed once, orjson reading, bulk cache reads,
+streamed reading and writing) must give byte for byte what the plain paths gave."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+# Strings that JSON writers and hashers treat differently if they are not careful.
+TRICKY = ["plain", "quote \" and backslash \\", "tab\tnew\nline\r", "control \x01\x1f\x7f", "café 東京 😀",
+          "line\u2028sep\u2029para\x85nel", "</script> <<<END>>>", "\\u00e9 is not é", "", " "]
+
+
+def tricky_rows() -> list[dict]:
+    rows = []
+    for i in range(40):
+        row = {"instruction": f"{TRICKY[i % len(TRICKY)]} task {i}", "output": f"{TRICKY[(i * 3) % len(TRICKY)]} {i}"}
+        if i % 4:
+            row["input"] = TRICKY[(i * 7) % len(TRICKY)]
+        if i % 5 == 0:
+            row["meta"] = {"n": i, "f": [0.1, 1e16, -0.0, 2.5e-7], "ok": i % 2 == 0, "none": None}
+        if i % 6 == 0:
+            row["big"] = 12345678901234567890123  # beyond 64 bits: must stay an integer
+        if i % 7 == 0:
+            row["tag"] = TRICKY[i % len(TRICKY)]
+        rows.append(row)
+    rows.append(dict(rows[3]))  # an identical row shares its id and grade
+    return rows
+
+
+def write_inputs(tmp_path: Path) -> dict[str, Path]:
+    from gasus.records import example_id
+
+    rows = tricky_rows()
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(rows, ensure_ascii=True, indent=4), encoding="utf-8")
+    lines, labels, other = [], [], []
+    for i, row in enumerate(rows):
+        eid = example_id(row["instruction"], row.get("input", ""), row["output"])
+        k = 3 if i == len(rows) - 1 else i  # the repeated row has its first's grade
+        status = "unparsed" if k % 9 == 4 else "ok"
+        score = None if status != "ok" else [2.0, 3.5, 4.0, 4.5, 4.5, 5.0, 4.25][k % 7]
+        probs = {"4": 0.25, "5": 0.75} if i % 3 == 0 else None
+        top = None if score is None else float(round(score))
+        lines.append(json.dumps({"id": eid, "index": i, "score": score, "status": status, "grader": "t",
+                                 "dimension": "accuracy", "mode": "expected", "raw": TRICKY[i % len(TRICKY)],
+                                 "probs": probs, "top_score": top}, ensure_ascii=i % 2 == 0))
+        labels.append(json.dumps({"index": i, "kept_by_test": i % 3 != 1}))
+        other.append(json.dumps({"id": eid, "index": i, "score": [5.0, 4.0, 3.0][k % 3], "status": "ok",
+                                 "grader": "u", "dimension": "accuracy", "mode": "generate", "raw": "x"}))
+    scores = tmp_path / "scores.jsonl"
+    # a BOM, CRLF line ends and blank lines, all of which readers meet
+    scores.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines[:20]).encode() + b"\r\n\r\n  \n"
+                       + "\n".join(lines[20:]).encode() + b"\n")
+    (tmp_path / "labels.jsonl").write_text("\n".join(labels) + "\n")
+    (tmp_path / "other.jsonl").write_text("\n".join(other) + "\n")
+    return {"data": data, "scores": scores, "labels": tmp_path / "labels.jsonl", "other": tmp_path / "other.jsonl"}
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def test_outputs_stay_byte_identical(tmp_path, monkeypatch):
+    """select (threshold, top-k, JSON and JSON Lines), the sweep and agree print and write exactly what
+    c2bf012 did (the digests below were taken there)."""
+    write_inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)  # relative names: the printed lines do not depend on where tmp_path is
+    got = {}
+    for name, args in {
+        "threshold.json": ["select", "data.json", "scores.jsonl", "--threshold", "4.5", "-o", "threshold.json"],
+        "topk.jsonl": ["select", "data.json", "scores.jsonl", "--top-k", "7", "-o", "topk.jsonl"],
+        "sweep": ["select", "data.json", "scores.jsonl", "--sweep", "3,3.5,4,4.5,5"],
+        "agree-labels": ["agree", "scores.jsonl", "labels.jsonl"],
+        "agree-scores": ["agree", "scores.jsonl", "other.jsonl", "--threshold", "4"],
+    }.items():
+        result = run_cli(*args, "--summary-json", f"{name}.summary.json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(Path(f"{name}.summary.json").read_text())
+        report.pop("seconds")
+        got[name] = f"{_digest(result.output.encode())} {_digest(json.dumps(report, sort_keys=True).encode())}"
+        if name.endswith(("json", "jsonl")):
+            got[name] += " " + _digest(Path(name).read_bytes())
+    assert got == GOLDEN
+
+
+# sha256 prefixes of (printed output, summary less "seconds"[, written file]) at c2bf012
+GOLDEN = {
+    "threshold.json": "e22e6dfe32e550d0 a6ae5a839fddb437 0b436416c34f9480",
+    "topk.jsonl": "c2d82fea32e6e4d9 ffe0e4582bc58b3d 5064378b8dfe2bac",
+    "sweep": "2510ec5e80f8b360 620ac52956f9dcec",
+    "agree-labels": "ee7ecbaa7a765aee 1a9ad3532b63c22f",
+    "agree-scores": "31f3dddac721b0fe f337b62961060211",
+}
+
+
+def test_each_example_id_is_computed_once_per_row(tmp_path, monkeypatch):
+    """select --threshold and --sweep hash each row's triplet once, not once per join step."""
+    import gasus.records
+
+    write_inputs(tmp_path)
+    calls = []
+    real = gasus.records.example_id
+    monkeypatch.setattr(gasus.records, "example_id", lambda *a: calls.append(a) or real(*a))
+    for args in (["--threshold", "4.5", "-o", str(tmp_path / "kept.json")], ["--sweep", "4,4.5"]):
+        calls.clear()
+        result = run_cli("select", str(tmp_path / "data.json"), str(tmp_path / "scores.jsonl"), *args)
+        assert result.exit_code == 0, result.output
+        assert len(calls) == 41  # 41 rows
+
+
+def test_example_id_fast_form_is_the_canonical_json():
+    """The id written out by hand hashes the very bytes canonical_json gives (DESIGN.md's definition)."""
+    from gasus.records import canonical_json, example_id, sha256_text
+
+    for a in TRICKY:
+        for b in TRICKY:
+            triplet = {"instruction": a, "input": b, "output": a + b}
+            assert example_id(a, b, a + b) == sha256_text(canonical_json(triplet))

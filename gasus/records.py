@@ -26,8 +26,8 @@ def example_id(instruction: str, input: str, output: str) -> str:
     'f25ff450dad5'
     """
     if type(instruction) is str and type(input) is str and type(output) is str:
-        # canonical_json of the three strings, written out with the C string encoder json.dumps uses: the same bytes at a fraction of the cost,
-        # which counts at a million rows (keys in sorted order, each string as json.dumps writes it)
+        # canonical_json of three strings, written out with the C string encoder json.dumps uses: the
+        # same bytes (keys in sorted order) at a fraction of the cost, which counts at a million rows
         text = (f'{{"input":{encode_basestring(input)},"instruction":{encode_basestring(instruction)},'
                 f'"output":{encode_basestring(output)}}}')
         return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -12,6 +12,7 @@ import re
 import tempfile
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import IO, Any
 
@@ -67,15 +68,18 @@ class FieldMap:
 # ---------------------------------------------------------------- reading raw rows
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise BadInputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise BadInputError(f"{path}: is a directory, not a file") from None
     except OSError as exc:
         raise BadInputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -84,6 +88,10 @@ def _read_text(path: Path) -> str:
             f"{path}: not UTF-8 text: undecodable byte 0x{data[exc.start]:02x} at line "
             f"{line} (byte offset {exc.start})"
         ) from None
+
+
+def _read_text(path: Path) -> str:
+    return _decode(_read_bytes(path), path)
 
 
 def _json_error(path: Path, exc: json.JSONDecodeError, line_offset: int = 0) -> BadInputError:
@@ -130,10 +138,40 @@ def _loads(text: str, path: Path, line: int | None = None) -> Any:
     return value
 
 
+# orjson reads JSON several times faster than json, and reads what it accepts as json does, except
+# integers beyond 64 bits (as floats). Bytes with a run of 19 digits anywhere are left to json, as is
+# anything orjson refuses (bad syntax, NaN, 1e400, lone surrogates, deep nesting, bytes that are not
+# UTF-8): json then reads it, or raises the error it always raised.
+_DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # digits -> "0", all else -> " "
+_LONG_NUMBER = b"0" * 19
+_SCAN_BLOCK = 1 << 24
+
+
+def _orjson_reads_exactly(data: bytes) -> bool:
+    """Whether no run of 19 digits stands in the bytes (scanned in blocks, so no copy of a large file)."""
+    overlap = len(_LONG_NUMBER) - 1
+    for start in range(0, len(data), _SCAN_BLOCK):
+        if data[start:start + _SCAN_BLOCK + overlap].translate(_DIGITS_ONLY).find(_LONG_NUMBER) >= 0:
+            return False
+    return True
+
+
+def _bom(data: bytes) -> int:
+    return 3 if data.startswith(b"\xef\xbb\xbf") else 0
+
+
 def read_json(path: str | Path) -> Any:
     """One JSON document from a file, with errors that name the file, line and column."""
+    import orjson
+
     path = Path(path)
-    return _loads(_read_text(path), path)
+    data = _read_bytes(path)
+    if _orjson_reads_exactly(data):
+        try:
+            return orjson.loads(memoryview(data)[_bom(data):])
+        except orjson.JSONDecodeError:
+            pass
+    return _loads(_decode(data, path), path)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
@@ -141,11 +179,31 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
 
     Lines end at "\\n" only (JSON Lines' rule): U+2028, U+2029 and U+0085 may stand raw in a string.
     """
+    import orjson
+
     path = Path(path)
-    text = _read_text(path)
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            yield lineno, _loads(line, path, lineno)
+    data = _read_bytes(path)
+    fast = _orjson_reads_exactly(data)
+    checked = False  # whether the whole file is known to be UTF-8
+    start, lineno = _bom(data), 0
+    while start <= len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        line, start, lineno = data[start:end], end + 1, lineno + 1
+        if not line.strip():  # ASCII whitespace; other blanks (U+00A0...) are found below
+            continue
+        if fast:
+            try:
+                yield lineno, orjson.loads(line)
+                continue
+            except orjson.JSONDecodeError:
+                pass
+        if not checked:  # a file that is not UTF-8 is refused whole, with the first bad byte
+            _decode(data, path)
+            checked = True
+        text = line.decode("utf-8")
+        if text.strip():
+            yield lineno, _loads(text, path, lineno)
 
 
 def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -444,9 +502,31 @@ def write_json(path: str | Path, value: Any, *, indent: int | None = 2) -> None:
         handle.write("\n")
 
 
-def write_records(path: str | Path, records: list[dict[str, Any]]) -> int:
-    """JSON Lines when the name ends in .jsonl or .ndjson (any case), else one JSON array (the Alpaca layout)."""
+def _indented_item(item: Any) -> str:
+    """One element of a list as json.dump(..., indent=2, ensure_ascii=False) writes it one level deep.
+    A flat object of strings (an Alpaca record) is written with the C string encoder, not json's
+    pure-Python indenting encoder; anything else by json itself, its lines moved in one level."""
+    if type(item) is dict and item and all(type(k) is str and type(v) is str for k, v in item.items()):
+        return "{\n    " + ",\n    ".join(f"{encode_basestring(k)}: {encode_basestring(v)}"
+                                          for k, v in item.items()) + "\n  }"
+    return json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n  ")  # newlines only indent
+
+
+def write_json_array(path: str | Path, records: Iterable[Any]) -> int:
+    """Records as one indented JSON array (the Alpaca layout), written as they come and atomically,
+    byte for byte what write_json writes for their list; returns how many were written."""
+    n = 0
+    with atomic_write(path) as handle:
+        for record in records:
+            handle.write(("[\n  " if n == 0 else ",\n  ") + _indented_item(record))
+            n += 1
+        handle.write("\n]\n" if n else "[]\n")
+    return n
+
+
+def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """JSON Lines when the name ends in .jsonl or .ndjson (any case), else one JSON array (the Alpaca layout).
+    Records may come from a generator: they are written as they come."""
     if file_kind(path) == "jsonl":
         return write_jsonl(path, records)
-    write_json(path, records)
-    return len(records)
+    return write_json_array(path, records)

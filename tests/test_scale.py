@@ -120,3 +120,60 @@ def test_example_id_fast_form_is_the_canonical_json():
         for b in TRICKY:
             triplet = {"instruction": a, "input": b, "output": a + b}
             assert example_id(a, b, a + b) == sha256_text(canonical_json(triplet))
+
+
+def test_json_files_are_read_with_orjson(tmp_path, monkeypatch):
+    """A dataset (JSON array) and a scores file (JSON Lines) are parsed by orjson: json.loads is not
+    called once per line, nor for the array."""
+    import gasus.io
+
+    p = write_inputs(tmp_path)
+    p["data"].write_text(p["data"].read_text().replace("12345678901234567890123", "1"))  # no 19-digit number
+    calls = []
+    real = gasus.io.json.loads
+    monkeypatch.setattr(gasus.io.json, "loads", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert len(gasus.io.read_jsonl_objects(p["scores"])) == 41
+    assert len(gasus.io.read_json(p["data"])) == 41
+    assert calls == []
+
+
+def test_fast_reading_reads_what_json_reads(tmp_path):
+    """What orjson reads differently or refuses goes to json: big integers stay integers, NaN and 1e400 read
+    as json reads them, and every error keeps its message."""
+    from gasus.errors import BadInputError
+    from gasus.io import read_json, read_jsonl_objects
+
+    f = tmp_path / "rows.jsonl"
+    f.write_bytes(b'{"a": 123456789012345678901234567890, "b": -0.0}\n\xc2\xa0\n\x1f\n{"c": NaN, "d": 1e400}\r\n')
+    rows = read_jsonl_objects(f)
+    assert rows[0] == {"a": 123456789012345678901234567890, "b": -0.0} and type(rows[0]["a"]) is int
+    assert rows[1]["c"] != rows[1]["c"] and rows[1]["d"] == float("inf") and len(rows) == 2
+    arr = tmp_path / "rows.json"
+    arr.write_bytes(b'\xef\xbb\xbf[{"n": 99999999999999999999}]')
+    assert read_json(arr) == [{"n": 99999999999999999999}]
+    cases = {
+        b'{"a": 1}\n{"a": "\\ud800"}\n': "line 2: a string holds a lone surrogate escape (\\ud800), which is not text",
+        b'{"a": 1}\n{"a": 2,}\n': "invalid JSON at line 2, column 9: Expecting property name enclosed in double quotes",
+        b'{"a": "x"}\n{"a": 2}\n\xff\n': "not UTF-8 text: undecodable byte 0xff at line 3 (byte offset 20)",
+        b'{"a": "\xed\xa0\x80"}\n': "not UTF-8 text: undecodable byte 0xed at line 1 (byte offset 7)",
+    }
+    for data, message in cases.items():
+        f.write_bytes(data)
+        try:
+            read_jsonl_objects(f)
+        except BadInputError as exc:
+            assert str(exc) == f"{f}: {message}"
+        else:
+            raise AssertionError(data)
+
+
+def test_records_are_written_as_they_come(tmp_path):
+    """write_records takes a generator (select writes its kept examples without a second list) and
+    writes the bytes json.dump(indent=2) writes for the list."""
+    from gasus.io import write_records
+
+    rows = [{"instruction": "x", "input": "", "output": "y"}, *tricky_rows(), {}, {"a": []}, {1: "int key"}]
+    assert write_records(tmp_path / "out.json", (r for r in rows)) == len(rows)
+    assert (tmp_path / "out.json").read_text(encoding="utf-8") == json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
+    assert write_records(tmp_path / "empty.json", iter(())) == 0
+    assert (tmp_path / "empty.json").read_text() == "[]\n"

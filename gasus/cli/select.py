@@ -94,7 +94,7 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, fmt
 def _write_selection(out, output, result, summary) -> None:
     from ..io import write_records
 
-    write_records(output, [e.to_dict() for e in result.kept])
+    write_records(output, (e.to_dict() for e in result.kept))
     summary.failures = result.not_ok
     summary.extra.update({"kept": len(result.kept), "rule": result.rule})
     note = f", {result.not_ok} without a usable score" if result.not_ok else ""

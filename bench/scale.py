@@ -37,6 +37,7 @@ WORDS = ("the a of to and in is for that with on as be by this are from or an it
          "café naïve résumé 東京 数据").split()
 SCORES = (2.0, 3.0, 3.5, 4.0, 4.0, 4.5, 4.5, 5.0)
 THRESHOLDS = "3,3.5,4,4.5,5"
+FILES = (("data", "json"), ("scores", "jsonl"), ("labels", "jsonl"), ("replay", "jsonl"))
 
 
 def text(rng: random.Random, low: int, high: int) -> str:
@@ -52,8 +53,7 @@ def make_data(workdir: Path, n: int) -> dict[str, Path]:
     from gasus.records import Example, example_id
 
     rng = random.Random(n)
-    paths = {name: workdir / f"{name}.{suffix}" for name, suffix in
-             (("data", "json"), ("scores", "jsonl"), ("labels", "jsonl"), ("replay", "jsonl"))}
+    paths = {name: workdir / f"{name}.{suffix}" for name, suffix in FILES}
     rows = []
     for _ in range(n):
         rows.append({"instruction": text(rng, 5, 15), "input": text(rng, 3, 20) if rng.random() < 0.4 else "",
@@ -106,7 +106,9 @@ def run_size(n: int, skip_grade: bool) -> dict[str, tuple[float, float]]:
     with tempfile.TemporaryDirectory(prefix="gasus-scale-") as tmp:
         workdir = Path(tmp)
         started = time.perf_counter()
-        paths = make_data(workdir, n)
+        # made in a child process: a child's peak memory counts its parent's at the moment it starts
+        subprocess.run([sys.executable, __file__, "--make", str(n), str(workdir)], check=True)
+        paths = {name: workdir / f"{name}.{suffix}" for name, suffix in FILES}
         print(f"{n:,} rows: data, scores, labels and cache made in {time.perf_counter() - started:.0f} s "
               f"({paths['data'].stat().st_size / 1e6:.0f} MB dataset)", flush=True)
         env = {**os.environ, "GASUS_CACHE_DIR": str(workdir / "cache"), "PYTHONPATH": str(ROOT)}
@@ -137,6 +139,9 @@ def run_size(n: int, skip_grade: bool) -> dict[str, tuple[float, float]]:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--make"]:
+        make_data(Path(sys.argv[3]), int(sys.argv[2]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the large size")
     parser.add_argument("--small", type=int, default=None, help="rows of the small size  [default: rows / 10]")

@@ -139,21 +139,50 @@ def _loads(text: str, path: Path, line: int | None = None) -> Any:
 
 
 # orjson reads JSON several times faster than json, and reads what it accepts as json does, except
-# integers beyond 64 bits (as floats). Bytes with a run of 19 digits anywhere are left to json, as is
-# anything orjson refuses (bad syntax, NaN, 1e400, lone surrogates, deep nesting, bytes that are not
-# UTF-8): json then reads it, or raises the error it always raised.
+# integers beyond 64 bits, which it reads as floats: where the bytes hold a run of 19 digits (a long
+# number, or only a hex id), a value with a float that large is read again by json. Anything orjson
+# refuses (bad syntax, NaN, 1e400, lone surrogates, deep nesting, bytes that are not UTF-8) goes to
+# json too, which reads it or raises the error it always raised.
 _DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # digits -> "0", all else -> " "
 _LONG_NUMBER = b"0" * 19
 _SCAN_BLOCK = 1 << 24
 
 
-def _orjson_reads_exactly(data: bytes) -> bool:
-    """Whether no run of 19 digits stands in the bytes (scanned in blocks, so no copy of a large file)."""
+def _digit_run(data: bytes) -> bool:
+    """Whether a run of 19 digits stands in the bytes (scanned in blocks: no copy of a large file)."""
     overlap = len(_LONG_NUMBER) - 1
     for start in range(0, len(data), _SCAN_BLOCK):
         if data[start:start + _SCAN_BLOCK + overlap].translate(_DIGITS_ONLY).find(_LONG_NUMBER) >= 0:
-            return False
-    return True
+            return True
+    return False
+
+
+def _big_float(value: Any) -> bool:
+    """Whether a parsed value holds a float of 2**63 or more, which orjson may have read from an integer."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is float:
+            if abs(item) >= 9.2e18:
+                return True
+        elif type(item) is dict:
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return False
+
+
+def _orjson_loads(data: bytes | memoryview, long_numbers: bool) -> tuple[bool, Any]:
+    """(True, value) where orjson reads the bytes as json would, else (False, None)."""
+    import orjson
+
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False, None
+    if long_numbers and _big_float(value):
+        return False, None
+    return True, value
 
 
 def _bom(data: bytes) -> int:
@@ -162,16 +191,10 @@ def _bom(data: bytes) -> int:
 
 def read_json(path: str | Path) -> Any:
     """One JSON document from a file, with errors that name the file, line and column."""
-    import orjson
-
     path = Path(path)
     data = _read_bytes(path)
-    if _orjson_reads_exactly(data):
-        try:
-            return orjson.loads(memoryview(data)[_bom(data):])
-        except orjson.JSONDecodeError:
-            pass
-    return _loads(_decode(data, path), path)
+    ok, value = _orjson_loads(memoryview(data)[_bom(data):], _digit_run(data))
+    return value if ok else _loads(_decode(data, path), path)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
@@ -179,11 +202,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
 
     Lines end at "\\n" only (JSON Lines' rule): U+2028, U+2029 and U+0085 may stand raw in a string.
     """
-    import orjson
-
     path = Path(path)
     data = _read_bytes(path)
-    fast = _orjson_reads_exactly(data)
+    long_numbers = _digit_run(data)
     checked = False  # whether the whole file is known to be UTF-8
     start, lineno = _bom(data), 0
     while start <= len(data):
@@ -192,12 +213,10 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
         line, start, lineno = data[start:end], end + 1, lineno + 1
         if not line.strip():  # ASCII whitespace; other blanks (U+00A0...) are found below
             continue
-        if fast:
-            try:
-                yield lineno, orjson.loads(line)
-                continue
-            except orjson.JSONDecodeError:
-                pass
+        ok, value = _orjson_loads(line, long_numbers and _digit_run(line))
+        if ok:
+            yield lineno, value
+            continue
         if not checked:  # a file that is not UTF-8 is refused whole, with the first bad byte
             _decode(data, path)
             checked = True

@@ -128,13 +128,18 @@ def test_json_files_are_read_with_orjson(tmp_path, monkeypatch):
     import gasus.io
 
     p = write_inputs(tmp_path)
-    p["data"].write_text(p["data"].read_text().replace("12345678901234567890123", "1"))  # no 19-digit number
     calls = []
     real = gasus.io.json.loads
     monkeypatch.setattr(gasus.io.json, "loads", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert len(gasus.io.read_jsonl_objects(p["scores"])) == 41
     assert len(gasus.io.read_json(p["data"])) == 41
-    assert calls == []
+    assert calls == [1]  # the dataset holds a number beyond 64 bits: json reads it
+    p["data"].write_text(p["data"].read_text().replace("12345678901234567890123", "1"))
+    hex_like = p["scores"].read_text(encoding="utf-8-sig").replace('"grader": "t"', f'"grader": "{"0" * 40}"')
+    p["scores"].write_text(hex_like, encoding="utf-8")
+    calls.clear()
+    assert len(gasus.io.read_json(p["data"])) == 41 and len(gasus.io.read_jsonl_objects(p["scores"])) == 41
+    assert calls == []  # long digit runs in strings (hex ids) alone keep orjson
 
 
 def test_fast_reading_reads_what_json_reads(tmp_path):

@@ -85,10 +85,10 @@ def make_data(workdir: Path, n: int) -> dict[str, Path]:
     return paths
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """(wall seconds, peak resident MB) of one whole process."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -113,21 +113,22 @@ def run_size(n: int, skip_grade: bool) -> dict[str, tuple[float, float]]:
               f"({paths['data'].stat().st_size / 1e6:.0f} MB dataset)", flush=True)
         env = {**os.environ, "GASUS_CACHE_DIR": str(workdir / "cache"), "PYTHONPATH": str(ROOT)}
         gasus = [sys.executable, "-m", "gasus"]
-        data, scores = str(paths["data"]), str(paths["scores"])
+        # names relative to the work dir: outputs (the grader's label) are the same whichever the dir
+        data, scores = "data.json", "scores.jsonl"
         runs = {
             "json.load (baseline)": [sys.executable, "-c", f"import json; json.load(open({data!r}, encoding='utf-8'))"],
             "select --threshold 4.5": [*gasus, "select", data, scores, "--threshold", "4.5", "--max-rows", "0",
-                                       "-o", str(workdir / "kept.json")],
+                                       "-o", "kept.json"],
             f"select --sweep {THRESHOLDS}": [*gasus, "select", data, scores, "--sweep", THRESHOLDS, "--max-rows", "0"],
-            "agree (labels)": [*gasus, "agree", scores, str(paths["labels"])],
+            "agree (labels)": [*gasus, "agree", scores, "labels.jsonl"],
         }
         if not skip_grade:
-            runs["grade (cached rerun)"] = [*gasus, "grade", data, "-o", str(workdir / "rescored.jsonl"),
-                                            "--grader", f"replay:{paths['replay']}", "--offline", "--max-rows", "0",
-                                            "--summary-json", str(workdir / "grade.json")]
+            runs["grade (cached rerun)"] = [*gasus, "grade", data, "-o", "rescored.jsonl", "--grader",
+                                            "replay:replay.jsonl", "--offline", "--max-rows", "0",
+                                            "--summary-json", "grade.json"]
         results = {}
         for name, cmd in runs.items():
-            results[name] = timed(cmd, env)
+            results[name] = timed(cmd, env, workdir)
             print(f"  {name}: {results[name][0]:.2f} s, {results[name][1]:.0f} MB", flush=True)
         outputs = [("kept.json", workdir / "kept.json")]
         if not skip_grade:

@@ -182,3 +182,42 @@ def test_records_are_written_as_they_come(tmp_path):
     assert (tmp_path / "out.json").read_text(encoding="utf-8") == json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
     assert write_records(tmp_path / "empty.json", iter(())) == 0
     assert (tmp_path / "empty.json").read_text() == "[]\n"
+
+
+def test_cached_rerun_reads_the_cache_in_bulk(tmp_path, mini_alpaca):
+    """A fully cached grading rerun of 40 examples asks the cache database once, not once per example."""
+    from gasus.backends import CachedModel
+    from gasus.backends.replay import ReplayBackend
+    from gasus.cache import Cache
+    from gasus.grade import grade_examples, grade_request, grading_prompt
+    from gasus.io import load_examples
+
+    examples = load_examples(mini_alpaca)
+    prompt = grading_prompt("accuracy")
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps({"messages": prompt.messages(e), "text": f"{e.index % 6}\nok"}) + "\n"
+                              for e in examples))
+    first = grade_examples(examples, CachedModel(ReplayBackend(str(replay)), Cache()), prompt=prompt)
+    model = CachedModel(ReplayBackend(str(replay)), Cache())
+    model.key(grade_request(prompt, examples[0], "generate"))  # the model's identity (a memo) is read before
+    statements = []
+    model.cache._store._con.set_trace_callback(statements.append)
+    again = grade_examples(examples, model, prompt=prompt)
+    assert again == first and model.stats.model_calls == 0 and model.stats.cache_hits == 40
+    assert len([s for s in statements if "FROM Cache" in s]) == 1
+
+
+
+def test_cache_get_many_reads_blocks_of_keys(monkeypatch):
+    """get_many answers what get answers, key by key, across blocks; keys not cached (or expired) are absent."""
+    import gasus.cache
+    from gasus.cache import Cache
+
+    monkeypatch.setattr(gasus.cache, "GET_MANY_BLOCK", 7)
+    cache = Cache()
+    keys = [f"{i:064x}" for i in range(30)]
+    for i, key in enumerate(keys[:25]):
+        cache.put(key, {"text": f"answer {i}", "n": i})
+    cache._store.set(keys[25], {"value": {"text": "gone"}}, expire=-1)  # expired on arrival
+    found = cache.get_many([*reversed(keys), keys[3]])
+    assert found == {key: cache.get(key) for key in keys[:25]} and len(found) == 25

@@ -200,8 +200,9 @@ class CachedModel:
                 if on_result:
                     on_result(k, result)
 
+        cached = self.cache.get_many([key for key in keys if key not in refresh_keys])
         for i, key in enumerate(keys):
-            value = None if key in refresh_keys else self.cache.get(key)
+            value = None if key in refresh_keys else cached.get(key)
             if value is not None:
                 self.stats.cache_hits += 1
                 results[i] = Result(value, None, True)

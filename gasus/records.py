@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -34,11 +35,19 @@ def example_id(instruction: str, input: str, output: str) -> str:
     return sha256_text(canonical_json({"instruction": instruction, "input": input, "output": output}))
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
 class _Record:
     """to_dict / from_dict shared by the records below."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        """What dataclasses.asdict gives, without its generic recursion and deep copy of every value
+        (a cost at a million rows): records hold plain values, so only containers are copied."""
+        values = ((name, getattr(self, name)) for name in _field_names(type(self)))
+        return {name: copy.deepcopy(v) if isinstance(v, (dict, list, tuple)) else v for name, v in values}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):

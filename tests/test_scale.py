@@ -221,3 +221,21 @@ def test_cache_get_many_reads_blocks_of_keys(monkeypatch):
     cache._store.set(keys[25], {"value": {"text": "gone"}}, expire=-1)  # expired on arrival
     found = cache.get_many([*reversed(keys), keys[3]])
     assert found == {key: cache.get(key) for key in keys[:25]} and len(found) == 25
+
+
+def test_record_to_dict_is_asdict():
+    """to_dict gives what dataclasses.asdict gave, containers copied (changing them leaves the record as it was)."""
+    import dataclasses
+
+    from gasus.records import Answer, Grade, Judgement, Verdict
+
+    records = [Grade("i", 3, 4.5, "ok", "g", "accuracy", "expected", "4", {"4": 0.5, "5": 0.5}, 4.0),
+               Grade("i", 3, None, "error", "g", "accuracy", "generate", None),
+               Judgement("vicuna", "1", "ab", [8.0, 7.0], "ok", "8 7"), Answer("koala", "2", "q", "a", "m"),
+               Verdict("wizardlm", "3", "win")]
+    for record in records:
+        assert record.to_dict() == dataclasses.asdict(record)
+        assert list(record.to_dict()) == list(dataclasses.asdict(record))
+    copied = records[0].to_dict()
+    copied["probs"]["4"] = 1.0
+    assert records[0].probs == {"4": 0.5, "5": 0.5}

@@ -139,20 +139,24 @@ def _loads(text: str, path: Path, line: int | None = None) -> Any:
 
 
 # orjson reads JSON several times faster than json, and reads what it accepts as json does, except
-# integers beyond 64 bits, which it reads as floats: where the bytes hold a run of 19 digits (a long
-# number, or only a hex id), a value with a float that large is read again by json. Anything orjson
-# refuses (bad syntax, NaN, 1e400, lone surrogates, deep nesting, bytes that are not UTF-8) goes to
-# json too, which reads it or raises the error it always raised.
-_DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # digits -> "0", all else -> " "
-_LONG_NUMBER = b"0" * 19
+# integers beyond 64 bits, which it reads as floats: where the bytes may hold a number of 19 digits
+# or more, a value with a float that large is read again by json. Anything orjson refuses (bad
+# syntax, NaN, 1e400, lone surrogates, deep nesting, bytes that are not UTF-8) goes to json too,
+# which reads it or raises the error it always raised.
+# A number starts after one of  [ , : - or whitespace; a hex id's digits follow a letter or a quote.
+_NUMBER_SHAPES = bytes(48 if 48 <= b <= 57 else 120 if b in b" \t\r\n[,:-" else 32 for b in range(256))
+_LONG_NUMBER = b"x" + b"0" * 19
 _SCAN_BLOCK = 1 << 24
 
 
-def _digit_run(data: bytes) -> bool:
-    """Whether a run of 19 digits stands in the bytes (scanned in blocks: no copy of a large file)."""
+def _long_number(data: bytes) -> bool:
+    """Whether the bytes may hold a number of 19 digits or more (scanned in blocks: no copy of a
+    large file). Only where a 19-digit run follows a character that can come before a number."""
+    if data[:24].lstrip()[:1] in b"-0123456789":  # a bare number, or nothing
+        return True
     overlap = len(_LONG_NUMBER) - 1
     for start in range(0, len(data), _SCAN_BLOCK):
-        if data[start:start + _SCAN_BLOCK + overlap].translate(_DIGITS_ONLY).find(_LONG_NUMBER) >= 0:
+        if data[start:start + _SCAN_BLOCK + overlap].translate(_NUMBER_SHAPES).find(_LONG_NUMBER) >= 0:
             return True
     return False
 
@@ -193,7 +197,7 @@ def read_json(path: str | Path) -> Any:
     """One JSON document from a file, with errors that name the file, line and column."""
     path = Path(path)
     data = _read_bytes(path)
-    ok, value = _orjson_loads(memoryview(data)[_bom(data):], _digit_run(data))
+    ok, value = _orjson_loads(memoryview(data)[_bom(data):], _long_number(data))
     return value if ok else _loads(_decode(data, path), path)
 
 
@@ -204,7 +208,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """
     path = Path(path)
     data = _read_bytes(path)
-    long_numbers = _digit_run(data)
+    long_numbers = _long_number(data)
     checked = False  # whether the whole file is known to be UTF-8
     start, lineno = _bom(data), 0
     while start <= len(data):
@@ -213,7 +217,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
         line, start, lineno = data[start:end], end + 1, lineno + 1
         if not line.strip():  # ASCII whitespace; other blanks (U+00A0...) are found below
             continue
-        ok, value = _orjson_loads(line, long_numbers and _digit_run(line))
+        ok, value = _orjson_loads(line, long_numbers)
         if ok:
             yield lineno, value
             continue
@@ -398,11 +402,15 @@ def load_examples(source: str | Path, *, fields: FieldMap | None = None, split: 
     for index, (where, row) in enumerate(read_rows(source, split=split, max_rows=max_rows)):
         if max_rows and index == max_rows:
             raise _too_many_rows(source, index + 1, max_rows)
-        instruction = _field(row, fields.instruction, where, str(source), required=True)
-        input_ = _field(row, fields.input, where, str(source), required=False)
-        output = _field(row, fields.output, where, str(source), required=True)
+        instruction, input_, output = row.get(fields.instruction), row.get(fields.input), row.get(fields.output)
+        if type(instruction) is not str or type(output) is not str or type(input_) not in (str, type(None)):
+            instruction = _field(row, fields.instruction, where, str(source), required=True)
+            input_ = _field(row, fields.input, where, str(source), required=False)
+            output = _field(row, fields.output, where, str(source), required=True)
+        elif input_ is None:
+            input_ = ""
         if keep is None or index in keep:
-            extra = {k: v for k, v in row.items() if k not in used}
+            extra = {} if row.keys() <= used else {k: v for k, v in row.items() if k not in used}
             examples.append(Example(index, instruction, input_, output, extra))
         total = index + 1
     if not total:

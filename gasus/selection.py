@@ -39,8 +39,9 @@ def load_grades(path: str | Path) -> list[Grade]:
     scores (0-5 when ok), whole indexes, and one grade per id."""
     grades = []
     seen: dict[str, tuple[int, Grade]] = {}
+    prefix = f"{path}: line "
     for position, (lineno, row) in enumerate(iter_jsonl_objects(path)):
-        where = f"{path}: line {lineno}"
+        where = f"{prefix}{lineno}"
         if not isinstance(row.get("id"), str):
             raise BadInputError(f"{where}: missing 'id'")
         score, status, index = row.get("score"), row.get("status"), row.get("index", position)

@@ -239,3 +239,12 @@ def test_record_to_dict_is_asdict():
     copied = records[0].to_dict()
     copied["probs"]["4"] = 1.0
     assert records[0].probs == {"4": 0.5, "5": 0.5}
+
+
+def test_long_numbers_are_found_where_a_number_can_start():
+    """Which bytes are read again by json when orjson reads a float of 2**63 or more."""
+    from gasus.io import _long_number
+
+    assert _long_number(b'{"a": 12345678901234567890}') and _long_number(b'[1,-12345678901234567890]')
+    assert _long_number(b'{"a":\n12345678901234567890}') and _long_number(b"12345678901234567890")
+    assert not _long_number(b'{"id": "a12345678901234567890", "b": "12345678901234567890", "c": 123456789012345678}')

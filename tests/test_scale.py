@@ -248,3 +248,42 @@ def test_long_numbers_are_found_where_a_number_can_start():
     assert _long_number(b'{"a": 12345678901234567890}') and _long_number(b'[1,-12345678901234567890]')
     assert _long_number(b'{"a":\n12345678901234567890}') and _long_number(b"12345678901234567890")
     assert not _long_number(b'{"id": "a12345678901234567890", "b": "12345678901234567890", "c": 123456789012345678}')
+
+
+def test_select_holds_no_grade_per_line(tmp_path, monkeypatch):
+    """select (threshold, top-k, sweep) reads the scores file into a ScoreIndex (id -> usable score)
+    as a stream: no Grade object per line, whose memory counts at a million rows."""
+    import gasus.selection
+
+    write_inputs(tmp_path)
+    made = []
+    real = gasus.selection.Grade
+    monkeypatch.setattr(gasus.selection, "Grade", lambda *a, **k: made.append(1) or real(*a, **k))
+    data, scores = str(tmp_path / "data.json"), str(tmp_path / "scores.jsonl")
+    for args in (["--threshold", "4.5", "-o", str(tmp_path / "a.json")], ["--top-k", "3", "-o", str(tmp_path / "b.json")],
+                 ["--sweep", "4,4.5"]):
+        result = run_cli("select", data, scores, *args)
+        assert result.exit_code == 0, result.output
+    assert made == []
+
+
+def test_join_errors_count_lines_as_before(tmp_path):
+    """Scores of another dataset: the counts in the messages are the same for a ScoreIndex and for grades."""
+    from gasus.io import load_examples
+    from gasus.selection import load_grades, load_score_index, select_threshold
+
+    p = write_inputs(tmp_path)
+    examples = load_examples(p["data"])
+    lines = p["scores"].read_text(encoding="utf-8-sig").replace("\r", "").split("\n")
+    other = tmp_path / "other-scores.jsonl"
+    extra = json.dumps({"id": "f" * 64, "index": 99, "score": 5.0, "status": "ok"})
+    other.write_text("\n".join([extra, *lines[1:], extra]) + "\n")
+    for grades in (load_grades(other), load_score_index(other)):
+        try:
+            select_threshold(examples, grades)
+        except Exception as exc:
+            assert str(exc).startswith("1 example(s) have no score (first: row 0, id ")
+        try:
+            select_threshold(examples[1:], grades)
+        except Exception as exc:
+            assert str(exc) == "2 score(s) match no example (first id ffffffffffff); were the scores made from another dataset?"

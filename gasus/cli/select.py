@@ -64,7 +64,7 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, fmt
         return _write_selection(out, output, result, summary)
     examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split,
                                 max_rows)
-    grades = selection.load_grades(scores)
+    grades = selection.load_score_index(scores)  # id -> usable score, read as a stream
     summary.items = len(examples)
 
     if sweep is not None:
@@ -72,7 +72,7 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, fmt
 
         thresholds = selection.parse_thresholds(sweep)
         rows = selection.sweep(examples, grades, thresholds)
-        not_ok = sum(1 for g in grades if not g.ok)
+        not_ok = grades.not_ok
         table = Table(title=f"Kept examples per threshold ({len(examples)} examples, {not_ok} not gradable)")
         table.add_column("threshold", justify="right")
         table.add_column("kept", justify="right")

@@ -7,8 +7,9 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
-from json.encoder import encode_basestring
 from typing import Any
+
+import orjson
 
 
 def canonical_json(obj: Any) -> str:
@@ -27,11 +28,13 @@ def example_id(instruction: str, input: str, output: str) -> str:
     'f25ff450dad5'
     """
     if type(instruction) is str and type(input) is str and type(output) is str:
-        # canonical_json of three strings, written out with the C string encoder json.dumps uses: the
-        # same bytes (keys in sorted order) at a fraction of the cost, which counts at a million rows
-        text = (f'{{"input":{encode_basestring(input)},"instruction":{encode_basestring(instruction)},'
-                f'"output":{encode_basestring(output)}}}')
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        # canonical_json of three strings through orjson, which escapes every character as json.dumps
+        # (ensure_ascii=False) does: the same bytes, keys in sorted order, at a fraction of the cost
+        try:
+            return hashlib.sha256(orjson.dumps({"input": input, "instruction": instruction,
+                                                "output": output})).hexdigest()
+        except orjson.JSONEncodeError:  # a lone surrogate: fails below as it always did
+            pass
     return sha256_text(canonical_json({"instruction": instruction, "input": input, "output": output}))
 
 

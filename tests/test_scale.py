@@ -116,7 +116,8 @@ def test_example_id_fast_form_is_the_canonical_json():
     """The id written out by hand hashes the very bytes canonical_json gives (DESIGN.md's definition)."""
     from gasus.records import canonical_json, example_id, sha256_text
 
-    for a in TRICKY:
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)  # each character, escaped or not
+    for a in [*TRICKY, every]:
         for b in TRICKY:
             triplet = {"instruction": a, "input": b, "output": a + b}
             assert example_id(a, b, a + b) == sha256_text(canonical_json(triplet))
@@ -287,3 +288,14 @@ def test_join_errors_count_lines_as_before(tmp_path):
             select_threshold(examples[1:], grades)
         except Exception as exc:
             assert str(exc) == "2 score(s) match no example (first id ffffffffffff); were the scores made from another dataset?"
+
+
+def test_example_id_of_a_lone_surrogate_fails_as_before():
+    from gasus.records import example_id
+
+    try:
+        example_id("\ud800", "", "x")
+    except UnicodeEncodeError:
+        pass
+    else:
+        raise AssertionError("a lone surrogate has no UTF-8 form to hash")

@@ -299,3 +299,22 @@ def test_example_id_of_a_lone_surrogate_fails_as_before():
         pass
     else:
         raise AssertionError("a lone surrogate has no UTF-8 form to hash")
+
+
+def test_agree_tells_the_reference_kind_from_its_first_line(tmp_path):
+    """Whether LABELS is a scores file is read from its first line, not by parsing the whole file once
+    more before it is loaded."""
+    from gasus.agree import is_scores_file
+
+    f = tmp_path / "ref.jsonl"
+    f.write_text('\n{"id": "a", "status": "ok", "score": 4}\n{"index": 1, "kept": true}\nnot json\n')
+    assert is_scores_file(f)
+    f.write_text('{"index": 1, "kept": true}\n{not json\n')
+    assert not is_scores_file(f)
+    f.write_text("\n \n")
+    try:
+        is_scores_file(f)
+    except Exception as exc:
+        assert str(exc) == f"{f}: the file is empty"
+    else:
+        raise AssertionError("an empty reference is an error")

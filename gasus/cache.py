@@ -23,6 +23,7 @@ from typing import Any
 import diskcache
 
 from .errors import BadInputError, CacheError
+from .io import loads_json
 from .records import canonical_json, sha256_text
 
 SCHEMA = 1  # of the keys
@@ -88,7 +89,7 @@ class JsonDisk(diskcache.Disk):
         if filename is not None:
             self._inside(filename)
         try:
-            return json.loads(super().fetch(mode, filename, value, read))
+            return loads_json(super().fetch(mode, filename, value, read))
         except (TypeError, ValueError):  # a crafted row: bytes, or text that is not JSON
             raise BrokenEntry(BrokenEntry.reason) from None
 

@@ -176,7 +176,7 @@ def _big_float(value: Any) -> bool:
     return False
 
 
-def _orjson_loads(data: bytes | memoryview, long_numbers: bool) -> tuple[bool, Any]:
+def _orjson_loads(data: str | bytes | memoryview, long_numbers: bool) -> tuple[bool, Any]:
     """(True, value) where orjson reads the bytes as json would, else (False, None)."""
     import orjson
 
@@ -187,6 +187,13 @@ def _orjson_loads(data: bytes | memoryview, long_numbers: bool) -> tuple[bool, A
     if long_numbers and _big_float(value):
         return False, None
     return True, value
+
+
+def loads_json(text: str | bytes) -> Any:
+    """json.loads, through orjson wherever orjson reads the same value (small documents: the value is
+    checked for floats orjson may have read from big integers); raises ValueError as json.loads does."""
+    ok, value = _orjson_loads(text, True)
+    return value if ok else json.loads(text)
 
 
 def _bom(data: bytes) -> int:

@@ -14,7 +14,29 @@ import orjson
 
 def canonical_json(obj: Any) -> str:
     """JSON with sorted keys and no whitespace: the form every hash in gasus is taken over."""
+    if _no_floats(obj):  # orjson writes these as json.dumps does; floats it may write otherwise (1e16)
+        try:
+            return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits, a lone surrogate: json below
+            pass
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _no_floats(obj: Any) -> bool:
+    """Whether a value is built of dicts with string keys, lists, tuples, strings, integers, booleans and None only."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            if not all(type(k) is str for k in item):
+                return False
+            stack.extend(item.values())
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is not str and kind is not int and kind is not bool and item is not None:
+            return False
+    return True
 
 
 def sha256_text(text: str) -> str:

@@ -318,3 +318,19 @@ def test_agree_tells_the_reference_kind_from_its_first_line(tmp_path):
         assert str(exc) == f"{f}: the file is empty"
     else:
         raise AssertionError("an empty reference is an error")
+
+
+def test_canonical_json_is_json_dumps():
+    """canonical_json (every cache key and id is a hash of it) writes what json.dumps(sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False) writes, through orjson or not."""
+    from gasus.records import canonical_json
+
+    values = [
+        {"schema": 1, "backend": "llamacpp", "model": "ab" * 32, "messages": [{"role": "user", "content": t} for t in TRICKY],
+         "params": {"template": "chat", "temperature": 0, "max_tokens": 256, "stop": ["\n"], "grammar": None, "x": True}},
+        {"\ue000": 1, "\U00010000": 2, "a": 3, "B": 4, "é": 5, "": [(), (1, "2")], "a\x00": {"z": {}, "y": []}},
+        {"t": 0.7, "big": 1e16, "small": 1e-7, "n": -0.0}, {"huge": 12345678901234567890123}, {1: "int key"},
+        ["top", "level", 1, None, False], "just a string", 3,
+    ]
+    for value in values:
+        assert canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

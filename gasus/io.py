@@ -254,7 +254,7 @@ def _type_name(value: Any) -> str:
             type(None): "null", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
-def _rows_from_json(path: Path) -> list[tuple[str, dict]]:
+def _rows_from_json(path: Path) -> Iterator[tuple[str, dict]]:
     data = read_json(path)
     if isinstance(data, dict):
         # {"data": [...]} and similar single-key wrappers are common; a bare object is not a dataset.
@@ -265,12 +265,18 @@ def _rows_from_json(path: Path) -> list[tuple[str, dict]]:
             raise BadInputError(f"{path}: expected a JSON array of records at the top level, got an object")
     if not isinstance(data, list):
         raise BadInputError(f"{path}: expected a JSON array of records at the top level, got {_type_name(data)}")
-    rows = []
     for i, row in enumerate(data):
         if not isinstance(row, dict):
             raise BadInputError(f"{path}: row {i}: expected an object, got {_type_name(row)}")
-        rows.append((f"row {i}", row))
-    return rows
+    return _handed_over(data)
+
+
+def _handed_over(data: list[dict]) -> Iterator[tuple[str, dict]]:
+    """The rows of a parsed array, each let go of once taken: what a reader keeps of a row (its strings)
+    stays, the row's own dict does not wait for the last row (a million of them weigh hundreds of MB)."""
+    for i in range(len(data)):
+        row, data[i] = data[i], None
+        yield f"row {i}", row
 
 
 def _rows_from_jsonl(path: Path) -> list[tuple[str, dict]]:

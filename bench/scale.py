@@ -105,7 +105,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def run_size(n: int, skip_grade: bool) -> dict[str, tuple[float, float]]:
+def run_size(n: int, skip_grade: bool, only: list[str]) -> dict[str, tuple[float, float]]:
     with tempfile.TemporaryDirectory(prefix="gasus-scale-") as tmp:
         workdir = Path(tmp)
         started = time.perf_counter()
@@ -129,12 +129,14 @@ def run_size(n: int, skip_grade: bool) -> dict[str, tuple[float, float]]:
             runs["grade (cached rerun)"] = [*gasus, "grade", data, "-o", "rescored.jsonl", "--grader",
                                             "replay:replay.jsonl", "--offline", "--max-rows", "0",
                                             "--summary-json", "grade.json"]
+        if only:  # the baseline, and the stages named
+            runs = {name: cmd for name, cmd in runs.items() if name.startswith(("json.load", *only))}
         results = {}
         for name, cmd in runs.items():
             results[name] = timed(cmd, env, workdir)
             print(f"  {name}: {results[name][0]:.2f} s, {results[name][1]:.0f} MB", flush=True)
-        outputs = [("kept.json", workdir / "kept.json")]
-        if not skip_grade:
+        outputs = [(path.name, path) for path in (workdir / "kept.json",) if path.exists()]
+        if "grade (cached rerun)" in runs:
             summary = json.loads((workdir / "grade.json").read_text())
             print(f"  grade rerun: {summary['model_calls']} model calls, {summary['cache_hits']} cache hits")
             outputs.append(("rescored.jsonl", workdir / "rescored.jsonl"))
@@ -150,9 +152,10 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the large size")
     parser.add_argument("--small", type=int, default=None, help="rows of the small size  [default: rows / 10]")
     parser.add_argument("--skip-grade", action="store_true", help="leave out the cached grade rerun")
+    parser.add_argument("--only", nargs="*", default=[], help="run only these stages (select, agree, grade)")
     args = parser.parse_args()
     small = args.small or max(1, args.rows // 10)
-    sizes = {small: run_size(small, args.skip_grade), args.rows: run_size(args.rows, args.skip_grade)}
+    sizes = {n: run_size(n, args.skip_grade, args.only) for n in (small, args.rows)}
     print()
     print(f"{'stage':32} {'rows':>10} {'wall s':>8} {'s per 1M':>9} {'x json.load':>12} {'peak MB':>8} {'growth':>7}")
     for n, results in sizes.items():

@@ -334,3 +334,36 @@ def test_canonical_json_is_json_dumps():
     ]
     for value in values:
         assert canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_grading_holds_no_list_of_requests(tmp_path, mini_alpaca, monkeypatch):
+    """A cached grading rerun renders each prompt when its key is needed and lets it go: the rendered
+    prompts of a million rows (about 1 KB each) are never all held at once."""
+    import gc
+    import weakref
+
+    import gasus.grade
+    from gasus.backends import CachedModel
+    from gasus.backends.replay import ReplayBackend
+    from gasus.cache import Cache
+    from gasus.grade import grade_examples, grading_prompt
+    from gasus.io import load_examples
+
+    examples = load_examples(mini_alpaca)
+    prompt = grading_prompt("accuracy")
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps({"messages": prompt.messages(e), "text": "4\nok"}) + "\n" for e in examples))
+    made = []
+    real = gasus.grade.grade_request
+    monkeypatch.setattr(gasus.grade, "grade_request", lambda *a: made.append(weakref.ref(r := real(*a))) or r)
+    alive = []
+
+    def on_grade(position, grade, cached):
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in made))
+
+    grade_examples(examples, CachedModel(ReplayBackend(str(replay)), Cache()), prompt=prompt)  # fills the cache
+    grades = grade_examples(examples, CachedModel(ReplayBackend(str(replay)), Cache()), prompt=prompt,
+                            on_grade=on_grade)
+    assert [g.score for g in grades] == [4.0] * 40 and len(alive) == 40
+    assert max(alive) <= 1, alive

@@ -210,6 +210,7 @@ class CachedModel:
                     on_result(i, results[i])
             else:
                 todo.setdefault(key, []).append(i)  # identical requests are asked once
+        del cached  # its values live on in the results; the dict itself need not
         for positions in todo.values():
             reason = self.backend.refusal(requests[positions[0]])
             if reason:

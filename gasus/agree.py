@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInputError
-from .io import read_jsonl_objects
+from .io import iter_jsonl_objects, read_jsonl_objects
 from .records import Grade
 from .selection import PAPER_THRESHOLD, check_threshold, load_grades
 
@@ -35,10 +35,10 @@ class Labels:
 
 def is_scores_file(path: str | Path) -> bool:
     """Whether a JSON Lines file is a gasus scores file (its first line has id and status)."""
-    rows = read_jsonl_objects(path)
-    if not rows:
+    first = next(iter_jsonl_objects(path), None)  # the rest is read once, by what loads the file
+    if first is None:
         raise BadInputError(f"{path}: the file is empty")
-    return "id" in rows[0] and "status" in rows[0]
+    return "id" in first[1] and "status" in first[1]
 
 
 def load_labels(path: str | Path, field: str | None = None) -> Labels:

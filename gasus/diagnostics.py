@@ -167,6 +167,12 @@ def grade_health(examples: Sequence[Any] | None, grades: Sequence[Any], kept_ids
                  length_bias_rho: float = LENGTH_BIAS_RHO) -> ScoreHealth:
     """score_health of grades, joined to their examples on id (their responses' lengths) when
     given; a row is kept when its id is in `kept_ids`, or else when its score >= threshold."""
+    if hasattr(grades, "not_ok"):  # a selection.ScoreIndex (select's streamed scores): one score per id
+        scored = [(e, grades.scores.get(e.id)) for e in examples or ()]
+        ok_rows = [(e, score) for e, score in scored if score is not None]
+        kept = [e.id in kept_ids if kept_ids is not None else score >= threshold for e, score in ok_rows]
+        return score_health([score for _, score in ok_rows], [word_count(e.output) for e, _ in ok_rows], kept,
+                            collapse_share=collapse_share, length_bias_rho=length_bias_rho, on_grid=grades.expected)
     outputs = None if examples is None else {e.id: e.output for e in examples}
     ok = [g for g in grades if g.ok and (outputs is None or g.id in outputs)]
     scores = [g.score for g in ok]

@@ -156,6 +156,24 @@ def make_grade(example: Example, result: Result, *, grader: str, dimension: str,
     return Grade(id=example.id, index=example.index, grader=grader, dimension=dimension, mode=mode, **fields)
 
 
+class _Requests(Sequence[Request]):
+    """The grading request of each example, rendered when asked for: a cached rerun of a million rows
+    needs each one's key once, and holding every rendered prompt would take gigabytes."""
+
+    def __init__(self, prompt: GradingPrompt, examples: Sequence[Example], mode: str, *,
+                 max_tokens: int | None = None, thinking: str = "auto"):
+        self.prompt, self.examples, self.mode = prompt, examples, mode
+        self.options = {"max_tokens": max_tokens, "thinking": thinking}
+        if examples:
+            self[0]  # an unknown mode fails now, as before
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return grade_request(self.prompt, self.examples[i], self.mode, **self.options)
+
+
 def grade_examples(examples: Sequence[Example], model: CachedModel, *, prompt: GradingPrompt,
                    dimension: str = "accuracy", mode: str = "generate", retry_failed: bool = False,
                    on_grade: Callable[[int, Grade, bool], None] | None = None, max_tokens: int | None = None,
@@ -169,7 +187,7 @@ def grade_examples(examples: Sequence[Example], model: CachedModel, *, prompt: G
     `on_grade(position, grade, from_cache)` is told of each grade as it is known.
     With `batch`, the cache misses are asked through provider batches (gasus.batch).
     """
-    requests = [grade_request(prompt, e, mode, max_tokens=max_tokens, thinking=thinking) for e in examples]
+    requests = _Requests(prompt, examples, mode, max_tokens=max_tokens, thinking=thinking)
     refresh: set[int] = set()
     if retry_failed:
         for i, request in enumerate(requests):

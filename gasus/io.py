@@ -12,6 +12,7 @@ import re
 import tempfile
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import IO, Any
 
@@ -78,7 +79,8 @@ class FieldMap:
 # ---------------------------------------------------------------- reading raw rows
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
+    """A file's bytes, decompressed when its suffix says it is compressed (.gz, .bz2, .xz, .zst)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -89,6 +91,10 @@ def _read_text(path: Path) -> str:
         raise BadInputError(f"{path}: cannot read: {exc.strerror}") from None
     if compression(path):
         data = decompress(path, data)
+    return data
+
+
+def _decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -136,6 +142,10 @@ def decompress(path: Path, data: bytes) -> bytes:
         raise BadInputError(f"{path}: not a readable {kind} file: {detail}") from None
 
 
+def _read_text(path: Path) -> str:
+    return _decode(_read_bytes(path), path)
+
+
 def _json_error(path: Path, exc: json.JSONDecodeError, line_offset: int = 0) -> BadInputError:
     return BadInputError(
         f"{path}: invalid JSON at line {exc.lineno + line_offset}, column {exc.colno}: {exc.msg}"
@@ -180,10 +190,74 @@ def _loads(text: str, path: Path, line: int | None = None) -> Any:
     return value
 
 
+# orjson reads JSON several times faster than json, and reads what it accepts as json does, except
+# integers beyond 64 bits, which it reads as floats: where the bytes may hold a number of 19 digits
+# or more, a value with a float that large is read again by json. Anything orjson refuses (bad
+# syntax, NaN, 1e400, lone surrogates, deep nesting, bytes that are not UTF-8) goes to json too,
+# which reads it or raises the error it always raised.
+# A number starts after one of  [ , : - or whitespace; a hex id's digits follow a letter or a quote.
+_NUMBER_SHAPES = bytes(48 if 48 <= b <= 57 else 120 if b in b" \t\r\n[,:-" else 32 for b in range(256))
+_LONG_NUMBER = b"x" + b"0" * 19
+_SCAN_BLOCK = 1 << 24
+
+
+def _long_number(data: bytes) -> bool:
+    """Whether the bytes may hold a number of 19 digits or more (scanned in blocks: no copy of a
+    large file). Only where a 19-digit run follows a character that can come before a number."""
+    if data[:24].lstrip()[:1] in b"-0123456789":  # a bare number, or nothing
+        return True
+    overlap = len(_LONG_NUMBER) - 1
+    for start in range(0, len(data), _SCAN_BLOCK):
+        if data[start:start + _SCAN_BLOCK + overlap].translate(_NUMBER_SHAPES).find(_LONG_NUMBER) >= 0:
+            return True
+    return False
+
+
+def _big_float(value: Any) -> bool:
+    """Whether a parsed value holds a float of 2**63 or more, which orjson may have read from an integer."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is float:
+            if abs(item) >= 9.2e18:
+                return True
+        elif type(item) is dict:
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return False
+
+
+def _orjson_loads(data: str | bytes | memoryview, long_numbers: bool) -> tuple[bool, Any]:
+    """(True, value) where orjson reads the bytes as json would, else (False, None)."""
+    import orjson
+
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False, None
+    if long_numbers and _big_float(value):
+        return False, None
+    return True, value
+
+
+def loads_json(text: str | bytes) -> Any:
+    """json.loads, through orjson wherever orjson reads the same value (small documents: the value is
+    checked for floats orjson may have read from big integers); raises ValueError as json.loads does."""
+    ok, value = _orjson_loads(text, True)
+    return value if ok else json.loads(text)
+
+
+def _bom(data: bytes) -> int:
+    return 3 if data.startswith(b"\xef\xbb\xbf") else 0
+
+
 def read_json(path: str | Path) -> Any:
     """One JSON document from a file, with errors that name the file, line and column."""
     path = Path(path)
-    return _loads(_read_text(path), path)
+    data = _read_bytes(path)
+    ok, value = _orjson_loads(memoryview(data)[_bom(data):], _long_number(data))
+    return value if ok else _loads(_decode(data, path), path)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
@@ -192,10 +266,26 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     Lines end at "\\n" only (JSON Lines' rule): U+2028, U+2029 and U+0085 may stand raw in a string.
     """
     path = Path(path)
-    text = _read_text(path)
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            yield lineno, _loads(line, path, lineno)
+    data = _read_bytes(path)
+    long_numbers = _long_number(data)
+    checked = False  # whether the whole file is known to be UTF-8
+    start, lineno = _bom(data), 0
+    while start <= len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        line, start, lineno = data[start:end], end + 1, lineno + 1
+        if not line.strip():  # ASCII whitespace; other blanks (U+00A0...) are found below
+            continue
+        ok, value = _orjson_loads(line, long_numbers)
+        if ok:
+            yield lineno, value
+            continue
+        if not checked:  # a file that is not UTF-8 is refused whole, with the first bad byte
+            _decode(data, path)
+            checked = True
+        text = line.decode("utf-8")
+        if text.strip():
+            yield lineno, _loads(text, path, lineno)
 
 
 def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -216,7 +306,7 @@ def _type_name(value: Any) -> str:
             type(None): "null", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
-def _rows_from_json(path: Path) -> list[tuple[str, dict]]:
+def _rows_from_json(path: Path) -> Iterator[tuple[str, dict]]:
     data = read_json(path)
     if isinstance(data, dict):
         # {"data": [...]} and similar single-key wrappers are common; a bare object is not a dataset.
@@ -227,12 +317,18 @@ def _rows_from_json(path: Path) -> list[tuple[str, dict]]:
             raise BadInputError(f"{path}: expected a JSON array of records at the top level, got an object")
     if not isinstance(data, list):
         raise BadInputError(f"{path}: expected a JSON array of records at the top level, got {_type_name(data)}")
-    rows = []
     for i, row in enumerate(data):
         if not isinstance(row, dict):
             raise BadInputError(f"{path}: row {i}: expected an object, got {_type_name(row)}")
-        rows.append((f"row {i}", row))
-    return rows
+    return _handed_over(data)
+
+
+def _handed_over(data: list[dict]) -> Iterator[tuple[str, dict]]:
+    """The rows of a parsed array, each let go of once taken: what a reader keeps of a row (its strings)
+    stays, the row's own dict does not wait for the last row (a million of them weigh hundreds of MB)."""
+    for i in range(len(data)):
+        row, data[i] = data[i], None
+        yield f"row {i}", row
 
 
 def _rows_from_jsonl(path: Path) -> list[tuple[str, dict]]:
@@ -421,11 +517,16 @@ def load_examples(source: str | Path, *, fields: FieldMap | None = None, split: 
         if chat:
             instruction, input_, output = chat_triplet(row, chat, f"{source}: {where}")
         else:
-            instruction = _field(row, fields.instruction, where, str(source), required=True)
-            input_ = _field(row, fields.input, where, str(source), required=False)
-            output = _field(row, fields.output, where, str(source), required=True)
+            instruction, input_, output = row.get(fields.instruction), row.get(fields.input), row.get(fields.output)
+            if type(instruction) is not str or type(output) is not str or type(input_) not in (str, type(None)):
+                instruction = _field(row, fields.instruction, where, str(source), required=True)
+                input_ = _field(row, fields.input, where, str(source), required=False)
+                output = _field(row, fields.output, where, str(source), required=True)
+            elif input_ is None:
+                input_ = ""
         if keep is None or index in keep:
-            extra = {k: v for k, v in row.items() if k not in used and k != chat}
+            extra = ({} if row.keys() <= used else
+                     {k: v for k, v in row.items() if k not in used and k != chat})
             examples.append(Example(index, instruction, input_, output, extra))
         total = index + 1
     if not total:
@@ -544,9 +645,31 @@ def write_json(path: str | Path, value: Any, *, indent: int | None = 2) -> None:
         handle.write("\n")
 
 
-def write_records(path: str | Path, records: list[dict[str, Any]]) -> int:
-    """JSON Lines when the name ends in .jsonl or .ndjson (any case), else one JSON array (the Alpaca layout)."""
+def _indented_item(item: Any) -> str:
+    """One element of a list as json.dump(..., indent=2, ensure_ascii=False) writes it one level deep.
+    A flat object of strings (an Alpaca record) is written with the C string encoder, not json's
+    pure-Python indenting encoder; anything else by json itself, its lines moved in one level."""
+    if type(item) is dict and item and all(type(k) is str and type(v) is str for k, v in item.items()):
+        return "{\n    " + ",\n    ".join(f"{encode_basestring(k)}: {encode_basestring(v)}"
+                                          for k, v in item.items()) + "\n  }"
+    return json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n  ")  # newlines only indent
+
+
+def write_json_array(path: str | Path, records: Iterable[Any]) -> int:
+    """Records as one indented JSON array (the Alpaca layout), written as they come and atomically,
+    byte for byte what write_json writes for their list; returns how many were written."""
+    n = 0
+    with atomic_write(path) as handle:
+        for record in records:
+            handle.write(("[\n  " if n == 0 else ",\n  ") + _indented_item(record))
+            n += 1
+        handle.write("\n]\n" if n else "[]\n")
+    return n
+
+
+def write_records(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """JSON Lines when the name ends in .jsonl or .ndjson (any case), else one JSON array (the Alpaca layout).
+    Records may come from a generator: they are written as they come."""
     if file_kind(path) == "jsonl":
         return write_jsonl(path, records)
-    write_json(path, records)
-    return len(records)
+    return write_json_array(path, records)

@@ -6,7 +6,7 @@ import bisect
 import json
 import math
 import random
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,19 @@ def check_threshold(value: float, option: str = "--threshold") -> float:
     return value
 
 
-def load_grades(path: str | Path) -> list[Grade]:
-    """A scores file (DESIGN.md), each line checked for the fields selection relies on: finite
-    scores (0-5 when ok), whole indexes, and one grade per id."""
-    grades = []
-    seen: dict[str, tuple[int, Grade]] = {}
+_STATUS = {status: status for status in SCORE_STATUSES}  # one string object per status, not one per line
+
+
+def _checked_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any], str, int, float | None, str, float | None]]:
+    """(line number, row, id, index, score, status, top_score) of each line of a scores file
+    (DESIGN.md), checked for the fields selection relies on: finite scores (0-5 when ok), whole
+    indexes, and one grade per id. Streamed: only the first grade of each id is held."""
+    seen: dict[str, tuple[int, float | None, str, float | None]] = {}
+    prefix = f"{path}: line "
     for position, (lineno, row) in enumerate(iter_jsonl_objects(path)):
-        where = f"{path}: line {lineno}"
-        if not isinstance(row.get("id"), str):
+        where = f"{prefix}{lineno}"
+        grade_id = row.get("id")
+        if not isinstance(grade_id, str):
             raise BadInputError(f"{where}: missing 'id'")
         score, status, index = row.get("score"), row.get("status"), row.get("index", position)
         top_score = row.get("top_score")
@@ -57,21 +62,64 @@ def load_grades(path: str | Path) -> list[Grade]:
             raise BadInputError(f"{where}: 'top_score' must be a finite number or null")
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise BadInputError(f"{where}: 'index' must be a whole number >= 0")
-        grade = Grade(
-            id=row["id"], index=index, score=None if score is None else float(score),
-            status=status, grader=row.get("grader", ""), dimension=row.get("dimension", ""),
-            mode=row.get("mode", ""), raw=row.get("raw"), probs=row.get("probs"),
-            top_score=None if top_score is None else float(top_score),
-        )
-        if grade.id in seen:  # identical rows share an id, and must share its grade
-            first_line, first = seen[grade.id]
-            if (first.score, first.status, first.top_score) != (grade.score, grade.status, grade.top_score):
-                raise BadInputError(f"{where}: id {grade.id[:12]} has score {first.score} ({first.status}) at line "
-                                    f"{first_line} and {grade.score} ({grade.status}) here")
-        else:
-            seen[grade.id] = (lineno, grade)
-        grades.append(grade)
-    return grades
+        score = None if score is None else float(score)
+        top_score = None if top_score is None else float(top_score)
+        status = _STATUS[status]
+        first = seen.get(grade_id)
+        if first is None:
+            seen[grade_id] = (lineno, score, status, top_score)
+        elif first[1:] != (score, status, top_score):  # identical rows share an id, and must share its grade
+            raise BadInputError(f"{where}: id {grade_id[:12]} has score {first[1]} ({first[2]}) at line "
+                                f"{first[0]} and {score} ({status}) here")
+        yield lineno, row, grade_id, index, score, status, top_score
+
+
+def load_grades(path: str | Path) -> list[Grade]:
+    """A scores file (DESIGN.md), each line checked (see _checked_lines)."""
+    return [Grade(id=grade_id, index=index, score=score, status=status, grader=row.get("grader", ""),
+                  dimension=row.get("dimension", ""), mode=row.get("mode", ""), raw=row.get("raw"),
+                  probs=row.get("probs"), top_score=top_score)
+            for _, row, grade_id, index, score, status, top_score in _checked_lines(path)]
+
+
+@dataclass(frozen=True)
+class ScoreIndex:
+    """What selection needs of a scores file: each id's usable score (None when its grade is not
+    ok), and how many lines are not ok. Checked as load_grades checks it, read as a stream and
+    held without a Grade per line, so re-thresholding a million rows stays cheap."""
+
+    scores: dict[str, float | None]
+    not_ok: int
+    repeats: dict[str, int]  # lines beyond the first, of the ids that have more than one
+    expected: bool = False  # some usable score is an expected-mode mean (score health counts them on a grid)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def load_score_index(path: str | Path) -> ScoreIndex:
+    return _index((grade_id, score, status, row.get("mode"))
+                  for _, row, grade_id, _, score, status, _ in _checked_lines(path))
+
+
+def _index(grades: Iterable[tuple[str, float | None, str, str | None]]) -> ScoreIndex:
+    scores: dict[str, float | None] = {}
+    repeats: dict[str, int] = {}
+    not_ok = 0
+    expected = False
+    for grade_id, score, status, mode in grades:
+        usable = status == "ok" and score is not None
+        if grade_id in scores:
+            repeats[grade_id] = repeats.get(grade_id, 0) + 1
+        scores[grade_id] = score if usable else None
+        not_ok += not usable
+        expected = expected or (usable and mode == "expected")
+    return ScoreIndex(scores, not_ok, repeats, expected)
+
+
+def not_ok_count(grades: Sequence[Grade] | ScoreIndex) -> int:
+    """Lines of a scores file without a usable score."""
+    return grades.not_ok if isinstance(grades, ScoreIndex) else sum(1 for g in grades if not g.ok)
 
 
 def join_scores(examples: Sequence[Example], grades: Sequence[Grade]) -> list[Grade | None]:
@@ -107,17 +155,38 @@ class Selection:
         return len(self.kept) / self.total if self.total else 0.0
 
 
-def _usable(examples: Sequence[Example], grades: Sequence[Grade]) -> tuple[list[tuple[Example, float]], int]:
-    pairs, not_ok = [], 0
-    for example, grade in zip(examples, join_scores(examples, grades)):
-        if grade is not None and grade.ok:
-            pairs.append((example, grade.score))
-        else:
+def _usable(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex) -> tuple[list[tuple[Example, float]], int]:
+    """(example, score) of the examples with a usable score, and how many have none; ids present on
+    one side only are an error (as in join_scores)."""
+    index = grades if isinstance(grades, ScoreIndex) else _index((g.id, g.score, g.status, g.mode) for g in grades)
+    by_id = index.scores
+    pairs, not_ok, missing, matched = [], 0, [], set()
+    for example in examples:
+        example_id = example.id
+        if example_id not in by_id:
+            missing.append(example)
+            continue
+        matched.add(example_id)
+        score = by_id[example_id]
+        if score is None:
             not_ok += 1
+        else:
+            pairs.append((example, score))
+    if missing:
+        raise BadInputError(
+            f"{len(missing)} example(s) have no score (first: row {missing[0].index}, id {missing[0].id[:12]}); "
+            "were the scores made from another dataset?"
+        )
+    if len(matched) != len(by_id):
+        extra = [i for i in by_id if i not in matched]
+        raise BadInputError(
+            f"{len(extra) + sum(index.repeats.get(i, 0) for i in extra)} score(s) match no example (first id {extra[0][:12]}); "
+            "were the scores made from another dataset?"
+        )
     return pairs, not_ok
 
 
-def select_threshold(examples: Sequence[Example], grades: Sequence[Grade],
+def select_threshold(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex,
                      threshold: float = PAPER_THRESHOLD) -> Selection:
     """The paper's rule: keep examples whose score is >= threshold."""
     check_threshold(threshold)
@@ -126,7 +195,7 @@ def select_threshold(examples: Sequence[Example], grades: Sequence[Grade],
     return Selection(kept, len(examples), not_ok, f"score >= {threshold:g}")
 
 
-def select_top_k(examples: Sequence[Example], grades: Sequence[Grade], k: int) -> Selection:
+def select_top_k(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex, k: int) -> Selection:
     """The k best-scored examples, ties broken by input order, kept in input order."""
     if k < 0:
         raise BadInputError("--top-k must be at least 0")
@@ -161,7 +230,7 @@ def select_random_from(source: str | Path, n: int, seed: int = 0, **load: Any) -
     return Selection(kept, total, 0, f"random {n} (seed {seed})")
 
 
-def sweep(examples: Sequence[Example], grades: Sequence[Grade],
+def sweep(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex,
           thresholds: Sequence[float]) -> list[tuple[float, int, float]]:
     """(threshold, kept count, kept fraction) for each threshold, sharing one join."""
     pairs, _ = _usable(examples, grades)

@@ -141,7 +141,7 @@ def run_growing(model: Any, requests: Sequence[Any], *, cap: int = DEFAULT_TOKEN
     run = run or model.run
     results: list[Any] = [None] * len(requests)
     current = list(range(len(requests)))
-    round_requests = list(requests)
+    round_requests = requests  # a lazy sequence stays lazy: the first round renders each request when asked
     round_refresh = set(refresh)
     while current:
         grow: list[int] = []
@@ -149,8 +149,8 @@ def run_growing(model: Any, requests: Sequence[Any], *, cap: int = DEFAULT_TOKEN
         def take(j: int, result: Any, current=current, round_requests=round_requests, grow=grow) -> None:
             i = current[j]
             results[i] = result
-            budget = int(round_requests[j].params.get("max_tokens") or 0)
-            if result.value is not None and 0 < budget < cap and split_reply(result.value).cut:
+            if result.value is not None and split_reply(result.value).cut and \
+                    0 < int(round_requests[j].params.get("max_tokens") or 0) < cap:
                 grow.append(j)
             elif on_result is not None:
                 on_result(i, result)

@@ -216,8 +216,9 @@ class CachedModel:
                 if on_result:
                     on_result(k, result)
 
+        cached = self.cache.get_many([key for key in keys if key not in refresh_keys])
         for i, key in enumerate(keys):
-            value = None if key in refresh_keys else self.cache.get(key)
+            value = None if key in refresh_keys else cached.get(key)
             if value is not None and self.backend.snapshot_refusal(value):
                 refresh_keys.add(key)  # served by a snapshot the run refuses: ask again
                 value = None
@@ -228,6 +229,7 @@ class CachedModel:
                     on_result(i, results[i])
             else:
                 todo.setdefault(key, []).append(i)  # identical requests are asked once
+        del cached  # its values live on in the results; the dict itself need not
         for positions in todo.values():
             reason = self.backend.refusal(requests[positions[0]])
             if reason:

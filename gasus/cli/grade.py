@@ -64,6 +64,8 @@ class GradeProgress:
             self.fresh += 1
         if grade.status != "ok":
             self.failed += 1
+        if self.progress.disable:  # no bar (a log, a pipe): nothing to redraw, per grade of a million
+            return
         elapsed = time.perf_counter() - (self.started or time.perf_counter())
         rate = f"{self.fresh / elapsed:.1f} graded/s" if self.fresh and elapsed > 0 else ""
         self.progress.update(self.task, advance=1, cached=self.cached, failed=self.failed, rate=rate)

@@ -78,7 +78,12 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
         return _write_selection(out, output, result, summary)
     examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split,
                                 max_rows)
-    grades = selection.load_grades(scores) if scores is not None and random_n is None else None
+    if scores is None or random_n is not None:
+        grades = None
+    elif exclude is None and decisions is None:
+        grades = selection.load_score_index(scores)  # id -> usable score, read as a stream
+    else:  # the audit's exclusions and decisions are made per grade record
+        grades = selection.load_grades(scores)
     summary.items = len(examples)
     excluded: dict[int, str] = {}
     candidates, candidate_grades = examples, grades
@@ -93,7 +98,7 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
 
         thresholds = selection.parse_thresholds(sweep)
         rows = selection.sweep(candidates, candidate_grades, thresholds)
-        not_ok = sum(1 for g in candidate_grades if not g.ok)
+        not_ok = selection.not_ok_count(candidate_grades)
         note = f", {len(excluded)} excluded" if exclude is not None else ""
         table = Table(title=f"Kept examples per threshold ({len(candidates)} examples, {not_ok} not gradable{note})")
         table.add_column("threshold", justify="right")
@@ -142,7 +147,7 @@ def _report_health(examples, grades, result, health, summary) -> None:
 def _write_selection(out, output, result, summary) -> None:
     from ..io import write_records
 
-    write_records(output, [e.to_dict() for e in result.kept])
+    write_records(output, (e.to_dict() for e in result.kept))
     summary.failures = result.not_ok
     summary.extra.update({"kept": len(result.kept), "rule": result.rule})
     note = f", {result.not_ok} without a usable score" if result.not_ok else ""

@@ -1,0 +1,369 @@
+"""A million rows (issue 13): the fast paths (ids computed once, orjson reading, bulk cache reads,
+streamed reading and writing) must give byte for byte what the plain paths gave."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+# Strings that JSON writers and hashers treat differently if they are not careful.
+TRICKY = ["plain", "quote \" and backslash \\", "tab\tnew\nline\r", "control \x01\x1f\x7f", "café 東京 😀",
+          "line\u2028sep\u2029para\x85nel", "</script> <<<END>>>", "\\u00e9 is not é", "", " "]
+
+
+def tricky_rows() -> list[dict]:
+    rows = []
+    for i in range(40):
+        row = {"instruction": f"{TRICKY[i % len(TRICKY)]} task {i}", "output": f"{TRICKY[(i * 3) % len(TRICKY)]} {i}"}
+        if i % 4:
+            row["input"] = TRICKY[(i * 7) % len(TRICKY)]
+        if i % 5 == 0:
+            row["meta"] = {"n": i, "f": [0.1, 1e16, -0.0, 2.5e-7], "ok": i % 2 == 0, "none": None}
+        if i % 6 == 0:
+            row["big"] = 12345678901234567890123  # beyond 64 bits: must stay an integer
+        if i % 7 == 0:
+            row["tag"] = TRICKY[i % len(TRICKY)]
+        rows.append(row)
+    rows.append(dict(rows[3]))  # an identical row shares its id and grade
+    return rows
+
+
+def write_inputs(tmp_path: Path) -> dict[str, Path]:
+    from gasus.records import example_id
+
+    rows = tricky_rows()
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(rows, ensure_ascii=True, indent=4), encoding="utf-8")
+    lines, labels, other = [], [], []
+    for i, row in enumerate(rows):
+        eid = example_id(row["instruction"], row.get("input", ""), row["output"])
+        k = 3 if i == len(rows) - 1 else i  # the repeated row has its first's grade
+        status = "unparsed" if k % 9 == 4 else "ok"
+        score = None if status != "ok" else [2.0, 3.5, 4.0, 4.5, 4.5, 5.0, 4.25][k % 7]
+        probs = {"4": 0.25, "5": 0.75} if i % 3 == 0 else None
+        top = None if score is None else float(round(score))
+        lines.append(json.dumps({"id": eid, "index": i, "score": score, "status": status, "grader": "t",
+                                 "dimension": "accuracy", "mode": "expected", "raw": TRICKY[i % len(TRICKY)],
+                                 "probs": probs, "top_score": top}, ensure_ascii=i % 2 == 0))
+        labels.append(json.dumps({"index": i, "kept_by_test": i % 3 != 1}))
+        other.append(json.dumps({"id": eid, "index": i, "score": [5.0, 4.0, 3.0][k % 3], "status": "ok",
+                                 "grader": "u", "dimension": "accuracy", "mode": "generate", "raw": "x"}))
+    scores = tmp_path / "scores.jsonl"
+    # a BOM, CRLF line ends and blank lines, all of which readers meet
+    scores.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines[:20]).encode() + b"\r\n\r\n  \n"
+                       + "\n".join(lines[20:]).encode() + b"\n")
+    (tmp_path / "labels.jsonl").write_text("\n".join(labels) + "\n")
+    (tmp_path / "other.jsonl").write_text("\n".join(other) + "\n")
+    return {"data": data, "scores": scores, "labels": tmp_path / "labels.jsonl", "other": tmp_path / "other.jsonl"}
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def test_outputs_stay_byte_identical(tmp_path, monkeypatch):
+    """select (threshold, top-k, JSON and JSON Lines), the sweep and agree print and write exactly what
+    c2bf012 did (the digests below were taken there)."""
+    write_inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)  # relative names: the printed lines do not depend on where tmp_path is
+    got = {}
+    for name, args in {
+        "threshold.json": ["select", "data.json", "scores.jsonl", "--threshold", "4.5", "-o", "threshold.json"],
+        "topk.jsonl": ["select", "data.json", "scores.jsonl", "--top-k", "7", "-o", "topk.jsonl"],
+        "sweep": ["select", "data.json", "scores.jsonl", "--sweep", "3,3.5,4,4.5,5"],
+        "agree-labels": ["agree", "scores.jsonl", "labels.jsonl"],
+        "agree-scores": ["agree", "scores.jsonl", "other.jsonl", "--threshold", "4"],
+    }.items():
+        result = run_cli(*args, "--summary-json", f"{name}.summary.json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(Path(f"{name}.summary.json").read_text())
+        report.pop("seconds")
+        got[name] = f"{_digest(result.output.encode())} {_digest(json.dumps(report, sort_keys=True).encode())}"
+        if name.endswith(("json", "jsonl")):
+            got[name] += " " + _digest(Path(name).read_bytes())
+    assert got == GOLDEN
+
+
+# sha256 prefixes of (printed output, summary less "seconds"[, written file]) at c2bf012
+GOLDEN = {
+    "threshold.json": "e22e6dfe32e550d0 a6ae5a839fddb437 0b436416c34f9480",
+    "topk.jsonl": "c2d82fea32e6e4d9 ffe0e4582bc58b3d 5064378b8dfe2bac",
+    "sweep": "2510ec5e80f8b360 620ac52956f9dcec",
+    "agree-labels": "ee7ecbaa7a765aee 1a9ad3532b63c22f",
+    "agree-scores": "31f3dddac721b0fe f337b62961060211",
+}
+
+
+def test_each_example_id_is_computed_once_per_row(tmp_path, monkeypatch):
+    """select --threshold and --sweep hash each row's triplet once, not once per join step."""
+    import gasus.records
+
+    write_inputs(tmp_path)
+    calls = []
+    real = gasus.records.example_id
+    monkeypatch.setattr(gasus.records, "example_id", lambda *a: calls.append(a) or real(*a))
+    for args in (["--threshold", "4.5", "-o", str(tmp_path / "kept.json")], ["--sweep", "4,4.5"]):
+        calls.clear()
+        result = run_cli("select", str(tmp_path / "data.json"), str(tmp_path / "scores.jsonl"), *args)
+        assert result.exit_code == 0, result.output
+        assert len(calls) == 41  # 41 rows
+
+
+def test_example_id_fast_form_is_the_canonical_json():
+    """The id written out by hand hashes the very bytes canonical_json gives (DESIGN.md's definition)."""
+    from gasus.records import canonical_json, example_id, sha256_text
+
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)  # each character, escaped or not
+    for a in [*TRICKY, every]:
+        for b in TRICKY:
+            triplet = {"instruction": a, "input": b, "output": a + b}
+            assert example_id(a, b, a + b) == sha256_text(canonical_json(triplet))
+
+
+def test_json_files_are_read_with_orjson(tmp_path, monkeypatch):
+    """A dataset (JSON array) and a scores file (JSON Lines) are parsed by orjson: json.loads is not
+    called once per line, nor for the array."""
+    import gasus.io
+
+    p = write_inputs(tmp_path)
+    calls = []
+    real = gasus.io.json.loads
+    monkeypatch.setattr(gasus.io.json, "loads", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert len(gasus.io.read_jsonl_objects(p["scores"])) == 41
+    assert len(gasus.io.read_json(p["data"])) == 41
+    assert calls == [1]  # the dataset holds a number beyond 64 bits: json reads it
+    p["data"].write_text(p["data"].read_text().replace("12345678901234567890123", "1"))
+    hex_like = p["scores"].read_text(encoding="utf-8-sig").replace('"grader": "t"', f'"grader": "{"0" * 40}"')
+    p["scores"].write_text(hex_like, encoding="utf-8")
+    calls.clear()
+    assert len(gasus.io.read_json(p["data"])) == 41 and len(gasus.io.read_jsonl_objects(p["scores"])) == 41
+    assert calls == []  # long digit runs in strings (hex ids) alone keep orjson
+
+
+def test_fast_reading_reads_what_json_reads(tmp_path):
+    """What orjson reads differently or refuses goes to json: big integers stay integers, NaN and 1e400 read
+    as json reads them, and every error keeps its message."""
+    from gasus.errors import BadInputError
+    from gasus.io import read_json, read_jsonl_objects
+
+    f = tmp_path / "rows.jsonl"
+    f.write_bytes(b'{"a": 123456789012345678901234567890, "b": -0.0}\n\xc2\xa0\n\x1f\n{"c": NaN, "d": 1e400}\r\n')
+    rows = read_jsonl_objects(f)
+    assert rows[0] == {"a": 123456789012345678901234567890, "b": -0.0} and type(rows[0]["a"]) is int
+    assert rows[1]["c"] != rows[1]["c"] and rows[1]["d"] == float("inf") and len(rows) == 2
+    arr = tmp_path / "rows.json"
+    arr.write_bytes(b'\xef\xbb\xbf[{"n": 99999999999999999999}]')
+    assert read_json(arr) == [{"n": 99999999999999999999}]
+    cases = {
+        b'{"a": 1}\n{"a": "\\ud800"}\n': "line 2: a string holds a lone surrogate escape (\\ud800), which is not text",
+        b'{"a": 1}\n{"a": 2,}\n': "invalid JSON at line 2, column 9: Expecting property name enclosed in double quotes",
+        b'{"a": "x"}\n{"a": 2}\n\xff\n': "not UTF-8 text: undecodable byte 0xff at line 3 (byte offset 20)",
+        b'{"a": "\xed\xa0\x80"}\n': "not UTF-8 text: undecodable byte 0xed at line 1 (byte offset 7)",
+    }
+    for data, message in cases.items():
+        f.write_bytes(data)
+        try:
+            read_jsonl_objects(f)
+        except BadInputError as exc:
+            assert str(exc) == f"{f}: {message}"
+        else:
+            raise AssertionError(data)
+
+
+def test_records_are_written_as_they_come(tmp_path):
+    """write_records takes a generator (select writes its kept examples without a second list) and
+    writes the bytes json.dump(indent=2) writes for the list."""
+    from gasus.io import write_records
+
+    rows = [{"instruction": "x", "input": "", "output": "y"}, *tricky_rows(), {}, {"a": []}, {1: "int key"}]
+    assert write_records(tmp_path / "out.json", (r for r in rows)) == len(rows)
+    assert (tmp_path / "out.json").read_text(encoding="utf-8") == json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
+    assert write_records(tmp_path / "empty.json", iter(())) == 0
+    assert (tmp_path / "empty.json").read_text() == "[]\n"
+
+
+def test_cached_rerun_reads_the_cache_in_bulk(tmp_path, mini_alpaca):
+    """A fully cached grading rerun of 40 examples asks the cache database once, not once per example."""
+    from gasus.backends import CachedModel
+    from gasus.backends.replay import ReplayBackend
+    from gasus.cache import Cache
+    from gasus.grade import grade_examples, grade_request, grading_prompt
+    from gasus.io import load_examples
+
+    examples = load_examples(mini_alpaca)
+    prompt = grading_prompt("accuracy")
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps({"messages": prompt.messages(e), "text": f"{e.index % 6}\nok"}) + "\n"
+                              for e in examples))
+    first = grade_examples(examples, CachedModel(ReplayBackend(str(replay)), Cache()), prompt=prompt)
+    model = CachedModel(ReplayBackend(str(replay)), Cache())
+    model.key(grade_request(prompt, examples[0], "generate"))  # the model's identity (a memo) is read before
+    statements = []
+    model.cache._store._con.set_trace_callback(statements.append)
+    again = grade_examples(examples, model, prompt=prompt)
+    assert again == first and model.stats.model_calls == 0 and model.stats.cache_hits == 40
+    assert len([s for s in statements if "FROM Cache" in s]) == 1
+
+
+
+def test_cache_get_many_reads_blocks_of_keys(monkeypatch):
+    """get_many answers what get answers, key by key, across blocks; keys not cached (or expired) are absent."""
+    import gasus.cache
+    from gasus.cache import Cache
+
+    monkeypatch.setattr(gasus.cache, "GET_MANY_BLOCK", 7)
+    cache = Cache()
+    keys = [f"{i:064x}" for i in range(30)]
+    for i, key in enumerate(keys[:25]):
+        cache.put(key, {"text": f"answer {i}", "n": i})
+    cache._store.set(keys[25], {"value": {"text": "gone"}}, expire=-1)  # expired on arrival
+    found = cache.get_many([*reversed(keys), keys[3]])
+    assert found == {key: cache.get(key) for key in keys[:25]} and len(found) == 25
+
+
+def test_record_to_dict_is_asdict():
+    """to_dict gives what dataclasses.asdict gave, containers copied (changing them leaves the record as it was)."""
+    import dataclasses
+
+    from gasus.records import Answer, Grade, Judgement, Verdict
+
+    records = [Grade("i", 3, 4.5, "ok", "g", "accuracy", "expected", "4", {"4": 0.5, "5": 0.5}, 4.0),
+               Grade("i", 3, None, "error", "g", "accuracy", "generate", None),
+               Judgement("vicuna", "1", "ab", [8.0, 7.0], "ok", "8 7"), Answer("koala", "2", "q", "a", "m"),
+               Verdict("wizardlm", "3", "win")]
+    for record in records:
+        assert record.to_dict() == dataclasses.asdict(record)
+        assert list(record.to_dict()) == list(dataclasses.asdict(record))
+    copied = records[0].to_dict()
+    copied["probs"]["4"] = 1.0
+    assert records[0].probs == {"4": 0.5, "5": 0.5}
+
+
+def test_long_numbers_are_found_where_a_number_can_start():
+    """Which bytes are read again by json when orjson reads a float of 2**63 or more."""
+    from gasus.io import _long_number
+
+    assert _long_number(b'{"a": 12345678901234567890}') and _long_number(b'[1,-12345678901234567890]')
+    assert _long_number(b'{"a":\n12345678901234567890}') and _long_number(b"12345678901234567890")
+    assert not _long_number(b'{"id": "a12345678901234567890", "b": "12345678901234567890", "c": 123456789012345678}')
+
+
+def test_select_holds_no_grade_per_line(tmp_path, monkeypatch):
+    """select (threshold, top-k, sweep) reads the scores file into a ScoreIndex (id -> usable score)
+    as a stream: no Grade object per line, whose memory counts at a million rows."""
+    import gasus.selection
+
+    write_inputs(tmp_path)
+    made = []
+    real = gasus.selection.Grade
+    monkeypatch.setattr(gasus.selection, "Grade", lambda *a, **k: made.append(1) or real(*a, **k))
+    data, scores = str(tmp_path / "data.json"), str(tmp_path / "scores.jsonl")
+    for args in (["--threshold", "4.5", "-o", str(tmp_path / "a.json")], ["--top-k", "3", "-o", str(tmp_path / "b.json")],
+                 ["--sweep", "4,4.5"]):
+        result = run_cli("select", data, scores, *args)
+        assert result.exit_code == 0, result.output
+    assert made == []
+
+
+def test_join_errors_count_lines_as_before(tmp_path):
+    """Scores of another dataset: the counts in the messages are the same for a ScoreIndex and for grades."""
+    from gasus.io import load_examples
+    from gasus.selection import load_grades, load_score_index, select_threshold
+
+    p = write_inputs(tmp_path)
+    examples = load_examples(p["data"])
+    lines = p["scores"].read_text(encoding="utf-8-sig").replace("\r", "").split("\n")
+    other = tmp_path / "other-scores.jsonl"
+    extra = json.dumps({"id": "f" * 64, "index": 99, "score": 5.0, "status": "ok"})
+    other.write_text("\n".join([extra, *lines[1:], extra]) + "\n")
+    for grades in (load_grades(other), load_score_index(other)):
+        try:
+            select_threshold(examples, grades)
+        except Exception as exc:
+            assert str(exc).startswith("1 example(s) have no score (first: row 0, id ")
+        try:
+            select_threshold(examples[1:], grades)
+        except Exception as exc:
+            assert str(exc) == "2 score(s) match no example (first id ffffffffffff); were the scores made from another dataset?"
+
+
+def test_example_id_of_a_lone_surrogate_fails_as_before():
+    from gasus.records import example_id
+
+    try:
+        example_id("\ud800", "", "x")
+    except UnicodeEncodeError:
+        pass
+    else:
+        raise AssertionError("a lone surrogate has no UTF-8 form to hash")
+
+
+def test_agree_tells_the_reference_kind_from_its_first_line(tmp_path):
+    """Whether LABELS is a scores file is read from its first line, not by parsing the whole file once
+    more before it is loaded."""
+    from gasus.agree import is_scores_file
+
+    f = tmp_path / "ref.jsonl"
+    f.write_text('\n{"id": "a", "status": "ok", "score": 4}\n{"index": 1, "kept": true}\nnot json\n')
+    assert is_scores_file(f)
+    f.write_text('{"index": 1, "kept": true}\n{not json\n')
+    assert not is_scores_file(f)
+    f.write_text("\n \n")
+    try:
+        is_scores_file(f)
+    except Exception as exc:
+        assert str(exc) == f"{f}: the file is empty"
+    else:
+        raise AssertionError("an empty reference is an error")
+
+
+def test_canonical_json_is_json_dumps():
+    """canonical_json (every cache key and id is a hash of it) writes what json.dumps(sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False) writes, through orjson or not."""
+    from gasus.records import canonical_json
+
+    values = [
+        {"schema": 1, "backend": "llamacpp", "model": "ab" * 32, "messages": [{"role": "user", "content": t} for t in TRICKY],
+         "params": {"template": "chat", "temperature": 0, "max_tokens": 256, "stop": ["\n"], "grammar": None, "x": True}},
+        {"\ue000": 1, "\U00010000": 2, "a": 3, "B": 4, "é": 5, "": [(), (1, "2")], "a\x00": {"z": {}, "y": []}},
+        {"t": 0.7, "big": 1e16, "small": 1e-7, "n": -0.0}, {"huge": 12345678901234567890123}, {1: "int key"},
+        ["top", "level", 1, None, False], "just a string", 3,
+    ]
+    for value in values:
+        assert canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_grading_holds_no_list_of_requests(tmp_path, mini_alpaca, monkeypatch):
+    """A cached grading rerun renders each prompt when its key is needed and lets it go: the rendered
+    prompts of a million rows (about 1 KB each) are never all held at once."""
+    import gc
+    import weakref
+
+    import gasus.grade
+    from gasus.backends import CachedModel
+    from gasus.backends.replay import ReplayBackend
+    from gasus.cache import Cache
+    from gasus.grade import grade_examples, grading_prompt
+    from gasus.io import load_examples
+
+    examples = load_examples(mini_alpaca)
+    prompt = grading_prompt("accuracy")
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps({"messages": prompt.messages(e), "text": "4\nok"}) + "\n" for e in examples))
+    made = []
+    real = gasus.grade.grade_request
+    monkeypatch.setattr(gasus.grade, "grade_request", lambda *a: made.append(weakref.ref(r := real(*a))) or r)
+    alive = []
+
+    def on_grade(position, grade, cached):
+        gc.collect()
+        alive.append(sum(ref() is not None for ref in made))
+
+    grade_examples(examples, CachedModel(ReplayBackend(str(replay)), Cache()), prompt=prompt)  # fills the cache
+    grades = grade_examples(examples, CachedModel(ReplayBackend(str(replay)), Cache()), prompt=prompt,
+                            on_grade=on_grade)
+    assert [g.score for g in grades] == [4.0] * 40 and len(alive) == 40
+    assert max(alive) <= 1, alive

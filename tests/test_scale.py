@@ -81,19 +81,22 @@ def test_outputs_stay_byte_identical(tmp_path, monkeypatch):
         assert result.exit_code == 0, result.output
         report = json.loads(Path(f"{name}.summary.json").read_text())
         report.pop("seconds")
+        report.pop("diagnostics", None)  # issue 17's score health, added since
         got[name] = f"{_digest(result.output.encode())} {_digest(json.dumps(report, sort_keys=True).encode())}"
         if name.endswith(("json", "jsonl")):
             got[name] += " " + _digest(Path(name).read_bytes())
     assert got == GOLDEN
 
 
-# sha256 prefixes of (printed output, summary less "seconds"[, written file]) at c2bf012
+# sha256 prefixes of (printed output, summary less "seconds" and "diagnostics"[, written file]) at
+# c2bf012; agree's printed tables were retaken when issue 17 added two score-health rows to them
+# (diffed against c2bf012's: those rows, and the value column one space wider, are all that changed).
 GOLDEN = {
     "threshold.json": "e22e6dfe32e550d0 a6ae5a839fddb437 0b436416c34f9480",
     "topk.jsonl": "c2d82fea32e6e4d9 ffe0e4582bc58b3d 5064378b8dfe2bac",
     "sweep": "2510ec5e80f8b360 620ac52956f9dcec",
-    "agree-labels": "ee7ecbaa7a765aee 1a9ad3532b63c22f",
-    "agree-scores": "31f3dddac721b0fe f337b62961060211",
+    "agree-labels": "0153ddb0c398a1e1 1a9ad3532b63c22f",
+    "agree-scores": "47ad52f6daf56046 f337b62961060211",
 }
 
 
@@ -355,7 +358,7 @@ def test_grading_holds_no_list_of_requests(tmp_path, mini_alpaca, monkeypatch):
     replay.write_text("".join(json.dumps({"messages": prompt.messages(e), "text": "4\nok"}) + "\n" for e in examples))
     made = []
     real = gasus.grade.grade_request
-    monkeypatch.setattr(gasus.grade, "grade_request", lambda *a: made.append(weakref.ref(r := real(*a))) or r)
+    monkeypatch.setattr(gasus.grade, "grade_request", lambda *a, **kw: made.append(weakref.ref(r := real(*a, **kw))) or r)
     alive = []
 
     def on_grade(position, grade, cached):

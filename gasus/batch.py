@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import CLAIM_POLL_SECONDS, CachedModel, Request, Result, TransientError
-from .errors import BackendError, BadInputError, CacheMissError
+from .errors import BackendError, BadInputError
 
 MAX_REQUESTS = 50_000  # the Batch API's limit of requests per input file
 MAX_BYTES = 200 * 1024 * 1024  # and of an input file's size
@@ -449,22 +449,7 @@ def run_batched(model: CachedModel, requests: Sequence[Request],
     keys = [model.key(r) for r in requests]
     refresh_keys = {keys[i] for i in refresh}
     results: list[Result | None] = [None] * len(requests)
-    todo: dict[str, list[int]] = {}
-    for i, key in enumerate(keys):
-        value = None if key in refresh_keys else model.cache.get(key)
-        if value is not None:
-            model.stats.cache_hits += 1
-            results[i] = Result(value, None, True)
-            if on_result:
-                on_result(i, results[i])
-        else:
-            todo.setdefault(key, []).append(i)
-    for positions in todo.values():
-        reason = model.backend.refusal(requests[positions[0]])
-        if reason:
-            raise BackendError(f"{model.backend.label}: {reason}")
-    if todo and model.offline:
-        raise CacheMissError(f"{len(todo)} request(s) are not in the cache and the run is offline")
+    todo = model.serve_cached(requests, keys, refresh_keys, results, on_result)
     keyed = {key: requests[positions[0]] for key, positions in todo.items()}
     jobs = BatchJobs(model, options, keyed)
     live = claim_and_submit(jobs, keyed, refresh_keys)

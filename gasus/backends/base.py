@@ -193,6 +193,36 @@ class CachedModel:
         """Positions of the requests the cache cannot answer."""
         return [i for i, r in enumerate(requests) if self.key(r) not in self.cache]
 
+    def serve_cached(self, requests: Sequence[Request], keys: Sequence[str], refresh_keys: set[str],
+                     results: list[Result | None],
+                     on_result: Callable[[int, Result], None] | None = None) -> dict[str, list[int]]:
+        """Deliver what the cache answers (read in blocks of keys, counted as hits) and return the
+        rest by key (identical requests are asked once). A cached reply from a refused snapshot
+        joins `refresh_keys`. A request the backend refuses, or any miss offline, raises before
+        anything is asked."""
+        cached = self.cache.get_many([key for key in keys if key not in refresh_keys])
+        todo: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            value = None if key in refresh_keys else cached.get(key)
+            if value is not None and self.backend.snapshot_refusal(value):
+                refresh_keys.add(key)  # served by a snapshot the run refuses: ask again
+                value = None
+            if value is not None:
+                self.stats.cache_hits += 1
+                results[i] = Result(value, None, True)
+                if on_result:
+                    on_result(i, results[i])
+            else:
+                todo.setdefault(key, []).append(i)
+        del cached  # its values live on in the results; the dict itself need not
+        for positions in todo.values():
+            reason = self.backend.refusal(requests[positions[0]])
+            if reason:
+                raise BackendError(f"{self.backend.label}: {reason}")
+        if todo and self.offline:
+            raise CacheMissError(f"{len(todo)} request(s) are not in the cache and the run is offline")
+        return todo
+
     def run(self, requests: Sequence[Request],
             on_result: Callable[[int, Result], None] | None = None,
             refresh: Collection[int] = ()) -> list[Result]:
@@ -216,26 +246,7 @@ class CachedModel:
                 if on_result:
                     on_result(k, result)
 
-        cached = self.cache.get_many([key for key in keys if key not in refresh_keys])
-        for i, key in enumerate(keys):
-            value = None if key in refresh_keys else cached.get(key)
-            if value is not None and self.backend.snapshot_refusal(value):
-                refresh_keys.add(key)  # served by a snapshot the run refuses: ask again
-                value = None
-            if value is not None:
-                self.stats.cache_hits += 1
-                results[i] = Result(value, None, True)
-                if on_result:
-                    on_result(i, results[i])
-            else:
-                todo.setdefault(key, []).append(i)  # identical requests are asked once
-        del cached  # its values live on in the results; the dict itself need not
-        for positions in todo.values():
-            reason = self.backend.refusal(requests[positions[0]])
-            if reason:
-                raise BackendError(f"{self.backend.label}: {reason}")
-        if todo and self.offline:
-            raise CacheMissError(f"{len(todo)} request(s) are not in the cache and the run is offline")
+        todo.update(self.serve_cached(requests, keys, refresh_keys, results, on_result))
         token = uuid.uuid4().hex
         pending, wait, first = list(todo), CLAIM_POLL_SECONDS, True
         try:

@@ -121,14 +121,16 @@ def length_quintiles(lengths: Sequence[int], kept: Sequence[bool]) -> list[dict[
     (the first ones one larger), each with its word range and the share it keeps."""
     import numpy as np
 
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    length = np.asarray(lengths, dtype=np.int64)
+    kept_rows = np.asarray(kept, dtype=bool)
+    order = np.argsort(length, kind="stable")  # ties in input order
     rows = []
-    for q, part in enumerate(np.array_split(np.array(order, dtype=int), QUINTILES), start=1):
+    for q, part in enumerate(np.array_split(order, QUINTILES), start=1):
         if not len(part):
             continue
-        k = sum(bool(kept[i]) for i in part)
-        rows.append({"quintile": q, "rows": len(part), "min_words": int(lengths[part[0]]),
-                     "max_words": int(lengths[part[-1]]), "kept": k, "kept_share": k / len(part)})
+        k = int(kept_rows[part].sum())
+        rows.append({"quintile": q, "rows": len(part), "min_words": int(length[part[0]]),
+                     "max_words": int(length[part[-1]]), "kept": k, "kept_share": k / len(part)})
     return rows
 
 
@@ -167,12 +169,26 @@ def grade_health(examples: Sequence[Any] | None, grades: Sequence[Any], kept_ids
                  length_bias_rho: float = LENGTH_BIAS_RHO) -> ScoreHealth:
     """score_health of grades, joined to their examples on id (their responses' lengths) when
     given; a row is kept when its id is in `kept_ids`, or else when its score >= threshold."""
-    if hasattr(grades, "not_ok"):  # a selection.ScoreIndex (select's streamed scores): one score per id
-        scored = [(e, grades.scores.get(e.id)) for e in examples or ()]
-        ok_rows = [(e, score) for e, score in scored if score is not None]
+    options = {"collapse_share": collapse_share, "length_bias_rho": length_bias_rho}
+    if hasattr(grades, "not_ok"):  # a selection.ScoreIndex (select's and agree's streamed scores)
+        if examples is None:  # one score per line: an id's repeated lines count again
+            scores = [score for grade_id, score in grades.scores.items() if score is not None
+                      for _ in range(1 + grades.repeats.get(grade_id, 0))]
+            return score_health(scores, None, [score >= threshold for score in scores], **options,
+                                on_grid=grades.expected)
+        by_id = grades.scores
+        ok_rows = [(e, score) for e in examples if (score := by_id.get(e.id)) is not None]
         kept = [e.id in kept_ids if kept_ids is not None else score >= threshold for e, score in ok_rows]
         return score_health([score for _, score in ok_rows], [word_count(e.output) for e, _ in ok_rows], kept,
-                            collapse_share=collapse_share, length_bias_rho=length_bias_rho, on_grid=grades.expected)
+                            **options, on_grid=grades.expected)
+    if examples is not None and len(examples) == len(grades) and all(
+            g.id == e.id for g, e in zip(grades, examples)):  # grade's own rows: paired by position, no index
+        ok_pairs = [(g, e.output) for g, e in zip(grades, examples) if g.ok]
+        ok = [g for g, _ in ok_pairs]
+        lengths = [word_count(text) for _, text in ok_pairs]
+        kept = [g.id in kept_ids if kept_ids is not None else g.score >= threshold for g in ok]
+        return score_health([g.score for g in ok], lengths, kept, **options,
+                            on_grid=any(g.mode == "expected" for g in ok))
     outputs = None if examples is None else {e.id: e.output for e in examples}
     ok = [g for g in grades if g.ok and (outputs is None or g.id in outputs)]
     scores = [g.score for g in ok]

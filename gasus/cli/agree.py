@@ -45,7 +45,7 @@ def agree(scores, labels, threshold, score_field, label_field, dataset, health, 
 
     from .. import agree as ag
     from ..diagnostics import grade_health
-    from ..selection import load_grades
+    from ..selection import load_score_index
     from .diagnostics import warn
 
     check_paths(summary, inputs={"SCORES": scores, "LABELS": labels, "--dataset": dataset})
@@ -55,7 +55,7 @@ def agree(scores, labels, threshold, score_field, label_field, dataset, health, 
         from ..io import load_examples
 
         examples = load_examples(dataset)
-    health_report = grade_health(examples, load_grades(scores), threshold=threshold, **health)
+    health_report = grade_health(examples, load_score_index(scores), threshold=threshold, **health)
     summary.items = result["joined"]
     summary.extra.update(result)
     summary.extra["diagnostics"] = health_report.to_dict()

@@ -552,7 +552,8 @@ def _overlap(a: Path, b: Path) -> bool:
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None] | None = None,
                   *, protected_dir: str | Path | None = None) -> None:
     """Refuse, before anything is written, an output that would replace one of the inputs, that
-    another output also names, or that lies inside `protected_dir` (the cache).
+    another output also names, that lies inside `protected_dir` (the cache), or whose suffix says
+    compressed (gasus writes plain files).
 
     Keys are what the user called each path (an option or argument name); None values are skipped.
     """
@@ -560,6 +561,10 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Mapping[str,
     ins = [(label, Path(p)) for label, p in (inputs or {}).items() if p is not None]
     protected = Path(os.path.realpath(protected_dir)) if protected_dir is not None else None
     for i, (label, out) in enumerate(outs):
+        kind = compression(out)
+        if kind is not None:  # inputs are read by this suffix; an output under it would be plain text
+            raise BadInputError(f"{out}: {label} names a {kind} file, but gasus writes uncompressed files; "
+                                f"drop the {out.suffix} suffix (and compress the file afterwards)")
         for other_label, other in ins:
             if _overlap(out, other):
                 raise OutputConflictError(f"{out}: {label} would overwrite the input {other_label} ({other}); "

@@ -83,3 +83,14 @@ def test_io_compressed_parquet_is_refused(tmp_path):
     result = run_cli("select", str(path), "--random", "1", "-o", str(tmp_path / "kept.json"))
     assert (result.exit_code, result.output) == (
         2, f"Error: {path}: Parquet compresses its own columns; give the .parquet file itself\n")
+
+
+def test_an_output_named_as_compressed_is_refused(tmp_path, mini_alpaca):
+    """Inputs are decompressed by suffix, so an output named kept.json.gz written as plain text would
+    be unreadable by gasus itself: refused before anything is written."""
+    out = tmp_path / "kept.json.gz"
+    result = run_cli("select", str(mini_alpaca), "--random", "3", "-o", str(out))
+    assert (result.exit_code, result.output) == (
+        2, f"Error: {out}: -o/--output names a gzip file, but gasus writes uncompressed files; "
+           "drop the .gz suffix (and compress the file afterwards)\n")
+    assert not out.exists()

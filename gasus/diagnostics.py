@@ -45,7 +45,10 @@ def check_rho(value: float, option: str) -> float:
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Spearman's rank correlation (average ranks for ties), or None when either side is constant."""
-    if len(x) < 2 or len(set(x)) < 2 or len(set(y)) < 2:
+    import numpy as np
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
     from scipy.stats import spearmanr
 
@@ -157,7 +160,7 @@ def score_health(scores: Sequence[float], lengths: Sequence[int] | None = None, 
         modal, modal_count = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
     rho = quintiles = None
     if lengths is not None:
-        rho = spearman(list(scores), list(lengths))
+        rho = spearman(scores, lengths)
         if kept is not None and scores:
             quintiles = length_quintiles(lengths, kept)
     return ScoreHealth(len(scores), None if modal is None else float(modal), modal_count, len(counts),
@@ -183,9 +186,8 @@ def grade_health(examples: Sequence[Any] | None, grades: Sequence[Any], kept_ids
                             **options, on_grid=grades.expected)
     if examples is not None and len(examples) == len(grades) and all(
             g.id == e.id for g, e in zip(grades, examples)):  # grade's own rows: paired by position, no index
-        ok_pairs = [(g, e.output) for g, e in zip(grades, examples) if g.ok]
-        ok = [g for g, _ in ok_pairs]
-        lengths = [word_count(text) for _, text in ok_pairs]
+        ok = [g for g in grades if g.ok]
+        lengths = [word_count(e.output) for g, e in zip(grades, examples) if g.ok]
         kept = [g.id in kept_ids if kept_ids is not None else g.score >= threshold for g in ok]
         return score_health([g.score for g in ok], lengths, kept, **options,
                             on_grid=any(g.mode == "expected" for g in ok))

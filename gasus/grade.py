@@ -292,7 +292,7 @@ def plan_grading(examples: Sequence[Example], model: CachedModel, *, prompt: Gra
     Output tokens are the mean completion tokens of the replies the cache holds from this model
     (a reasoning grader's thinking included) when it holds any, else the budget of every call.
     """
-    requests = [grade_request(prompt, e, mode, max_tokens=max_tokens, thinking=thinking) for e in examples]
+    requests = _Requests(prompt, examples, mode, max_tokens=max_tokens, thinking=thinking)
     keys = [model.key(r) for r in requests]
     first: dict[str, int] = {}
     for i, key in enumerate(keys):

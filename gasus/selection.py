@@ -122,25 +122,6 @@ def not_ok_count(grades: Sequence[Grade] | ScoreIndex) -> int:
     return grades.not_ok if isinstance(grades, ScoreIndex) else sum(1 for g in grades if not g.ok)
 
 
-def join_scores(examples: Sequence[Example], grades: Sequence[Grade]) -> list[Grade | None]:
-    """The grade of each example, joined on id; ids present on one side only are an error."""
-    by_id = {g.id: g for g in grades}
-    example_ids = {e.id for e in examples}
-    missing = [e for e in examples if e.id not in by_id]
-    extra = [g for g in grades if g.id not in example_ids]
-    if missing:
-        raise BadInputError(
-            f"{len(missing)} example(s) have no score (first: row {missing[0].index}, id {missing[0].id[:12]}); "
-            "were the scores made from another dataset?"
-        )
-    if extra:
-        raise BadInputError(
-            f"{len(extra)} score(s) match no example (first id {extra[0].id[:12]}); "
-            "were the scores made from another dataset?"
-        )
-    return [by_id[e.id] for e in examples]
-
-
 @dataclass(frozen=True)
 class Selection:
     """Which examples were kept, and why the rest were not."""
@@ -157,7 +138,7 @@ class Selection:
 
 def _usable(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex) -> tuple[list[tuple[Example, float]], int]:
     """(example, score) of the examples with a usable score, and how many have none; ids present on
-    one side only are an error (as in join_scores)."""
+    one side only are an error."""
     index = grades if isinstance(grades, ScoreIndex) else _index((g.id, g.score, g.status, g.mode) for g in grades)
     by_id = index.scores
     pairs, not_ok, missing, matched = [], 0, [], set()

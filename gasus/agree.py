@@ -138,12 +138,25 @@ def agree_with_scores(grades: Sequence[Grade], other: Sequence[Grade], *, thresh
     }
 
 
+def load_reference(path: str | Path, label_field: str | None = None) -> Labels | list[Grade]:
+    """A labels file or another scores file (told apart by content)."""
+    if is_scores_file(path):
+        return load_grades(path)
+    return load_labels(path, label_field)
+
+
+def agree_with(grades: Sequence[Grade], reference: Labels | Sequence[Grade], *, threshold: float = PAPER_THRESHOLD,
+               score_field: str = "score") -> dict[str, Any]:
+    """agree_with_labels or agree_with_scores, as the reference is labels or grades."""
+    if isinstance(reference, Labels):
+        return agree_with_labels(grades, reference, threshold=threshold, score_field=score_field)
+    return agree_with_scores(grades, reference, threshold=threshold, score_field=score_field)
+
+
 def agree(scores_path: str | Path, reference_path: str | Path, *, threshold: float = PAPER_THRESHOLD,
           score_field: str = "score", label_field: str | None = None) -> dict[str, Any]:
     """Agreement of a scores file with a labels file or another scores file (told apart by content)."""
     check_threshold(threshold)
     grades = load_grades(scores_path)
-    if is_scores_file(reference_path):
-        return agree_with_scores(grades, load_grades(reference_path), threshold=threshold, score_field=score_field)
-    return agree_with_labels(grades, load_labels(reference_path, label_field), threshold=threshold,
-                             score_field=score_field)
+    return agree_with(grades, load_reference(reference_path, label_field), threshold=threshold,
+                      score_field=score_field)

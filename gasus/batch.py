@@ -427,8 +427,9 @@ def batch_runner(model: CachedModel, options: BatchOptions | None,
         return None
 
     def run(requests: Sequence[Request], on_result: Callable[[int, Result], None] | None = None,
-            refresh: Collection[int] = ()) -> list[Result]:
-        return run_batched(model, requests, on_result, refresh=refresh, options=options, on_poll=on_poll)
+            refresh: Collection[int] = (), collect: bool = True) -> list[Result]:
+        return run_batched(model, requests, on_result, refresh=refresh, options=options, on_poll=on_poll,
+                           collect=collect)
 
     return run
 
@@ -436,8 +437,9 @@ def batch_runner(model: CachedModel, options: BatchOptions | None,
 def run_batched(model: CachedModel, requests: Sequence[Request],
                 on_result: Callable[[int, Result], None] | None = None, refresh: Collection[int] = (),
                 options: BatchOptions | None = None,
-                on_poll: Callable[[list[dict[str, Any]]], None] | None = None) -> list[Result]:
-    """What `CachedModel.run` returns, with the cache misses asked through batches.
+                on_poll: Callable[[list[dict[str, Any]]], None] | None = None, collect: bool = True) -> list[Result]:
+    """What `CachedModel.run` returns (and holds, as it does, without `collect`), with the cache misses
+    asked through batches.
 
     Hits are delivered at once; misses are submitted (or found in a live batch), waited for and
     collected. With options.wait False, raises BatchPending once they are submitted.
@@ -446,10 +448,10 @@ def run_batched(model: CachedModel, requests: Sequence[Request],
     if model.backend.name != "openai":
         raise BadInputError(f"batches need an openai: model (the OpenAI Batch API or a server with /v1/files and "
                             f"/v1/batches), not {model.backend.label}")
-    keys = [model.key(r) for r in requests]
+    keys = model.keys(requests)
     refresh_keys = {keys[i] for i in refresh}
     results: list[Result | None] = [None] * len(requests)
-    todo = model.serve_cached(requests, keys, refresh_keys, results, on_result)
+    todo = model.serve_cached(requests, keys, refresh_keys, results, on_result, collect)
     keyed = {key: requests[positions[0]] for key, positions in todo.items()}
     jobs = BatchJobs(model, options, keyed)
     live = claim_and_submit(jobs, keyed, refresh_keys)
@@ -467,12 +469,8 @@ def run_batched(model: CachedModel, requests: Sequence[Request],
         else:  # answered by a batch another process (or `gasus batch wait`) collected
             value = model.cache.get(key)
             result = Result(value, None, True) if value is not None else Result(None, "no batch answered it", False)
-            if value is not None:
-                model.stats.cache_hits += len(positions)
         for i in positions:
-            results[i] = result
-            if on_result:
-                on_result(i, result)
+            model.deliver(results, i, result, on_result, collect)
     return results  # type: ignore[return-value]
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadInputError
+from .io import in_bulk
 
 COLLAPSE_SHARE = 0.8  # collapsed: at least this share of the ok grades hold one score
 LENGTH_BIAS_RHO = 0.3  # length bias: Spearman's rho of score and response length reaches this
@@ -167,6 +168,7 @@ def score_health(scores: Sequence[float], lengths: Sequence[int] | None = None, 
                        collapse_share, rho, length_bias_rho, quintiles, on_grid)
 
 
+@in_bulk
 def grade_health(examples: Sequence[Any] | None, grades: Sequence[Any], kept_ids: set[str] | None = None, *,
                  threshold: float = 4.5, collapse_share: float = COLLAPSE_SHARE,
                  length_bias_rho: float = LENGTH_BIAS_RHO) -> ScoreHealth:

@@ -203,7 +203,7 @@ def grade_examples(examples: Sequence[Example], model: CachedModel, *, prompt: G
             on_grade(i, grades[i], result.cached)
 
     run_growing(model, requests, cap=max_tokens_cap, on_result=on_result, refresh=refresh,
-                run=batch_runner(model, batch, on_poll))
+                run=batch_runner(model, batch, on_poll), collect=False)  # each reply lives on in its grade
     return grades  # type: ignore[return-value]
 
 
@@ -293,7 +293,7 @@ def plan_grading(examples: Sequence[Example], model: CachedModel, *, prompt: Gra
     (a reasoning grader's thinking included) when it holds any, else the budget of every call.
     """
     requests = _Requests(prompt, examples, mode, max_tokens=max_tokens, thinking=thinking)
-    keys = [model.key(r) for r in requests]
+    keys = model.keys(requests)
     first: dict[str, int] = {}
     for i, key in enumerate(keys):
         first.setdefault(key, i)

@@ -14,7 +14,7 @@ import orjson
 
 def canonical_json(obj: Any) -> str:
     """JSON with sorted keys and no whitespace: the form every hash in gasus is taken over."""
-    if _no_floats(obj):  # orjson writes these as json.dumps does; floats it may write otherwise (1e16)
+    if no_floats(obj):  # orjson writes these as json.dumps does; floats it may write otherwise (1e16)
         try:
             return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
         except orjson.JSONEncodeError:  # an integer beyond 64 bits, a lone surrogate: json below
@@ -22,7 +22,7 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _no_floats(obj: Any) -> bool:
+def no_floats(obj: Any) -> bool:
     """Whether a value is built of dicts, lists, tuples, strings, integers, booleans and None only."""
     stack = [obj]
     while stack:
@@ -78,6 +78,21 @@ class _Record:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+class _ContentId:
+    """Example.id: computed the first time it is asked for (by every join), then kept on the instance.
+    functools.cached_property does the same but takes a lock on each first read (Python 3.11): a
+    second per example, at a million examples."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, example: Example | None, owner: type | None = None) -> Any:
+        if example is None:
+            return self
+        value = example.__dict__[self.name] = example_id(example.instruction, example.input, example.output)
+        return value
+
+
 @dataclass(frozen=True)
 class Example(_Record):
     """One instruction-tuning triplet, with its row index and any extra fields of the source."""
@@ -88,10 +103,7 @@ class Example(_Record):
     output: str
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @functools.cached_property
-    def id(self) -> str:
-        """Computed once per example (it is asked for by every join), then kept on the instance."""
-        return example_id(self.instruction, self.input, self.output)
+    id = _ContentId()  # not a field: the content id of the three texts (example_id)
 
     def to_dict(self) -> dict[str, Any]:
         """The Alpaca record: the three fields first, extra fields kept after them."""

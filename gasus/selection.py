@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInputError
-from .io import DEFAULT_MAX_ROWS, iter_jsonl_objects
+from .io import DEFAULT_MAX_ROWS, in_bulk, iter_jsonl_objects
 from .parsing import SCORE_SCALE
 from .records import SCORE_STATUSES, Example, Grade
 
@@ -42,38 +42,46 @@ def _checked_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any], str,
     (DESIGN.md), checked for the fields selection relies on: finite scores (0-5 when ok), whole
     indexes, and one grade per id. Streamed: only the first grade of each id is held."""
     seen: dict[str, tuple[int, float | None, str, float | None]] = {}
-    prefix = f"{path}: line "
     for position, (lineno, row) in enumerate(iter_jsonl_objects(path)):
-        where = f"{prefix}{lineno}"
-        grade_id = row.get("id")
-        if not isinstance(grade_id, str):
-            raise BadInputError(f"{where}: missing 'id'")
-        score, status, index = row.get("score"), row.get("status"), row.get("index", position)
-        top_score = row.get("top_score")
-        if status not in SCORE_STATUSES:
-            raise BadInputError(f"{where}: unknown status {status!r}")
-        if score is not None and not _number(score):
-            raise BadInputError(f"{where}: 'score' must be a number or null")
-        if score is not None and not math.isfinite(score):
-            raise BadInputError(f"{where}: 'score' must be a finite number, got {json.dumps(score)}")
-        if status == "ok" and score is not None and not 0 <= score <= 5:
-            raise BadInputError(f"{where}: 'score' {score:g} of an ok grade is outside 0-5")
-        if top_score is not None and not (_number(top_score) and math.isfinite(top_score)):
-            raise BadInputError(f"{where}: 'top_score' must be a finite number or null")
-        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-            raise BadInputError(f"{where}: 'index' must be a whole number >= 0")
-        score = None if score is None else float(score)
-        top_score = None if top_score is None else float(top_score)
+        grade_id, score, status = row.get("id"), row.get("score"), row.get("status")
+        index, top_score = row.get("index", position), row.get("top_score")
+        # the usual line passes one cheap test; any other is checked field by field, which says what is wrong
+        if (type(grade_id) is str and type(status) is str and status in _STATUS and type(index) is int and index >= 0 and top_score is None
+                and (score is None or (type(score) is float or type(score) is int) and 0 <= score <= 5)):
+            score = None if score is None else float(score)
+        else:
+            score, top_score = _checked_line(f"{path}: line {lineno}", grade_id, score, status, index, top_score)
         status = _STATUS[status]
         first = seen.get(grade_id)
         if first is None:
             seen[grade_id] = (lineno, score, status, top_score)
         elif first[1:] != (score, status, top_score):  # identical rows share an id, and must share its grade
-            raise BadInputError(f"{where}: id {grade_id[:12]} has score {first[1]} ({first[2]}) at line "
+            raise BadInputError(f"{path}: line {lineno}: id {grade_id[:12]} has score {first[1]} ({first[2]}) at line "
                                 f"{first[0]} and {score} ({status}) here")
         yield lineno, row, grade_id, index, score, status, top_score
 
 
+def _checked_line(where: str, grade_id: Any, score: Any, status: Any, index: Any,
+                  top_score: Any) -> tuple[float | None, float | None]:
+    """The score and top_score of one line as floats, or the error that says what is wrong with it."""
+    if not isinstance(grade_id, str):
+        raise BadInputError(f"{where}: missing 'id'")
+    if status not in SCORE_STATUSES:
+        raise BadInputError(f"{where}: unknown status {status!r}")
+    if score is not None and not _number(score):
+        raise BadInputError(f"{where}: 'score' must be a number or null")
+    if score is not None and not math.isfinite(score):
+        raise BadInputError(f"{where}: 'score' must be a finite number, got {json.dumps(score)}")
+    if status == "ok" and score is not None and not 0 <= score <= 5:
+        raise BadInputError(f"{where}: 'score' {score:g} of an ok grade is outside 0-5")
+    if top_score is not None and not (_number(top_score) and math.isfinite(top_score)):
+        raise BadInputError(f"{where}: 'top_score' must be a finite number or null")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise BadInputError(f"{where}: 'index' must be a whole number >= 0")
+    return None if score is None else float(score), None if top_score is None else float(top_score)
+
+
+@in_bulk
 def load_grades(path: str | Path) -> list[Grade]:
     """A scores file (DESIGN.md), each line checked (see _checked_lines)."""
     return [Grade(id=grade_id, index=index, score=score, status=status, grader=row.get("grader", ""),
@@ -97,9 +105,15 @@ class ScoreIndex:
         return len(self.scores)
 
 
+@in_bulk
 def load_score_index(path: str | Path) -> ScoreIndex:
     return _index((grade_id, score, status, row.get("mode"))
                   for _, row, grade_id, _, score, status, _ in _checked_lines(path))
+
+
+def score_index(grades: Sequence[Grade]) -> ScoreIndex:
+    """The ScoreIndex of grades already loaded (what load_score_index gives for their file)."""
+    return _index((g.id, g.score, g.status, g.mode) for g in grades)
 
 
 def _index(grades: Iterable[tuple[str, float | None, str, str | None]]) -> ScoreIndex:
@@ -136,10 +150,11 @@ class Selection:
         return len(self.kept) / self.total if self.total else 0.0
 
 
+@in_bulk
 def _usable(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex) -> tuple[list[tuple[Example, float]], int]:
     """(example, score) of the examples with a usable score, and how many have none; ids present on
     one side only are an error."""
-    index = grades if isinstance(grades, ScoreIndex) else _index((g.id, g.score, g.status, g.mode) for g in grades)
+    index = grades if isinstance(grades, ScoreIndex) else score_index(grades)
     by_id = index.scores
     pairs, not_ok, missing, matched = [], 0, [], set()
     for example in examples:
@@ -167,6 +182,7 @@ def _usable(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex) -
     return pairs, not_ok
 
 
+@in_bulk
 def select_threshold(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex,
                      threshold: float = PAPER_THRESHOLD) -> Selection:
     """The paper's rule: keep examples whose score is >= threshold."""
@@ -211,6 +227,7 @@ def select_random_from(source: str | Path, n: int, seed: int = 0, **load: Any) -
     return Selection(kept, total, 0, f"random {n} (seed {seed})")
 
 
+@in_bulk
 def sweep(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex,
           thresholds: Sequence[float]) -> list[tuple[float, int, float]]:
     """(threshold, kept count, kept fraction) for each threshold, sharing one join."""

@@ -132,14 +132,16 @@ def with_budget(request: Any, max_tokens: int) -> Any:
 
 def run_growing(model: Any, requests: Sequence[Any], *, cap: int = DEFAULT_TOKEN_CAP,
                 on_result: Callable[[int, Any], None] | None = None,
-                refresh: Collection[int] = (), run: Callable[..., list[Any]] | None = None) -> list[Any]:
+                refresh: Collection[int] = (), run: Callable[..., list[Any]] | None = None,
+                collect: bool = True) -> list[Any]:
     """`model.run(requests)`, asking each reply cut off inside its thinking again with twice its
     budget until it fits or the budget reaches `cap`. Returns each request's last result;
     `on_result` hears of it once it is final. Positions in `refresh` are asked again at every budget.
     `run` stands in for `model.run` (a batch runner: each round is then its own batch).
+    Without `collect`, results go to `on_result` only and none is held (the list returned is empty).
     """
     run = run or model.run
-    results: list[Any] = [None] * len(requests)
+    results: list[Any] = [None] * len(requests) if collect else []
     current = list(range(len(requests)))
     round_requests = requests  # a lazy sequence stays lazy: the first round renders each request when asked
     round_refresh = set(refresh)
@@ -148,14 +150,16 @@ def run_growing(model: Any, requests: Sequence[Any], *, cap: int = DEFAULT_TOKEN
 
         def take(j: int, result: Any, current=current, round_requests=round_requests, grow=grow) -> None:
             i = current[j]
-            results[i] = result
+            if collect:
+                results[i] = result
             if result.value is not None and split_reply(result.value).cut and \
                     0 < int(round_requests[j].params.get("max_tokens") or 0) < cap:
                 grow.append(j)
             elif on_result is not None:
                 on_result(i, result)
 
-        run(round_requests, take, refresh={j for j, i in enumerate(current) if i in round_refresh})
+        # each result reaches `take`: the round's own list need not hold them
+        run(round_requests, take, refresh={j for j, i in enumerate(current) if i in round_refresh}, collect=False)
         grow.sort()
         round_requests = [with_budget(round_requests[j], min(cap, 2 * int(round_requests[j].params["max_tokens"])))
                           for j in grow]

@@ -370,3 +370,253 @@ def test_grading_holds_no_list_of_requests(tmp_path, mini_alpaca, monkeypatch):
                             on_grade=on_grade)
     assert [g.score for g in grades] == [4.0] * 40 and len(alive) == 40
     assert max(alive) <= 1, alive
+
+
+# ---------------------------------------------------------------- the second session of issue 13
+
+
+def test_in_bulk_pauses_the_collector_and_resumes_it():
+    """The cyclic collector is off inside a bulk call (and inside calls nested in it), on again once
+    the outermost returns or raises; a collector the caller turned off stays off."""
+    import gc
+
+    from gasus.io import in_bulk
+
+    seen = []
+
+    @in_bulk
+    def inner():
+        seen.append(gc.isenabled())
+
+    @in_bulk
+    def outer(fail=False):
+        inner()
+        seen.append(gc.isenabled())
+        if fail:
+            raise ValueError("bad row")
+
+    assert gc.isenabled()
+    outer()
+    assert seen == [False, False] and gc.isenabled()
+    try:
+        outer(fail=True)
+    except ValueError:
+        pass
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        outer()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+needs_fork = __import__("pytest").mark.skipif(not __import__("gasus.ahead").ahead.can_fork(),
+                                              reason="reading ahead forks (Linux, two CPUs)")
+
+
+def _exits(path):
+    import os
+
+    os._exit(3)
+
+
+class Unpicklable(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a} and {b}")
+
+
+def _raises_unpicklable(path):
+    raise Unpicklable(path, "more")
+
+
+@needs_fork
+def test_reading_ahead_gives_what_reading_here_gives(tmp_path):
+    """A scores file read in a forked child comes back as the same ScoreIndex; its errors are raised in
+    the parent as they are raised here, word for word."""
+    from gasus.ahead import Ahead
+    from gasus.errors import BadInputError, GasusError
+    from gasus.selection import load_score_index
+
+    p = write_inputs(tmp_path)
+    with Ahead.reading(load_score_index, p["scores"], min_bytes=0) as ahead:
+        assert ahead.forked
+        assert ahead.result() == load_score_index(p["scores"])
+    with Ahead.reading(load_score_index, p["scores"]) as ahead:  # a small file: read here, when asked
+        assert not ahead.forked and ahead.result() == load_score_index(p["scores"])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(p["scores"].read_text(encoding="utf-8-sig").replace('"status": "unparsed"', '"status": ["x"]', 1))
+    messages = []
+    for min_bytes in (0, None):
+        with Ahead.reading(load_score_index, bad, min_bytes=min_bytes) as ahead:
+            try:
+                ahead.result()
+            except BadInputError as exc:
+                messages.append(str(exc))
+    assert len(messages) == 2 and messages[0] == messages[1] and messages[0].endswith("unknown status ['x']")
+    with Ahead.reading(_exits, bad, min_bytes=0) as ahead:
+        try:
+            ahead.result()
+        except GasusError as exc:
+            assert str(exc) == f"the process reading {bad} stopped without a result (exit code 3)"
+        else:
+            raise AssertionError("a child that died is an error")
+    with Ahead.reading(_raises_unpicklable, bad, min_bytes=0) as ahead:
+        try:
+            ahead.result()
+        except RuntimeError as exc:
+            assert str(exc) == f"Unpicklable: {bad} and more"
+
+
+@needs_fork
+def test_leaving_the_block_stops_a_child_never_asked(tmp_path):
+    import time
+
+    from gasus.ahead import Ahead
+
+    with Ahead(time.sleep, 30, size=1, min_bytes=0) as ahead:
+        process = ahead.process
+        assert process.is_alive()
+    assert not process.is_alive() and process.exitcode is not None
+
+
+@needs_fork
+def test_select_and_agree_read_ahead_and_write_the_same(tmp_path, monkeypatch):
+    """With every input read ahead (no size too small), select, the sweep and agree print and write the
+    digests of test_outputs_stay_byte_identical, and a bad scores line is the same one-line error."""
+    import gasus.ahead
+    from gasus.ahead import Ahead
+
+    monkeypatch.setattr(gasus.ahead, "MIN_BYTES", 0)
+    forked = []
+    real_result = Ahead.result
+    monkeypatch.setattr(Ahead, "result", lambda self: forked.append(self.forked) or real_result(self))
+    test_outputs_stay_byte_identical(tmp_path, monkeypatch)
+    assert forked == [True] * 4  # threshold, top-k and the sweep's scores; agree's labels (not its other scores file)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(Path("scores.jsonl").read_text(encoding="utf-8-sig").replace('"status": "ok"', '"status": "fine"', 1))
+    errors = []
+    for min_bytes in (0, 10**12):
+        monkeypatch.setattr(gasus.ahead, "MIN_BYTES", min_bytes)
+        result = run_cli("select", "data.json", "bad.jsonl", "--threshold", "4", "-o", "never.json")
+        errors.append((result.exit_code, result.output))
+    assert errors[0] == errors[1] and errors[0][0] == 2
+    assert errors[0][1] == "Error: bad.jsonl: line 1: unknown status 'fine'\n" and not Path("never.json").exists()
+
+
+def test_json_array_writer_writes_what_json_dump_writes(tmp_path, monkeypatch):
+    """write_json_array (orjson, in blocks) gives write_json's bytes for any values: a block holding a
+    float, an integer beyond 64 bits or anything orjson writes otherwise goes through json."""
+    import gasus.io
+    from gasus.io import write_json, write_json_array
+
+    monkeypatch.setattr(gasus.io, "ARRAY_BLOCK", 3)
+    rows = tricky_rows()
+    cases = [rows, [r for r in rows if "meta" not in r and "big" not in r], [], [{}], [[]], [[], {}, ""],
+             [{"a": t, "b": [t, {"c": t}]} for t in TRICKY], [float("nan"), float("inf"), -0.0, 1e-7, 1e16, 0.1],
+             [{"n": 2**64}, {"n": -(2**63) - 1}, {"n": 2**63 - 1}], [1, True, None, "x"] * 5]
+    for case in cases:
+        write_json_array(tmp_path / "a.json", iter(case))
+        write_json(tmp_path / "b.json", case)
+        assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes(), case
+
+
+def test_example_id_is_kept_on_the_example(monkeypatch):
+    """Example.id is hashed the first time it is read, then read from the example; it is not a field
+    (not in repr, equality or fields) and survives pickling."""
+    import dataclasses
+    import pickle
+
+    import gasus.records
+    from gasus.records import Example, example_id
+
+    calls = []
+    monkeypatch.setattr(gasus.records, "example_id", lambda *a: calls.append(a) or example_id(*a))
+    e = Example(3, "Say hi.", "", "Hi.", {"source": "x"})
+    assert calls == [] and "id" not in e.__dict__
+    assert e.id == e.id == example_id("Say hi.", "", "Hi.") and len(calls) == 1
+    assert [f.name for f in dataclasses.fields(Example)] == ["index", "instruction", "input", "output", "extra"]
+    assert repr(e) == "Example(index=3, instruction='Say hi.', input='', output='Hi.', extra={'source': 'x'})"
+    assert e == Example(3, "Say hi.", "", "Hi.", {"source": "x"}) and Example.id.name == "id"
+    back = pickle.loads(pickle.dumps(e))
+    assert back == e and back.id == e.id and len(calls) == 1
+    assert dataclasses.replace(e, output="Hello.").id == example_id("Say hi.", "", "Hello.")
+
+
+def test_a_run_without_collect_holds_no_result(tmp_path, mini_alpaca, monkeypatch):
+    """CachedModel.run(collect=False) tells on_result of every result as run() does and keeps none;
+    the cache is read in blocks of SERVE_BLOCK keys with the same outcome; grading uses it."""
+    import gasus.backends.base
+    from gasus.backends import CachedModel
+    from gasus.backends.base import DELIVERED
+    from gasus.backends.replay import ReplayBackend
+    from gasus.cache import Cache
+    from gasus.grade import grade_examples, grade_request, grading_prompt
+    from gasus.io import load_examples
+    from gasus.thinking import run_growing
+
+    examples = load_examples(mini_alpaca)
+    prompt = grading_prompt("accuracy")
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps({"messages": prompt.messages(e), "text": f"{e.index % 6}\nok"}) + "\n"
+                              for e in examples))
+    requests = [grade_request(prompt, e, "generate") for e in examples]
+    first = CachedModel(ReplayBackend(str(replay)), Cache())
+    for i, request in enumerate(requests[:30]):  # 30 cached, as a served model left them; 10 more are asked below
+        first.cache.put(first.key(request), {"text": f"{i % 6}\nok", "served_model": "m",
+                                             "system_fingerprint": f"fp{i % 2}"})
+    kept = first.run(requests[:30])
+    monkeypatch.setattr(gasus.backends.base, "SERVE_BLOCK", 7)
+    told, model = {}, CachedModel(ReplayBackend(str(replay)), Cache())
+    held = model.run(requests, lambda i, r: told.__setitem__(i, r), collect=False)
+    assert held == [DELIVERED] * 40 and [told[i].value for i in range(30)] == [r.value for r in kept]
+    assert (model.stats.cache_hits, model.stats.model_calls) == (30, 10)
+    assert model.stats.served == first.stats.served == {"m|fp0": 15, "m|fp1": 15}
+    again = CachedModel(ReplayBackend(str(replay)), Cache())
+    assert run_growing(again, requests, collect=False) == [] and again.stats.cache_hits == 40
+    assert grade_examples(examples, again, prompt=prompt) == grade_examples(examples, first, prompt=prompt)
+
+
+def test_score_lines_pass_the_quick_check_or_say_what_is_wrong(tmp_path):
+    """The usual score line passes one cheap test; every other is checked field by field, with the
+    errors the field-by-field check always gave (an unhashable status included)."""
+    from gasus.errors import BadInputError
+    from gasus.selection import load_grades
+
+    def line(**fields):
+        return json.dumps({"id": "a" * 64, "index": 0, "score": 4.5, "status": "ok", **fields})
+
+    f = tmp_path / "s.jsonl"
+    f.write_text("\n".join([line(score=5), line(id="b" * 64, index=1, score=7, status="unparsed"),
+                            line(id="c" * 64, index=2, top_score=4)]) + "\n")
+    grades = load_grades(f)
+    assert [(g.score, type(g.score), g.status, g.top_score) for g in grades] == [
+        (5.0, float, "ok", None), (7.0, float, "unparsed", None), (4.5, float, "ok", 4.0)]
+    for fields, message in [({"status": ["ok"]}, "unknown status ['ok']"), ({"status": None}, "unknown status None"),
+                            ({"score": True}, "'score' must be a number or null"),
+                            ({"score": 5.5}, "'score' 5.5 of an ok grade is outside 0-5"),
+                            ({"index": True}, "'index' must be a whole number >= 0"),
+                            ({"index": -1}, "'index' must be a whole number >= 0"),
+                            ({"top_score": "4"}, "'top_score' must be a finite number or null"),
+                            ({"id": 7}, "missing 'id'")]:
+        f.write_text(line(**fields) + "\n")
+        try:
+            load_grades(f)
+        except BadInputError as exc:
+            assert str(exc) == f"{f}: line 1: {message}"
+        else:
+            raise AssertionError(fields)
+
+
+def test_score_health_by_threshold_is_the_health_by_kept_ids(tmp_path):
+    """select's health under the threshold rule reads "kept" as score >= threshold, as the set of kept
+    ids says (the set is not built at a million rows)."""
+    from gasus.diagnostics import grade_health
+    from gasus.io import load_examples
+    from gasus.selection import load_score_index, select_threshold
+
+    p = write_inputs(tmp_path)
+    examples, index = load_examples(p["data"]), load_score_index(p["scores"])
+    for threshold in (3.5, 4.25, 4.5, 5):
+        kept = {e.id for e in select_threshold(examples, index, threshold).kept}
+        assert grade_health(examples, index, None, threshold=threshold) == grade_health(examples, index, kept)

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..cache import Cache, request_key
+from ..diagnostics import served_key
 from ..errors import BackendError, CacheMissError
-from ..io import sha256_file
+from ..io import in_bulk, sha256_file
 
 CLAIM_POLL_SECONDS = 0.05  # the first wait for another process's answer; grows to 1 s
+SERVE_BLOCK = 20_000  # keys read from the cache at a time by serve_cached
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,9 @@ class Result:
     cached: bool
 
 
+DELIVERED = Result(None, "delivered, not kept", False)  # what a run without `collect` holds of each result
+
+
 class CachedModel:
     """A backend behind the cache: hits cost nothing, misses are stored the moment they arrive.
 
@@ -193,28 +198,45 @@ class CachedModel:
         """Positions of the requests the cache cannot answer."""
         return [i for i, r in enumerate(requests) if self.key(r) not in self.cache]
 
+    @in_bulk
+    def keys(self, requests: Sequence[Request]) -> list[str]:
+        """The cache key of each request."""
+        return [self.key(r) for r in requests]
+
+    def deliver(self, results: list[Result | None], i: int, result: Result,
+                on_result: Callable[[int, Result], None] | None, collect: bool) -> None:
+        """Record request i's result (counted as a hit when cached, by the snapshot that served it)
+        and tell `on_result`. Without `collect` the list keeps only that it was delivered."""
+        results[i] = result if collect else DELIVERED
+        if result.cached:
+            self.stats.cache_hits += 1
+        served = None if result.value is None else served_key(result.value)
+        if served is not None:
+            self.stats.served[served] = self.stats.served.get(served, 0) + 1
+        if on_result:
+            on_result(i, result)
+
+    @in_bulk
     def serve_cached(self, requests: Sequence[Request], keys: Sequence[str], refresh_keys: set[str],
-                     results: list[Result | None],
-                     on_result: Callable[[int, Result], None] | None = None) -> dict[str, list[int]]:
+                     results: list[Result | None], on_result: Callable[[int, Result], None] | None = None,
+                     collect: bool = True) -> dict[str, list[int]]:
         """Deliver what the cache answers (read in blocks of keys, counted as hits) and return the
         rest by key (identical requests are asked once). A cached reply from a refused snapshot
         joins `refresh_keys`. A request the backend refuses, or any miss offline, raises before
         anything is asked."""
-        cached = self.cache.get_many([key for key in keys if key not in refresh_keys])
         todo: dict[str, list[int]] = {}
-        for i, key in enumerate(keys):
-            value = None if key in refresh_keys else cached.get(key)
-            if value is not None and self.backend.snapshot_refusal(value):
-                refresh_keys.add(key)  # served by a snapshot the run refuses: ask again
-                value = None
-            if value is not None:
-                self.stats.cache_hits += 1
-                results[i] = Result(value, None, True)
-                if on_result:
-                    on_result(i, results[i])
-            else:
-                todo.setdefault(key, []).append(i)
-        del cached  # its values live on in the results; the dict itself need not
+        for start in range(0, len(keys), SERVE_BLOCK):  # a block's replies at a time, not a million
+            block = keys[start:start + SERVE_BLOCK]
+            cached = self.cache.get_many([key for key in block if key not in refresh_keys])
+            for i, key in enumerate(block, start):
+                value = None if key in refresh_keys else cached.get(key)
+                if value is not None and self.backend.snapshot_refusal(value):
+                    refresh_keys.add(key)  # served by a snapshot the run refuses: ask again
+                    value = None
+                if value is not None:
+                    self.deliver(results, i, Result(value, None, True), on_result, collect)
+                else:
+                    todo.setdefault(key, []).append(i)
         for positions in todo.values():
             reason = self.backend.refusal(requests[positions[0]])
             if reason:
@@ -225,28 +247,26 @@ class CachedModel:
 
     def run(self, requests: Sequence[Request],
             on_result: Callable[[int, Result], None] | None = None,
-            refresh: Collection[int] = ()) -> list[Result]:
+            refresh: Collection[int] = (), *, collect: bool = True) -> list[Result]:
         """Results for all requests in order; `on_result` is told of each as it is known.
 
         Positions in `refresh` are asked again even when cached (a grade that did not parse);
         a new answer replaces the cached one, a failure leaves it in place.
         Each request is claimed in the cache before it is sent: one that another live process
         has claimed is waited for and read from the cache, never paid for twice.
+        Without `collect`, results go to `on_result` only and are not held (the list returned
+        holds DELIVERED): a cached rerun of a million rows need not hold a million replies.
         """
         results: list[Result | None] = [None] * len(requests)
-        keys = [self.key(r) for r in requests]
+        keys = self.keys(requests)
         refresh_keys = {keys[i] for i in refresh}
         todo: dict[str, list[int]] = {}
 
         def deliver(key: str, result: Result) -> None:
             for k in todo[key]:
-                results[k] = result
-                if result.cached:
-                    self.stats.cache_hits += 1
-                if on_result:
-                    on_result(k, result)
+                self.deliver(results, k, result, on_result, collect)
 
-        todo.update(self.serve_cached(requests, keys, refresh_keys, results, on_result))
+        todo.update(self.serve_cached(requests, keys, refresh_keys, results, on_result, collect))
         token = uuid.uuid4().hex
         pending, wait, first = list(todo), CLAIM_POLL_SECONDS, True
         try:
@@ -268,16 +288,7 @@ class CachedModel:
                 pending, first = held, False
         finally:
             self.cache.release([key for key in todo if results[todo[key][0]] is None], token)
-        self._count_served(results)
         return results  # type: ignore[return-value]
-
-    def _count_served(self, results: Sequence[Result | None]) -> None:
-        from ..diagnostics import served_key
-
-        for result in results:
-            served = None if result is None or result.value is None else served_key(result.value)
-            if served is not None:
-                self.stats.served[served] = self.stats.served.get(served, 0) + 1
 
     def _ask(self, keys: list[str], todo: dict[str, list[int]], requests: Sequence[Request], token: str,
              deliver: Callable[[str, Result], None]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..io import in_bulk
 from .common import GasusCommand, check_paths, console, summary_option
 from .diagnostics import health_options
 
@@ -25,6 +26,7 @@ def _fmt(value, digits: int = 3) -> str:
               help="The graded dataset (Alpaca layout): adds the length bias of the scores to the diagnostics.")
 @health_options
 @summary_option
+@in_bulk  # a data command from end to end: see in_bulk
 def agree(scores, labels, threshold, score_field, label_field, dataset, health, summary):
     """Measure how a grader's scores agree with reference keep labels or another grader.
 
@@ -44,18 +46,26 @@ def agree(scores, labels, threshold, score_field, label_field, dataset, health, 
     from rich.table import Table
 
     from .. import agree as ag
+    from ..ahead import Ahead
     from ..diagnostics import grade_health
-    from ..selection import load_score_index
+    from ..selection import check_threshold, load_grades, score_index
     from .diagnostics import warn
 
     check_paths(summary, inputs={"SCORES": scores, "LABELS": labels, "--dataset": dataset})
-    result = ag.agree(scores, labels, threshold=threshold, score_field=score_field, label_field=label_field)
+    check_threshold(threshold)
+    if ag.is_scores_file(labels):  # read here: a million grades cost more to send between processes than to read
+        grades, reference = load_grades(scores), load_grades(labels)
+    else:  # labels (row -> kept) are read in a second process while this one reads the scores
+        with Ahead.reading(ag.load_labels, labels, label_field) as pending:
+            grades = load_grades(scores)
+            reference = pending.result()
+    result = ag.agree_with(grades, reference, threshold=threshold, score_field=score_field)
     examples = None
     if dataset is not None:
         from ..io import load_examples
 
         examples = load_examples(dataset)
-    health_report = grade_health(examples, load_score_index(scores), threshold=threshold, **health)
+    health_report = grade_health(examples, score_index(grades), threshold=threshold, **health)
     summary.items = result["joined"]
     summary.extra.update(result)
     summary.extra["diagnostics"] = health_report.to_dict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import BadInputError
+from ..io import in_bulk
 from .common import (
     GasusCommand,
     check_paths,
@@ -36,6 +37,7 @@ from .diagnostics import health_options
 @health_options
 @dataset_options
 @summary_option
+@in_bulk  # a data command from end to end: see in_bulk
 def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exclude, decisions, health, fmt,
            instruction_field, input_field, output_field, split, max_rows, summary):
     """Select the training subset from a dataset and its scores.
@@ -53,6 +55,7 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
       gasus select data.json scores.jsonl --exclude audit.json --decisions why.jsonl -o kept.json
     """
     from .. import selection
+    from ..ahead import Ahead
 
     rules = [name for name, value in (("--threshold", threshold), ("--top-k", top_k),
                                       ("--random", random_n), ("--sweep", sweep)) if value is not None]
@@ -68,6 +71,10 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
                 outputs={"-o/--output": output, "--decisions": decisions})
 
     out = console()
+
+    def _load_dataset():
+        return load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split, max_rows)
+
     if random_n is not None and exclude is None and decisions is None:
         # holds only the drawn examples, however large the dataset
         from ..io import FieldMap
@@ -76,14 +83,18 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
         result = selection.select_random_from(dataset, random_n, seed, fields=fields, split=split, max_rows=max_rows)
         summary.items = result.total
         return _write_selection(out, output, result, summary)
-    examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split,
-                                max_rows)
     if scores is None or random_n is not None:
-        grades = None
+        examples, grades = _load_dataset(), None
     elif exclude is None and decisions is None:
-        grades = selection.load_score_index(scores)  # id -> usable score, read as a stream
+        # id -> usable score, read as a stream, in a second process while this one reads the dataset
+        with Ahead.reading(selection.load_score_index, scores) as index:
+            examples = _load_dataset()
+            if index.forked:  # the join hashes each example: done here while the child is still reading
+                for example in examples:
+                    example.id  # noqa: B018 (kept on the example)
+            grades = index.result()
     else:  # the audit's exclusions and decisions are made per grade record
-        grades = selection.load_grades(scores)
+        examples, grades = _load_dataset(), selection.load_grades(scores)
     summary.items = len(examples)
     excluded: dict[int, str] = {}
     candidates, candidate_grades = examples, grades
@@ -111,13 +122,13 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
         summary.extra["sweep"] = [{"threshold": t, "kept": k, "fraction": f} for t, k, f in rows]
         return
 
+    keep_threshold = selection.PAPER_THRESHOLD if threshold is None else threshold
     if random_n is not None:
         rule, result = "random", selection.select_random(candidates, random_n, seed)
     elif top_k is not None:
         rule, result = "top_k", selection.select_top_k(candidates, candidate_grades, top_k)
     else:
-        rule, result = "threshold", selection.select_threshold(
-            candidates, candidate_grades, selection.PAPER_THRESHOLD if threshold is None else threshold)
+        rule, result = "threshold", selection.select_threshold(candidates, candidate_grades, keep_threshold)
     if excluded:  # counted against the whole dataset, the excluded rows with it
         result = selection.Selection(result.kept, len(examples), result.not_ok, result.rule)
     if decisions is not None:
@@ -132,14 +143,16 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
     if decisions is not None:
         out.print(f"a decision for each of {len(examples)} rows -> {decisions}")
     if grades is not None:  # a --random draw has no scores to diagnose
-        _report_health(examples, grades, result, health, summary)
+        # by the threshold rule a row is kept when its score reaches the threshold: no set of kept ids
+        kept_ids = None if rule == "threshold" and not excluded else {e.id for e in result.kept}
+        _report_health(examples, grades, kept_ids, keep_threshold, health, summary)
 
 
-def _report_health(examples, grades, result, health, summary) -> None:
+def _report_health(examples, grades, kept_ids, threshold, health, summary) -> None:
     from ..diagnostics import grade_health
     from .diagnostics import warn
 
-    report = grade_health(examples, grades, {e.id for e in result.kept}, **health)
+    report = grade_health(examples, grades, kept_ids, threshold=threshold, **health)
     summary.extra["diagnostics"] = report.to_dict()
     warn(report.warnings())
 

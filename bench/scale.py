@@ -13,6 +13,10 @@ second, smaller size (--small, default a tenth) gives each stage's growth ratio
 The data, scores, labels and cache are made in a temporary dir (about 1 GB at 1M rows); the
 cache is filled directly (one grade per distinct example, keyed as `gasus grade --grader
 replay:FILE` keys it), so the rerun is answered from the cache alone (`--offline`).
+
+Peak memory is given twice: the kernel's peak of the command's own process ("peak MB"), and the
+peak of it and its child processes together, sampled every 20 ms ("all procs"): `select` and
+`agree` read one input in a forked child while the parent reads the other (gasus.ahead).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -88,17 +93,48 @@ def make_data(workdir: Path, n: int) -> dict[str, Path]:
     return paths
 
 
-def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, peak resident MB) of one whole process."""
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants now (Linux /proc; 0 once it is gone)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm") as statm:
+                total += int(statm.read().split()[1]) * PAGE
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as children:
+                    todo.extend(int(c) for c in children.read().split())
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return total
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
+    """(wall seconds, peak resident MB of the process, peak resident MB of it and its children
+    together) of one whole command. The first is the kernel's; the second is sampled every 20 ms,
+    as a select reads its scores in a second process while it reads the dataset."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    err = proc.stderr.read().decode() if proc.stderr else ""  # read as it comes: a full pipe would block it
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
+    stop.set()
+    sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, peak[0] / 2**20
 
 
 def digest(path: Path) -> str:
@@ -134,7 +170,8 @@ def run_size(n: int, skip_grade: bool, only: list[str]) -> dict[str, tuple[float
         results = {}
         for name, cmd in runs.items():
             results[name] = timed(cmd, env, workdir)
-            print(f"  {name}: {results[name][0]:.2f} s, {results[name][1]:.0f} MB", flush=True)
+            print(f"  {name}: {results[name][0]:.2f} s, {results[name][1]:.0f} MB "
+                  f"({results[name][2]:.0f} MB with its child processes)", flush=True)
         outputs = [(path.name, path) for path in (workdir / "kept.json",) if path.exists()]
         if "grade (cached rerun)" in runs:
             summary = json.loads((workdir / "grade.json").read_text())
@@ -157,15 +194,16 @@ def main() -> int:
     small = args.small or max(1, args.rows // 10)
     sizes = {n: run_size(n, args.skip_grade, args.only) for n in (small, args.rows)}
     print()
-    print(f"{'stage':32} {'rows':>10} {'wall s':>8} {'s per 1M':>9} {'x json.load':>12} {'peak MB':>8} {'growth':>7}")
+    print(f"{'stage':32} {'rows':>10} {'wall s':>8} {'s per 1M':>9} {'x json.load':>12} {'peak MB':>8} "
+          f"{'all procs':>9} {'growth':>7}")
     for n, results in sizes.items():
         base = results["json.load (baseline)"][0]
-        for name, (seconds, mb) in results.items():
+        for name, (seconds, mb, tree_mb) in results.items():
             growth = ""
             if n == args.rows and small != args.rows:
                 growth = f"{(seconds / n) / (sizes[small][name][0] / small):.2f}"
             print(f"{name:32} {n:>10,} {seconds:8.2f} {seconds * 1e6 / n:9.1f} {seconds / base:12.1f} "
-                  f"{mb:8.0f} {growth:>7}")
+                  f"{mb:8.0f} {tree_mb:9.0f} {growth:>7}")
     return 0
 
 

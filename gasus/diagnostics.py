@@ -171,9 +171,11 @@ def score_health(scores: Sequence[float], lengths: Sequence[int] | None = None, 
 @in_bulk
 def grade_health(examples: Sequence[Any] | None, grades: Sequence[Any], kept_ids: set[str] | None = None, *,
                  threshold: float = 4.5, collapse_share: float = COLLAPSE_SHARE,
-                 length_bias_rho: float = LENGTH_BIAS_RHO) -> ScoreHealth:
+                 length_bias_rho: float = LENGTH_BIAS_RHO,
+                 scored: Sequence[tuple[Any, float]] | None = None) -> ScoreHealth:
     """score_health of grades, joined to their examples on id (their responses' lengths) when
-    given; a row is kept when its id is in `kept_ids`, or else when its score >= threshold."""
+    given; a row is kept when its id is in `kept_ids`, or else when its score >= threshold.
+    `scored`: the join of these examples with a ScoreIndex, when the caller made it (a Selection's)."""
     options = {"collapse_share": collapse_share, "length_bias_rho": length_bias_rho}
     if hasattr(grades, "not_ok"):  # a selection.ScoreIndex (select's and agree's streamed scores)
         if examples is None:  # one score per line: an id's repeated lines count again
@@ -182,7 +184,8 @@ def grade_health(examples: Sequence[Any] | None, grades: Sequence[Any], kept_ids
             return score_health(scores, None, [score >= threshold for score in scores], **options,
                                 on_grid=grades.expected)
         by_id = grades.scores
-        ok_rows = [(e, score) for e in examples if (score := by_id.get(e.id)) is not None]
+        ok_rows = scored if scored is not None else [
+            (e, score) for e in examples if (score := by_id.get(e.id)) is not None]
         kept = [e.id in kept_ids if kept_ids is not None else score >= threshold for e, score in ok_rows]
         return score_health([score for _, score in ok_rows], [word_count(e.output) for e, _ in ok_rows], kept,
                             **options, on_grid=grades.expected)

@@ -284,40 +284,77 @@ def read_json(path: str | Path) -> Any:
     return value if ok else _loads(_decode(data, path), path)
 
 
+JSONL_BLOCK = 16 * 2**20  # bytes of a JSON Lines file read at a time
+
+
+def _line_blocks(path: Path) -> Iterator[bytes]:
+    """A file's bytes in blocks of whole lines (each but the last ends with "\\n"), read as they are
+    needed: a million-line scores file is never held whole. A compressed file is one block."""
+    if compression(path):
+        yield _read_bytes(path)
+        return
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path}: is a directory, not a file") from None
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read: {exc.strerror}") from None
+    with handle:
+        rest = b""
+        while True:
+            try:
+                chunk = handle.read(JSONL_BLOCK)
+            except OSError as exc:
+                raise BadInputError(f"{path}: cannot read: {exc.strerror}") from None
+            if not chunk:
+                break
+            end = chunk.rfind(b"\n")
+            if end < 0:  # a line longer than a block: read on
+                rest += chunk
+                continue
+            yield rest + chunk[:end + 1]
+            rest = chunk[end + 1:]
+        if rest:
+            yield rest
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, value) for each non-blank line of a JSON Lines file.
+    """(line number, value) for each non-blank line of a JSON Lines file, read a block at a time.
 
     Lines end at "\\n" only (JSON Lines' rule): U+2028, U+2029 and U+0085 may stand raw in a string.
     """
     import orjson
 
     path = Path(path)
-    data = _read_bytes(path)
-    long_numbers = _long_number(data)
     checked = False  # whether the whole file is known to be UTF-8
-    start, lineno, size, find, loads = _bom(data), 0, len(data), data.find, orjson.loads
-    while start <= size:
-        end = find(b"\n", start)
-        end = size if end < 0 else end
-        line, start, lineno = data[start:end], end + 1, lineno + 1
-        if not line or line.isspace():  # ASCII whitespace; other blanks (U+00A0...) are found below
-            continue
-        if long_numbers:
-            ok, value = _orjson_loads(line, long_numbers)
-        else:  # _orjson_loads, without a call per line
-            try:
-                ok, value = True, loads(line)
-            except orjson.JSONDecodeError:
-                ok = False
-        if ok:
-            yield lineno, value
-            continue
-        if not checked:  # a file that is not UTF-8 is refused whole, with the first bad byte
-            _decode(data, path)
-            checked = True
-        text = line.decode("utf-8")
-        if text.strip():
-            yield lineno, _loads(text, path, lineno)
+    lineno, loads = 0, orjson.loads
+    for block_number, data in enumerate(_line_blocks(path)):
+        long_numbers = _long_number(data)
+        start, size, find = _bom(data) if block_number == 0 else 0, len(data), data.find
+        while start < size:
+            end = find(b"\n", start)
+            end = size if end < 0 else end
+            line, start, lineno = data[start:end], end + 1, lineno + 1
+            if not line or line.isspace():  # ASCII whitespace; other blanks (U+00A0...) are found below
+                continue
+            if long_numbers:
+                ok, value = _orjson_loads(line, long_numbers)
+            else:  # _orjson_loads, without a call per line
+                try:
+                    ok, value = True, loads(line)
+                except orjson.JSONDecodeError:
+                    ok = False
+            if ok:
+                yield lineno, value
+                continue
+            if not checked:  # a file that is not UTF-8 is refused whole, with the first bad byte
+                _decode(_read_bytes(path), path)
+                checked = True
+            text = line.decode("utf-8")
+            if text.strip():
+                yield lineno, _loads(text, path, lineno)
 
 
 def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

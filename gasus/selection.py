@@ -41,23 +41,29 @@ def _checked_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any], str,
     """(line number, row, id, index, score, status, top_score) of each line of a scores file
     (DESIGN.md), checked for the fields selection relies on: finite scores (0-5 when ok), whole
     indexes, and one grade per id. Streamed: only the first grade of each id is held."""
-    seen: dict[str, tuple[int, float | None, str, float | None]] = {}
+    # each id's first grade, as one shared tuple per distinct (score, status, top_score): a tuple per
+    # line would weigh 100 MB at a million lines; the first line of an id is looked up on a conflict
+    seen: dict[str, tuple[float | None, str, float | None]] = {}
+    grades: dict[tuple[float | None, str, float | None], tuple[float | None, str, float | None]] = {}
     for position, (lineno, row) in enumerate(iter_jsonl_objects(path)):
         grade_id, score, status = row.get("id"), row.get("score"), row.get("status")
         index, top_score = row.get("index", position), row.get("top_score")
         # the usual line passes one cheap test; any other is checked field by field, which says what is wrong
-        if (type(grade_id) is str and type(status) is str and status in _STATUS and type(index) is int and index >= 0 and top_score is None
+        if (type(grade_id) is str and type(status) is str and status in _STATUS
+                and type(index) is int and index >= 0 and top_score is None
                 and (score is None or (type(score) is float or type(score) is int) and 0 <= score <= 5)):
             score = None if score is None else float(score)
         else:
             score, top_score = _checked_line(f"{path}: line {lineno}", grade_id, score, status, index, top_score)
         status = _STATUS[status]
+        grade = (score, status, top_score)
         first = seen.get(grade_id)
         if first is None:
-            seen[grade_id] = (lineno, score, status, top_score)
-        elif first[1:] != (score, status, top_score):  # identical rows share an id, and must share its grade
-            raise BadInputError(f"{path}: line {lineno}: id {grade_id[:12]} has score {first[1]} ({first[2]}) at line "
-                                f"{first[0]} and {score} ({status}) here")
+            seen[grade_id] = grades.setdefault(grade, grade)
+        elif first != grade:  # identical rows share an id, and must share its grade
+            first_line = next(n for n, r in iter_jsonl_objects(path) if r.get("id") == grade_id)
+            raise BadInputError(f"{path}: line {lineno}: id {grade_id[:12]} has score {first[0]} ({first[1]}) at line "
+                                f"{first_line} and {score} ({status}) here")
         yield lineno, row, grade_id, index, score, status, top_score
 
 
@@ -144,6 +150,7 @@ class Selection:
     total: int
     not_ok: int
     rule: str
+    scored: list[tuple[Example, float]] | None = None  # the join: each example with a usable score, and the score
 
     @property
     def fraction(self) -> float:
@@ -189,7 +196,7 @@ def select_threshold(examples: Sequence[Example], grades: Sequence[Grade] | Scor
     check_threshold(threshold)
     pairs, not_ok = _usable(examples, grades)
     kept = [e for e, s in pairs if s >= threshold]
-    return Selection(kept, len(examples), not_ok, f"score >= {threshold:g}")
+    return Selection(kept, len(examples), not_ok, f"score >= {threshold:g}", pairs)
 
 
 def select_top_k(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex, k: int) -> Selection:
@@ -199,7 +206,7 @@ def select_top_k(examples: Sequence[Example], grades: Sequence[Grade] | ScoreInd
     pairs, not_ok = _usable(examples, grades)
     ranked = sorted(pairs, key=lambda p: (-p[1], p[0].index))[:k]
     kept = sorted((e for e, _ in ranked), key=lambda e: e.index)
-    return Selection(kept, len(examples), not_ok, f"top {k} by score")
+    return Selection(kept, len(examples), not_ok, f"top {k} by score", pairs)
 
 
 def random_indices(total: int, n: int, seed: int = 0) -> list[int]:

@@ -620,3 +620,31 @@ def test_score_health_by_threshold_is_the_health_by_kept_ids(tmp_path):
     for threshold in (3.5, 4.25, 4.5, 5):
         kept = {e.id for e in select_threshold(examples, index, threshold).kept}
         assert grade_health(examples, index, None, threshold=threshold) == grade_health(examples, index, kept)
+
+
+def test_json_lines_read_in_blocks_read_what_the_whole_file_reads(tmp_path, monkeypatch):
+    """A JSON Lines file read a few bytes at a time (lines longer than a block, a BOM, CRLF, blank
+    lines, a 23-digit integer in a later block) gives the lines and values, and the errors, of one read."""
+    import gasus.io
+    from gasus.errors import BadInputError
+    from gasus.io import iter_jsonl
+
+    p = write_inputs(tmp_path)
+    tail = b'\n\n{"n": 12345678901234567890123, "t": "\\u00e9"}\r\n   \n[1, 2]'
+    f = tmp_path / "mixed.jsonl"
+    f.write_bytes(p["scores"].read_bytes() + tail)
+    whole = list(iter_jsonl(f))
+    assert whole[-2] == (len(f.read_bytes().split(b"\n")) - 2, {"n": 12345678901234567890123, "t": "é"})
+    for block in (1, 7, 64, 1000):
+        monkeypatch.setattr(gasus.io, "JSONL_BLOCK", block)
+        assert list(iter_jsonl(f)) == whole
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"a": 1}\n{"b": "\xff"}\n{"c": 3}\n')
+    for block in (4, 2**20):
+        monkeypatch.setattr(gasus.io, "JSONL_BLOCK", block)
+        try:
+            list(iter_jsonl(bad))
+        except BadInputError as exc:
+            assert str(exc) == f"{bad}: not UTF-8 text: undecodable byte 0xff at line 2 (byte offset 16)"
+        else:
+            raise AssertionError("bytes that are not UTF-8 are refused")

@@ -143,16 +143,18 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
     if decisions is not None:
         out.print(f"a decision for each of {len(examples)} rows -> {decisions}")
     if grades is not None:  # a --random draw has no scores to diagnose
-        # by the threshold rule a row is kept when its score reaches the threshold: no set of kept ids
-        kept_ids = None if rule == "threshold" and not excluded else {e.id for e in result.kept}
-        _report_health(examples, grades, kept_ids, keep_threshold, health, summary)
+        if excluded:  # the health of all rows, the excluded ones with them
+            _report_health(examples, grades, {e.id for e in result.kept}, keep_threshold, None, health, summary)
+        else:  # the selection's own join; by the threshold rule a row is kept when its score reaches it
+            kept_ids = None if rule == "threshold" else {e.id for e in result.kept}
+            _report_health(examples, grades, kept_ids, keep_threshold, result.scored, health, summary)
 
 
-def _report_health(examples, grades, kept_ids, threshold, health, summary) -> None:
+def _report_health(examples, grades, kept_ids, threshold, scored, health, summary) -> None:
     from ..diagnostics import grade_health
     from .diagnostics import warn
 
-    report = grade_health(examples, grades, kept_ids, threshold=threshold, **health)
+    report = grade_health(examples, grades, kept_ids, threshold=threshold, scored=scored, **health)
     summary.extra["diagnostics"] = report.to_dict()
     warn(report.warnings())
 

@@ -18,6 +18,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -29,9 +30,11 @@ MIN_BYTES = 16 * 2**20  # an input smaller than this is read in this process: a 
 
 
 def can_fork() -> bool:
-    """Whether a forked child can read ahead: on Linux (fork is safe there before any thread starts;
-    macOS's system libraries are not), with a second CPU this process may use."""
-    return sys.platform.startswith("linux") and len(os.sched_getaffinity(0)) > 1
+    """Whether a forked child can read ahead: on Linux (macOS's system libraries are not fork-safe),
+    while this process runs one thread (a lock another thread holds would stay held in the child),
+    with a second CPU this process may use."""
+    return (sys.platform.startswith("linux") and threading.active_count() == 1
+            and len(os.sched_getaffinity(0)) > 1)
 
 
 class Ahead(Generic[T]):

@@ -83,16 +83,23 @@ class FieldMap:
 # ---------------------------------------------------------------- reading raw rows
 
 
-def _read_bytes(path: Path) -> bytes:
-    """A file's bytes, decompressed when its suffix says it is compressed (.gz, .bz2, .xz, .zst)."""
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """An OSError met reading `path`, as a one-line error."""
     try:
-        data = path.read_bytes()
+        yield
     except FileNotFoundError:
         raise BadInputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise BadInputError(f"{path}: is a directory, not a file") from None
     except OSError as exc:
         raise BadInputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    """A file's bytes, decompressed when its suffix says it is compressed (.gz, .bz2, .xz, .zst)."""
+    with _reading(path):
+        data = path.read_bytes()
     if compression(path):
         data = decompress(path, data)
     return data
@@ -293,21 +300,13 @@ def _line_blocks(path: Path) -> Iterator[bytes]:
     if compression(path):
         yield _read_bytes(path)
         return
-    try:
+    with _reading(path):
         handle = open(path, "rb")
-    except FileNotFoundError:
-        raise BadInputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BadInputError(f"{path}: is a directory, not a file") from None
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read: {exc.strerror}") from None
     with handle:
         rest = b""
         while True:
-            try:
+            with _reading(path):
                 chunk = handle.read(JSONL_BLOCK)
-            except OSError as exc:
-                raise BadInputError(f"{path}: cannot read: {exc.strerror}") from None
             if not chunk:
                 break
             end = chunk.rfind(b"\n")

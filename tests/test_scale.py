@@ -7,6 +7,9 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
+from gasus.ahead import can_fork
 from tests.conftest import run_cli
 
 # Strings that JSON writers and hashers treat differently if they are not careful.
@@ -411,8 +414,7 @@ def test_in_bulk_pauses_the_collector_and_resumes_it():
         gc.enable()
 
 
-needs_fork = __import__("pytest").mark.skipif(not __import__("gasus.ahead").ahead.can_fork(),
-                                              reason="reading ahead forks (Linux, two CPUs)")
+needs_fork = pytest.mark.skipif(not can_fork(), reason="reading ahead forks (Linux, one thread, two CPUs)")
 
 
 def _exits(path):
@@ -448,24 +450,16 @@ def test_reading_ahead_gives_what_reading_here_gives(tmp_path):
     bad.write_text(p["scores"].read_text(encoding="utf-8-sig").replace('"status": "unparsed"', '"status": ["x"]', 1))
     messages = []
     for min_bytes in (0, None):
-        with Ahead.reading(load_score_index, bad, min_bytes=min_bytes) as ahead:
-            try:
-                ahead.result()
-            except BadInputError as exc:
-                messages.append(str(exc))
-    assert len(messages) == 2 and messages[0] == messages[1] and messages[0].endswith("unknown status ['x']")
-    with Ahead.reading(_exits, bad, min_bytes=0) as ahead:
-        try:
+        with Ahead.reading(load_score_index, bad, min_bytes=min_bytes) as ahead, pytest.raises(BadInputError) as error:
             ahead.result()
-        except GasusError as exc:
-            assert str(exc) == f"the process reading {bad} stopped without a result (exit code 3)"
-        else:
-            raise AssertionError("a child that died is an error")
-    with Ahead.reading(_raises_unpicklable, bad, min_bytes=0) as ahead:
-        try:
-            ahead.result()
-        except RuntimeError as exc:
-            assert str(exc) == f"Unpicklable: {bad} and more"
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and messages[0].endswith("unknown status ['x']")
+    with Ahead.reading(_exits, bad, min_bytes=0) as ahead, pytest.raises(GasusError) as error:
+        ahead.result()
+    assert str(error.value) == f"the process reading {bad} stopped without a result (exit code 3)"
+    with Ahead.reading(_raises_unpicklable, bad, min_bytes=0) as ahead, pytest.raises(RuntimeError) as error:
+        ahead.result()
+    assert str(error.value) == f"Unpicklable: {bad} and more"
 
 
 @needs_fork
@@ -600,12 +594,9 @@ def test_score_lines_pass_the_quick_check_or_say_what_is_wrong(tmp_path):
                             ({"top_score": "4"}, "'top_score' must be a finite number or null"),
                             ({"id": 7}, "missing 'id'")]:
         f.write_text(line(**fields) + "\n")
-        try:
+        with pytest.raises(BadInputError) as error:
             load_grades(f)
-        except BadInputError as exc:
-            assert str(exc) == f"{f}: line 1: {message}"
-        else:
-            raise AssertionError(fields)
+        assert str(error.value) == f"{f}: line 1: {message}", fields
 
 
 def test_score_health_by_threshold_is_the_health_by_kept_ids(tmp_path):
@@ -642,9 +633,26 @@ def test_json_lines_read_in_blocks_read_what_the_whole_file_reads(tmp_path, monk
     bad.write_bytes(b'{"a": 1}\n{"b": "\xff"}\n{"c": 3}\n')
     for block in (4, 2**20):
         monkeypatch.setattr(gasus.io, "JSONL_BLOCK", block)
-        try:
+        with pytest.raises(BadInputError) as error:
             list(iter_jsonl(bad))
-        except BadInputError as exc:
-            assert str(exc) == f"{bad}: not UTF-8 text: undecodable byte 0xff at line 2 (byte offset 16)"
-        else:
-            raise AssertionError("bytes that are not UTF-8 are refused")
+        assert str(error.value) == f"{bad}: not UTF-8 text: undecodable byte 0xff at line 2 (byte offset 16)"
+
+
+def test_reading_ahead_forks_only_a_single_threaded_process():
+    """A second thread (which may hold a lock the child would inherit held) keeps the reading here."""
+    import threading
+
+    from gasus.ahead import Ahead, can_fork
+
+    before = can_fork()
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert not can_fork()
+        with Ahead(len, "abc", size=10**9, min_bytes=0) as ahead:
+            assert not ahead.forked and ahead.result() == 3
+    finally:
+        stop.set()
+        thread.join()
+    assert can_fork() == before

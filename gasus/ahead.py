@@ -33,8 +33,11 @@ def can_fork() -> bool:
     """Whether a forked child can read ahead: on Linux (macOS's system libraries are not fork-safe),
     while this process runs one thread (a lock another thread holds would stay held in the child),
     with a second CPU this process may use."""
-    return (sys.platform.startswith("linux") and threading.active_count() == 1
-            and len(os.sched_getaffinity(0)) > 1)
+    return sys.platform.startswith("linux") and _one_thread() and len(os.sched_getaffinity(0)) > 1
+
+
+def _one_thread() -> bool:
+    return threading.active_count() == 1
 
 
 class Ahead(Generic[T]):

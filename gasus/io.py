@@ -324,11 +324,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
 
     Lines end at "\\n" only (JSON Lines' rule): U+2028, U+2029 and U+0085 may stand raw in a string.
     """
-    import orjson
-
     path = Path(path)
     checked = False  # whether the whole file is known to be UTF-8
-    lineno, loads = 0, orjson.loads
+    lineno = 0
     for block_number, data in enumerate(_line_blocks(path)):
         long_numbers = _long_number(data)
         start, size, find = _bom(data) if block_number == 0 else 0, len(data), data.find
@@ -338,13 +336,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
             line, start, lineno = data[start:end], end + 1, lineno + 1
             if not line or line.isspace():  # ASCII whitespace; other blanks (U+00A0...) are found below
                 continue
-            if long_numbers:
-                ok, value = _orjson_loads(line, long_numbers)
-            else:  # _orjson_loads, without a call per line
-                try:
-                    ok, value = True, loads(line)
-                except orjson.JSONDecodeError:
-                    ok = False
+            ok, value = _orjson_loads(line, long_numbers)
             if ok:
                 yield lineno, value
                 continue
@@ -578,24 +570,22 @@ def load_examples(source: str | Path, *, fields: FieldMap | None = None, split: 
     if max_rows < 0:
         raise BadInputError("--max-rows must be at least 0")
     fields = fields or FieldMap()
-    instruction_field, input_field, output_field = fields.instruction, fields.input, fields.output
-    used = {instruction_field, input_field, output_field}
+    used = {fields.instruction, fields.input, fields.output}
     examples, total = [], 0
     for index, (where, row) in enumerate(read_rows(source, split=split, max_rows=max_rows)):
         if max_rows and index == max_rows:
             raise _too_many_rows(source, index + 1, max_rows)
-        chat = None
-        instruction, input_, output = row.get(instruction_field), row.get(input_field), row.get(output_field)
-        if type(instruction) is not str or type(output) is not str or (input_ is not None and type(input_) is not str):
-            chat = next((k for k in _CHAT_LAYOUTS if k in row), None) if instruction_field not in row else None
-            if chat:
-                instruction, input_, output = chat_triplet(row, chat, f"{source}: {where}")
-            else:
-                instruction = _field(row, instruction_field, where, str(source), required=True)
-                input_ = _field(row, input_field, where, str(source), required=False)
-                output = _field(row, output_field, where, str(source), required=True)
-        elif input_ is None:
-            input_ = ""
+        chat = next((k for k in _CHAT_LAYOUTS if k in row), None) if fields.instruction not in row else None
+        if chat:
+            instruction, input_, output = chat_triplet(row, chat, f"{source}: {where}")
+        else:
+            instruction, input_, output = row.get(fields.instruction), row.get(fields.input), row.get(fields.output)
+            if type(instruction) is not str or type(output) is not str or type(input_) not in (str, type(None)):
+                instruction = _field(row, fields.instruction, where, str(source), required=True)
+                input_ = _field(row, fields.input, where, str(source), required=False)
+                output = _field(row, fields.output, where, str(source), required=True)
+            elif input_ is None:
+                input_ = ""
         if keep is None or index in keep:
             extra = ({} if row.keys() <= used else
                      {k: v for k, v in row.items() if k not in used and k != chat})

@@ -81,51 +81,78 @@ def _can_resume(model_dir: Path, intent: dict[str, Any]) -> bool:
 
 def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
     """Run every stage in order, keeping `manifest.json` up to date; returns what each did."""
-    from .. import judge as jd
-    from .. import report
-    from ..backends import CachedModel, load_backend
-    from ..batch import BatchOptions
     from ..cache import Cache, default_cache_dir
-    from ..diagnostics import grade_health, judge_length, served_warning
-    from ..generate import generate_answers
-    from ..grade import grade_examples, grading_prompt, write_scores
-    from ..io import FieldMap, check_outputs, load_examples, write_json, write_jsonl, write_records
-    from ..manifest import RunManifest, StageRecord, model_record
-    from ..report.run import write_report
-    from ..selection import PAPER_THRESHOLD, select_random, select_threshold, select_top_k
-    from ..testsets import load_testsets
-    from ..train import TrainConfig, data_fingerprint, train
+    from ..io import check_outputs
+    from ..manifest import RunManifest
+    from ..train import TrainConfig
 
-    out = config.out_dir
     inputs, outputs = run_paths(config)
     check_outputs(outputs, inputs, protected_dir=default_cache_dir())
     # load_run_config checked the settings and the base model; this only builds them.
     settings = TrainConfig.from_preset(config.train.preset, **config.train.overrides)
-    out.mkdir(parents=True, exist_ok=True)
+    config.out_dir.mkdir(parents=True, exist_ok=True)
     cache = Cache()
-    manifest = RunManifest(out, config.to_dict())
+    manifest = RunManifest(config.out_dir, config.to_dict())
     manifest.file("inputs", "data", config.data.path)
-    reports: list[StageReport] = []
+    run = _Run(config, cache, manifest, on_stage)
 
-    def done(name: str, started: float, detail: str, *, warning: str | list[str] | None = None,
+    examples, grades = _run_grade(run)
+    kept, baseline = _run_select(run, examples, grades)
+    if config.check.enabled:
+        kept, baseline = _run_check(run, examples, grades)
+    models = _run_train(run, settings, {"filtered": kept.kept, "baseline": baseline.kept})
+    answer_files = _run_generate(run, models)
+    _run_judge(run, answer_files)
+    _run_report(run)
+    return run.reports
+
+
+@dataclass
+class _Run:
+    """What the stages of one run share: its config, the cache, the manifest and the reports so far."""
+
+    config: RunConfig
+    cache: Any
+    manifest: Any
+    on_stage: Callable[[StageReport], None] | None
+    reports: list[StageReport] = field(default_factory=list)
+
+    @property
+    def out(self) -> Path:
+        return self.config.out_dir
+
+    def done(self, name: str, started: float, detail: str, *, warning: str | list[str] | None = None,
              **summary: Any) -> None:
         warnings = warning if isinstance(warning, list) else [warning] if warning else []
-        reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary, warnings))
-        if on_stage:
-            on_stage(reports[-1])
+        self.reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary, warnings))
+        if self.on_stage:
+            self.on_stage(self.reports[-1])
 
-    def record(stage: str, items: int, parts: list[StageReport], failures: int = 0) -> None:
-        manifest.stage(stage, StageRecord(items, sum(p.summary.get("model_calls", 0) for p in parts),
-                                          sum(p.summary.get("cache_hits", 0) for p in parts), failures,
-                                          round(sum(p.seconds for p in parts), 3)))
+    def record(self, stage: str, items: int, parts: list[StageReport], failures: int = 0) -> None:
+        from ..manifest import StageRecord
 
-    # grade
+        self.manifest.stage(stage, StageRecord(items, sum(p.summary.get("model_calls", 0) for p in parts),
+                                               sum(p.summary.get("cache_hits", 0) for p in parts), failures,
+                                               round(sum(p.seconds for p in parts), 3)))
+
+
+def _run_grade(run: _Run) -> tuple[list[Any], list[Any]]:
+    """Grade every example of the dataset; returns (examples, grades)."""
+    from .. import report
+    from ..backends import CachedModel, load_backend
+    from ..batch import BatchOptions
+    from ..diagnostics import served_warning
+    from ..grade import grade_examples, grading_prompt, write_scores
+    from ..io import FieldMap, load_examples
+    from ..manifest import model_record
+
+    config, out, manifest = run.config, run.out, run.manifest
     manifest.begin("grade")
     t = time.perf_counter()
     examples = load_examples(config.data.path, fields=FieldMap.for_format(config.data.format),
                              max_rows=config.data.max_rows)
-    manifest.model("grader", model_record(config.grade.grader, cache))
-    grader = CachedModel(load_backend(config.grade.grader, config.grade.backend_options()), cache)
+    manifest.model("grader", model_record(config.grade.grader, run.cache))
+    grader = CachedModel(load_backend(config.grade.grader, config.grade.backend_options()), run.cache)
     try:
         grades = grade_examples(examples, grader, prompt=grading_prompt(config.grade.dimension),
                                 dimension=config.grade.dimension, mode=config.grade.mode,
@@ -135,13 +162,22 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     write_scores(out / "scores.jsonl", grades)
     manifest.file("outputs", "scores", out / "scores.jsonl")
     manifest.data["models"]["grader"]["served"] = grader.stats.served
-    done("grade", t, f"{len(grades)} examples graded ({grader.stats.model_calls} model calls)",
-         warning=[w for w in (report.grade_warning([g.status for g in grades]),
-                              served_warning(grader.stats.served, "grades")) if w],
-         model_calls=grader.stats.model_calls, cache_hits=grader.stats.cache_hits, failures=grader.stats.failures)
-    record("grade", len(grades), reports[-1:], sum(1 for g in grades if g.status != "ok"))
+    run.done("grade", t, f"{len(grades)} examples graded ({grader.stats.model_calls} model calls)",
+             warning=[w for w in (report.grade_warning([g.status for g in grades]),
+                                  served_warning(grader.stats.served, "grades")) if w],
+             model_calls=grader.stats.model_calls, cache_hits=grader.stats.cache_hits,
+             failures=grader.stats.failures)
+    run.record("grade", len(grades), run.reports[-1:], sum(1 for g in grades if g.status != "ok"))
+    return examples, grades
 
-    # select, and the random baseline of the same size
+
+def _run_select(run: _Run, examples: list[Any], grades: list[Any]) -> tuple[Any, Any]:
+    """Select, and draw the random baseline of the same size; returns (kept, baseline)."""
+    from ..diagnostics import grade_health
+    from ..io import write_records
+    from ..selection import PAPER_THRESHOLD, select_random, select_threshold, select_top_k
+
+    config, out, manifest = run.config, run.out, run.manifest
     manifest.begin("select")
     t = time.perf_counter()
     if config.select.top_k is not None:
@@ -158,36 +194,48 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
         manifest.file("outputs", name, out / f"{name}.json")
     health = grade_health(examples, grades, {e.id for e in kept.kept})
     manifest.data["diagnostics"] = health.to_dict()
-    done("select", t, f"kept {len(kept.kept)} of {kept.total} by {kept.rule}; baseline: {baseline.rule}",
-         warning=health.warnings(), kept=len(kept.kept), rule=kept.rule)
-    record("select", len(kept.kept), reports[-1:])
+    run.done("select", t, f"kept {len(kept.kept)} of {kept.total} by {kept.rule}; baseline: {baseline.rule}",
+             warning=health.warnings(), kept=len(kept.kept), rule=kept.rule)
+    run.record("select", len(kept.kept), run.reports[-1:])
+    return kept, baseline
 
-    # check (optional): drop rows that overlap the test sets, and all but the best of near-duplicates
-    if config.check.enabled:
-        manifest.begin("check")
-        t = time.perf_counter()
-        kept, baseline, found = _check_stage(config, examples, grades, out)
-        for name in ("audit", "decisions"):
-            manifest.file("outputs", name, out / f"{name}.json{'l' if name == 'decisions' else ''}")
-        for name in ("filtered", "baseline"):
-            manifest.file("outputs", name, out / f"{name}.json")
-        manifest.data["check"] = {**found, "kept": len(kept.kept)}
-        done("check", t, f"{found['contaminated_rows']} of {found['rows']} rows overlap the test sets "
+
+def _run_check(run: _Run, examples: list[Any], grades: list[Any]) -> tuple[Any, Any]:
+    """The optional check: drop rows that overlap the test sets, and all but the best of near-duplicates;
+    returns the (kept, baseline) that replace the selection's."""
+    out, manifest = run.out, run.manifest
+    manifest.begin("check")
+    t = time.perf_counter()
+    kept, baseline, found = _check_stage(run.config, examples, grades, out)
+    for name in ("audit", "decisions"):
+        manifest.file("outputs", name, out / f"{name}.json{'l' if name == 'decisions' else ''}")
+    for name in ("filtered", "baseline"):
+        manifest.file("outputs", name, out / f"{name}.json")
+    manifest.data["check"] = {**found, "kept": len(kept.kept)}
+    run.done("check", t, f"{found['contaminated_rows']} of {found['rows']} rows overlap the test sets "
                          f"({found['exact_hits']} exact, {found['near_hits']} near hits), "
                          f"{found['duplicate_rows']} near-duplicates; kept {len(kept.kept)} by {kept.rule}",
              **{k: found[k] for k in ("contaminated_rows", "duplicate_rows")})
-        record("check", found["rows"], reports[-1:], found["contaminated_rows"])
+    run.record("check", found["rows"], run.reports[-1:], found["contaminated_rows"])
+    return kept, baseline
 
-    # train both; an interrupted training of the same data and settings resumes from its checkpoint
+
+def _run_train(run: _Run, settings: Any, subsets: dict[str, list[Any]]) -> dict[str, Path]:
+    """Train a model on each subset; an interrupted training of the same data and settings resumes from
+    its checkpoint. Returns each model's directory by the subset's name."""
+    from ..io import write_json
+    from ..train import data_fingerprint, train
+
+    config, out, cache, manifest = run.config, run.out, run.cache, run.manifest
     manifest.begin("train")
     manifest.model("base", _base_record(config.train.base, cache))
     models = {}
-    for name, subset in (("filtered", kept.kept), ("baseline", baseline.kept)):
+    for name, subset in subsets.items():
         t = time.perf_counter()
         model_dir = out / "models" / name
         intent = _training_intent(data_fingerprint(subset)["examples_sha256"], settings.to_dict(), config.train.base)
         if _train_is_current(model_dir, intent["examples_sha256"], settings.to_dict(), config.train.base):
-            done(f"train {name}", t, f"reused {model_dir} (same data and settings)")
+            run.done(f"train {name}", t, f"reused {model_dir} (same data and settings)")
         else:
             _check_inside(out, model_dir)
             resume = _can_resume(model_dir, intent)
@@ -196,22 +244,31 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
                 write_json(model_dir.parent / f"{name}.pending.json", intent)
             result = train(subset, settings, model_dir, base=config.train.base, data_source=out / f"{name}.json",
                            replace=not resume, resume=resume)
-            run = result.manifest["train"]
+            trained = result.manifest["train"]
             how = "resumed from its last checkpoint, " if resume else ""
-            done(f"train {name}", t, f"{how}{run['steps']} steps, loss {run['train_loss']:.3f} -> {model_dir}",
-                 tokens_per_second=run["tokens_per_second"])
+            run.done(f"train {name}", t, f"{how}{trained['steps']} steps, loss {trained['train_loss']:.3f} -> {model_dir}",
+                     tokens_per_second=trained["tokens_per_second"])
         models[name] = model_dir
         manifest.model(f"{name} model", {"spec": f"hf:{model_dir}", **_model_dir_record(model_dir, cache)})
-    record("train", 2, reports[-2:])
+    run.record("train", 2, run.reports[-2:])
+    return models
 
-    # answer the test sets with both models
+
+def _run_generate(run: _Run, models: dict[str, Path]) -> dict[str, Path]:
+    """Answer the test sets with each model; returns each answers file by the model's name."""
+    from ..backends import CachedModel, load_backend
+    from ..generate import generate_answers
+    from ..io import write_jsonl
+    from ..testsets import load_testsets
+
+    config, out, manifest = run.config, run.out, run.manifest
     manifest.begin("generate")
     questions = load_testsets(list(config.generate.testsets), config.generate.testsets_dir,
                               limit=config.generate.limit)
     answer_files = {}
     for name, model_dir in models.items():
         t = time.perf_counter()
-        model = CachedModel(load_backend(f"hf:{model_dir}", config.generate.backend_options()), cache)
+        model = CachedModel(load_backend(f"hf:{model_dir}", config.generate.backend_options()), run.cache)
         try:
             result = generate_answers(model, questions, model_name=name, max_new_tokens=config.generate.max_new_tokens)
         finally:
@@ -222,18 +279,30 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
         answer_files[name].parent.mkdir(exist_ok=True)
         write_jsonl(answer_files[name], (a.to_dict() for a in result.answers))
         manifest.file("outputs", f"answers/{name}", answer_files[name])
-        done(f"generate {name}", t, f"{len(result.answers)} answers ({model.stats.model_calls} model calls)",
-             model_calls=model.stats.model_calls, cache_hits=model.stats.cache_hits)
-    record("generate", 2 * len(questions), reports[-2:])
+        run.done(f"generate {name}", t, f"{len(result.answers)} answers ({model.stats.model_calls} model calls)",
+                 model_calls=model.stats.model_calls, cache_hits=model.stats.cache_hits)
+    run.record("generate", 2 * len(questions), run.reports[-2:])
+    return answer_files
 
-    # judge filtered (A) against baseline (B)
+
+def _run_judge(run: _Run, answer_files: dict[str, Path]) -> None:
+    """Judge the filtered model (A) against the baseline (B), in the orders asked, and tally verdicts."""
+    from .. import judge as jd
+    from .. import report
+    from ..backends import CachedModel, load_backend
+    from ..batch import BatchOptions
+    from ..diagnostics import judge_length, served_warning
+    from ..io import write_jsonl
+    from ..manifest import model_record
+
+    config, out, manifest = run.config, run.out, run.manifest
     manifest.begin("judge")
     t = time.perf_counter()
     pairs = jd.pair_answers(jd.load_answers(answer_files["filtered"]), jd.load_answers(answer_files["baseline"]),
                             answer_files["filtered"], answer_files["baseline"])
     orders = jd.ORDER_CHOICES[config.judge.order]
-    manifest.model("judge", model_record(config.judge.judge, cache))
-    judge_model = CachedModel(load_backend(config.judge.judge, config.judge.backend_options()), cache)
+    manifest.model("judge", model_record(config.judge.judge, run.cache))
+    judge_model = CachedModel(load_backend(config.judge.judge, config.judge.backend_options()), run.cache)
     try:
         judgements = jd.run_judge(judge_model, pairs, orders, mode=config.judge.mode,
                                   batch=BatchOptions() if config.judge.batch else None)
@@ -246,25 +315,29 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     for name in ("judgements", "verdicts"):
         manifest.file("outputs", name, out / f"{name}.jsonl")
     manifest.data["models"]["judge"]["served"] = judge_model.stats.served
-    done("judge", t, f"{len(judgements)} judgements ({judge_model.stats.model_calls} model calls)",
-         warning=[w for w in (report.judge_warning([j.status for j in judgements]),
-                              served_warning(judge_model.stats.served, "judgements")) if w],
-         model_calls=judge_model.stats.model_calls, cache_hits=judge_model.stats.cache_hits,
-         failures=judge_model.stats.failures, report=result)
-    record("judge", len(judgements), reports[-1:], sum(1 for j in judgements if j.status != "ok"))
+    run.done("judge", t, f"{len(judgements)} judgements ({judge_model.stats.model_calls} model calls)",
+             warning=[w for w in (report.judge_warning([j.status for j in judgements]),
+                                  served_warning(judge_model.stats.served, "judgements")) if w],
+             model_calls=judge_model.stats.model_calls, cache_hits=judge_model.stats.cache_hits,
+             failures=judge_model.stats.failures, report=result)
+    run.record("judge", len(judgements), run.reports[-1:], sum(1 for j in judgements if j.status != "ok"))
     manifest.data["results"] = {"testsets": [t.to_dict() for t in result.tallies], "bias": result.bias.to_dict(),
                                 "length": judge_length(pairs, judgements).to_dict()}
 
-    # the report: report.md and report.html, read back from the files above and the manifest
+
+def _run_report(run: _Run) -> None:
+    """report.md and report.html, read back from the files the stages wrote and the manifest."""
+    from ..report.run import write_report
+
+    out, manifest = run.out, run.manifest
     manifest.begin("report")
     t = time.perf_counter()
     _, written, images = write_report(out, manifest.data)
-    record("report", len(written), [StageReport("report", round(time.perf_counter() - t, 3), "")])
+    run.record("report", len(written), [StageReport("report", round(time.perf_counter() - t, 3), "")])
     manifest.finish()
     # once more, so the pages show the finished run and its report stage (the plots are kept)
     run_summary, _, _ = write_report(out, manifest.data, images=images)
-    done("report", t, f"{out / 'report.html'} and {out / 'report.md'}", run=run_summary)
-    return reports
+    run.done("report", t, f"{out / 'report.html'} and {out / 'report.md'}", run=run_summary)
 
 
 def _against_file(check: CheckConfig) -> str | None:

@@ -15,6 +15,7 @@ requests keeps them in its journal; they are reported, and resubmitted only with
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -28,6 +29,8 @@ from .errors import BackendError, BadInputError
 MAX_REQUESTS = 50_000  # the Batch API's limit of requests per input file
 MAX_BYTES = 200 * 1024 * 1024  # and of an input file's size
 JOURNAL_DIR = "batches"  # inside the cache dir
+COLLECT = "batch:"  # + a journal's id: the claim of the run that collects that batch (BatchJobs.poll)
+_JOURNAL_ID = re.compile(r"[0-9A-Za-z_-]{1,100}")  # what `_record` names a journal
 ENDED = ("completed", "failed", "expired", "cancelled")  # a batch in any other state is live
 
 
@@ -117,6 +120,10 @@ class BatchClient:
         key = backend._api_key() or "none"
         self.client = openai.OpenAI(api_key=key, base_url=backend.base_url, timeout=backend.options.timeout,
                                     max_retries=max(0, backend.options.max_attempts - 1))
+        # Creating a file or a batch is not idempotent: the SDK's retry after a reply lost on its way back
+        # (a 502, a timeout) would make and bill a second one. Those calls go out once each, and `_make`
+        # looks for what an ambiguous failure may have made before it sends another.
+        self.once = self.client.with_options(max_retries=0)
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         import openai
@@ -126,12 +133,53 @@ class BatchClient:
         except openai.APIError as exc:
             raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {exc}")) from None
 
-    def upload(self, name: str, data: bytes) -> str:
-        return self.call("uploading a batch file", self.client.files.create, file=(name, data), purpose="batch").id
+    def _make(self, what: str, make: Callable[[], Any], find: Callable[[], Any | None]) -> Any:
+        """make(), tried up to max_attempts times; after a failure that may have happened on the server
+        (no reply, a timeout, 408, 409 or 5xx), what `find` finds there is taken instead of a second one."""
+        import openai
+
+        attempts = self.backend.options.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return make()
+            except openai.APIConnectionError as exc:  # timeouts too: the request may have been served
+                last: Exception = exc
+            except openai.APIStatusError as exc:
+                last = exc
+                if exc.status_code == 429:
+                    if attempt < attempts:
+                        time.sleep(self.backend._backoff(attempt, None))
+                    continue  # refused before anything was made
+                if exc.status_code not in (408, 409) and exc.status_code < 500:
+                    raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {exc}")) from None
+            except openai.APIError as exc:
+                raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {exc}")) from None
+            found = find()
+            if found is not None:
+                return found
+            if attempt < attempts:
+                time.sleep(self.backend._backoff(attempt, None))
+        raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {last}")) from None
+
+    def upload(self, name: str, data: bytes, look_first: bool = False) -> str:
+        """The id of a new batch file of `data`, or of the one already uploaded under that name (a journal's
+        names are unique) when an earlier try may have made it."""
+        def find() -> str | None:
+            return self.find_file(name, len(data))
+
+        if look_first:
+            found = find()
+            if found is not None:
+                return found
+        return self._make("uploading a batch file",
+                          lambda: self.once.files.create(file=(name, data), purpose="batch").id, find)
 
     def create(self, file_id: str, endpoint: str, window: str, journal: str) -> Any:
-        return self.call("creating a batch", self.client.batches.create, input_file_id=file_id, endpoint=endpoint,
-                         completion_window=window, metadata={"gasus_journal": journal})
+        return self._make("creating a batch",
+                          lambda: self.once.batches.create(input_file_id=file_id, endpoint=endpoint,
+                                                           completion_window=window,
+                                                           metadata={"gasus_journal": journal}),
+                          lambda: self.find_by_input_file(file_id, journal))
 
     def retrieve(self, batch_id: str) -> Any:
         return self.call(f"reading batch {batch_id}", self.client.batches.retrieve, batch_id)
@@ -142,10 +190,20 @@ class BatchClient:
     def content(self, file_id: str) -> str:
         return self.call(f"reading file {file_id}", self.client.files.content, file_id).text
 
-    def find_by_input_file(self, file_id: str) -> Any | None:
+    def find_by_input_file(self, file_id: str, journal: str | None = None) -> Any | None:
+        """The batch made from the input file, or tagged with the journal's id."""
         for batch in self.call("listing batches", self.client.batches.list, limit=100):
-            if batch.input_file_id == file_id:
+            metadata = getattr(batch, "metadata", None)
+            tag = metadata.get("gasus_journal") if isinstance(metadata, dict) else None
+            if batch.input_file_id == file_id or (journal is not None and tag == journal):
                 return batch
+        return None
+
+    def find_file(self, name: str, size: int) -> str | None:
+        """The id of the whole batch file uploaded under `name`, if the server holds one."""
+        for item in self.call("listing files", self.client.files.list, purpose="batch"):
+            if getattr(item, "filename", None) == name and getattr(item, "bytes", None) == size:
+                return item.id
         return None
 
 
@@ -202,6 +260,9 @@ class BatchJobs:
         self.collected: dict[str, dict[str, Any]] = {}  # key -> value, this run
         self.failed: dict[str, tuple[str, str]] = {}  # key -> (kind, message), this run or a journal's
         self.submitted = 0  # batches this run created
+        self.skipped_lines = 0  # lines of output files that named no request of their batch
+        self.token = uuid.uuid4().hex  # this run's claims on collecting batches
+        self.claimed: set[str] = set()  # the claims this run took
 
     def client(self, record: dict[str, Any]) -> BatchClient:
         ident = (record["base_url"], record["api_key_env"], record["model"])
@@ -251,6 +312,9 @@ class BatchJobs:
 
     def _submit(self, endpoint: str, mode: str, raw: bool, chunk: list[tuple[str, bytes]]) -> dict[str, Any]:
         record = self._record(endpoint, mode, raw, [key for key, _ in chunk])
+        # The run that pays for a batch collects it while it lives: a call is counted once, by that run.
+        self.model.cache.claim([COLLECT + record["id"]], self.token)
+        self.claimed.add(COLLECT + record["id"])
         save_journal(self.cache_dir, record)  # before the upload: a rerun knows what this file was for
         client = self.client(record)
         record["input_file_id"] = client.upload(f"gasus-{record['id']}.jsonl", b"".join(line for _, line in chunk))
@@ -287,7 +351,8 @@ class BatchJobs:
                                        "its upload; rerun the command that started it to submit its requests")
                 keyed[key] = request
             lines = [line for key, line in next(iter(batch_lines(self.model.backend, keyed).values()))]
-            record["input_file_id"] = client.upload(f"gasus-{record['id']}.jsonl", b"".join(lines))
+            # The stopped run may have uploaded it after all: its name is the journal's.
+            record["input_file_id"] = client.upload(f"gasus-{record['id']}.jsonl", b"".join(lines), look_first=True)
             save_journal(self.cache_dir, record)
         self._create(record, client)
 
@@ -316,12 +381,48 @@ class BatchJobs:
             self._resume(record)
         client = self.client(record)
         batch = client.retrieve(record["batch_id"])
+        if batch.status in ENDED and not self._claim_collection(record):
+            return self._adopt(record)  # another run collects it: its journal is not ours to write
         if batch.status != record.get("status") or request_counts(batch) != record.get("counts"):
+            if self._adopt(record):  # collected by another run since this one read its journal
+                return True
             record.update(status=batch.status, counts=request_counts(batch))
             save_journal(self.cache_dir, record)
         if batch.status not in ENDED:
             return False
-        self.collect(record, batch, client)
+        try:
+            self.collect(record, batch, client)
+        finally:
+            self.model.cache.release([COLLECT + record["id"]], self.token)
+        return True
+
+    def release(self) -> None:
+        """Drop this run's claims on collecting batches it leaves (a --no-wait run, an error)."""
+        self.model.cache.release(sorted(self.claimed), self.token)
+
+    def _claim_collection(self, record: dict[str, Any]) -> bool:
+        """Whether this run collects the ended batch: not while the run that submitted it (or another that
+        collects it) lives, nor once its journal says it was collected."""
+        claim = COLLECT + record["id"]
+        if self.model.cache.claim([claim], self.token)[claim] != "ours":
+            return False
+        self.claimed.add(claim)
+        if _on_disk(self.cache_dir, record).get("state") == "collected":
+            self.model.cache.release([claim], self.token)
+            return False
+        return True
+
+    def _adopt(self, record: dict[str, Any]) -> bool:
+        """Take what another run collected of the batch (its answers are in the cache, its failures in
+        its journal), once its journal says so; whether it has."""
+        current = _on_disk(self.cache_dir, record)
+        if current.get("state") != "collected":
+            return False
+        record.update(current)
+        failed = record.get("failed")
+        for key, failure in (failed.items() if isinstance(failed, dict) else ()):
+            if isinstance(failure, list) and len(failure) == 2:
+                self.failed[key] = (str(failure[0]), f"batch {record.get('batch_id')}: {failure[1]}")
         return True
 
     def collect(self, record: dict[str, Any], batch: Any, client: BatchClient) -> None:
@@ -331,16 +432,22 @@ class BatchJobs:
         request = Request.raw("", mode=record["mode"]) if record["raw"] else Request.chat([], mode=record["mode"])
         keys = set(record["keys"])
         failed: dict[str, list[str]] = {}
+        skipped = 0
         for file_id in (getattr(batch, "output_file_id", None), getattr(batch, "error_file_id", None)):
             if not file_id:
                 continue
             for line in client.content(file_id).splitlines():
+                if not line.strip():
+                    continue
                 try:
                     item = json.loads(line)
-                    key = item["custom_id"]
-                except (ValueError, KeyError, TypeError):
+                except ValueError:
+                    item = None
+                key = item.get("custom_id") if isinstance(item, dict) else None
+                if not isinstance(key, str) or key not in keys:
+                    skipped += 1  # names no request of this batch: nothing to put anywhere
                     continue
-                if key not in keys or key in self.collected:
+                if key in self.collected:
                     continue
                 kind, message = _line_failure(item, backend._scrub)
                 if kind is None:
@@ -350,6 +457,8 @@ class BatchJobs:
                         kind, message = exc.kind, str(exc)
                     except BackendError as exc:  # a reply that cannot answer this mode (no logprobs)
                         kind, message = "unusable_reply", str(exc)
+                    except (AttributeError, TypeError, ValueError):  # a completion of the wrong shape inside
+                        kind, message = "invalid_line", "the output line's response is not a completion"
                     else:
                         model.cache.put(key, value, backend=backend.name, model=backend.label)
                         model.stats.model_calls += 1
@@ -357,14 +466,33 @@ class BatchJobs:
                         failed.pop(key, None)
                         continue
                 failed[key] = [kind, message]
+        unanswered = f"the batch ended {batch.status} without answering it"
+        if skipped:
+            unanswered += f" ({skipped} line(s) of its output named no request of it and were skipped)"
         for key in record["keys"]:
             if key not in self.collected and key not in failed:
-                failed[key] = [f"batch_{batch.status}", f"the batch ended {batch.status} without answering it"]
+                failed[key] = [f"batch_{batch.status}", unanswered]
         for key, (kind, message) in failed.items():
             self.failed[key] = (kind, f"batch {record['batch_id']}: {message}")
+        self.skipped_lines += skipped
         record.update(state="collected", status=batch.status, counts=request_counts(batch), failed=failed,
-                      collected=time.time())
+                      collected=time.time(), skipped_lines=skipped)
         save_journal(self.cache_dir, record)
+
+
+def _on_disk(cache_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The record's journal as another run may have written it since this one read it ({} when gone
+    or unreadable). Only its own file is read: runs poll often, and journals can be large."""
+    ident = record.get("id")
+    if not isinstance(ident, str) or not _JOURNAL_ID.fullmatch(ident):
+        return {}
+    try:
+        current = json.loads((journal_dir(cache_dir) / f"{ident}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(current, dict) or current.get("id") != ident or not isinstance(current.get("keys"), list):
+        return {}
+    return current
 
 
 def _public(backend: Any) -> str:
@@ -374,18 +502,24 @@ def _public(backend: Any) -> str:
 
 
 def _line_failure(item: dict[str, Any], scrub: Callable[[str], str]) -> tuple[str | None, str]:
-    """(kind, message) of a failed line of an output or error file, or (None, "") for an answer."""
+    """(kind, message) of a failed line of an output or error file, or (None, "") for an answer.
+    A line of the wrong shape is its request's failure, `invalid_line`: the lines beside it are still read."""
     error = item.get("error")
     if error:
         code = error.get("code") if isinstance(error, dict) else None
         message = error.get("message") if isinstance(error, dict) else str(error)
         return str(code or "error"), scrub(str(message or code or "failed"))[:200]
     response = item.get("response") or {}
+    if not isinstance(response, dict):
+        return "invalid_line", "the output line's response is not an object"
     status = response.get("status_code")
+    body = response.get("body")
     if status != 200:
-        body = response.get("body") or {}
-        message = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else None
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
         return f"http_{status}", scrub(f"HTTP {status}: {message or 'failed'}")[:200]
+    if not isinstance(body, dict):
+        return "invalid_line", "the output line's response body is not an object"
     return None, ""
 
 
@@ -454,10 +588,13 @@ def run_batched(model: CachedModel, requests: Sequence[Request],
     todo = model.serve_cached(requests, keys, refresh_keys, results, on_result, collect)
     keyed = {key: requests[positions[0]] for key, positions in todo.items()}
     jobs = BatchJobs(model, options, keyed)
-    live = claim_and_submit(jobs, keyed, refresh_keys)
-    if live and not options.wait:
-        raise BatchPending(live, jobs.submitted)
-    jobs.wait(live, on_poll)
+    try:
+        live = claim_and_submit(jobs, keyed, refresh_keys)
+        if live and not options.wait:
+            raise BatchPending(live, jobs.submitted)
+        jobs.wait(live, on_poll)
+    finally:
+        jobs.release()
     for key, positions in todo.items():
         if key in jobs.collected:
             result = Result(jobs.collected[key], None, False)

@@ -276,3 +276,100 @@ def test_batch_journaled_before_it_existed_is_found_or_submitted_once(tmp_path, 
     assert [r.value["text"] for r in results] == ["4.5\nAccurate."] * 3
     assert again.stats.model_calls == 3
     assert len(list(journal_dir(tmp_path / "c").glob("*.json"))) == 1
+
+
+@pytest.mark.parametrize("lost", ["the reply after the file and the batch were made", "the request before either"])
+def test_batch_created_twice_after_an_ambiguous_502_is_found_and_made_once(tmp_path, lost):
+    from gasus.batch import load_journals
+    from gasus.cache import Cache
+
+    data = dataset(tmp_path, "ok", "ok", "ok")
+    out = tmp_path / "scores.jsonl"
+    summary = tmp_path / "summary.json"
+    with FakeBatchServer(delay=0.1) as server:
+        faults = server.lost_replies if lost.startswith("the reply") else server.failed_posts
+        faults.update({"files": 1, "batches": 1})
+        result = run_cli(*grade_args(data, out, server, "--summary-json", str(summary)))
+        assert result.exit_code == 0, result.output
+        inputs = [f["meta"]["id"] for f in server.files.values() if f["meta"]["purpose"] == "batch"]
+        assert len(inputs) == 1 and len(server.batches) == 1  # one file, one batch: the requests paid once
+        assert sorted(server.submitted.values()) == [1, 1, 1]
+        assert (+server.lost_replies, +server.failed_posts) == ({}, {})  # the faults did happen
+        [batch] = server.batches.values()
+    [record] = load_journals(Cache().directory)
+    assert (record["batch_id"], record["input_file_id"], record["state"]) == (batch["id"], inputs[0], "collected")
+    assert batch["input_file_id"] == inputs[0] and batch["metadata"] == {"gasus_journal": record["id"]}
+    assert [(g["score"], g["status"]) for g in rows(out)] == [(4.5, "ok")] * 3
+    report = json.loads(summary.read_text())
+    assert (report["model_calls"], report["cache_hits"], report["failures"]) == (3, 0, 0)
+
+
+def test_concurrent_batch_runs_count_each_call_once_for_the_run_that_submitted_it(tmp_path):
+    data = dataset(tmp_path, *["ok"] * 40)
+    with FakeBatchServer(delay=1e9) as server:  # no batch ends until all three runs wait on it
+        children = []
+        for i in range(3):
+            env = {**os.environ, "PYTHONPATH": str(ROOT), f"GASUS_TEST_KEY_{i}": f"{KEY}-{i}"}
+            args = ["grade", str(data), "-o", str(tmp_path / f"scores-{i}.jsonl"), "--grader", "openai:test-model",
+                    "--base-url", server.url, "--api-key-env", f"GASUS_TEST_KEY_{i}", "--batch",
+                    "--poll-interval", "0.05", "--summary-json", str(tmp_path / f"summary-{i}.json")]
+            with open(tmp_path / f"stderr-{i}.txt", "wb") as stderr:
+                children.append(subprocess.Popen([sys.executable, "-m", "gasus", *args], cwd=ROOT, env=env,
+                                                 stdout=subprocess.DEVNULL, stderr=stderr))
+        try:
+            deadline = time.monotonic() + 120
+            while len(server.pollers) < 3 and time.monotonic() < deadline:  # each run polls with its own key
+                time.sleep(0.05)
+            assert len(server.pollers) == 3
+            server.delay = 0
+            codes = [child.wait(timeout=120) for child in children]
+        finally:
+            for child in children:
+                child.kill()
+                child.wait()
+        assert codes == [0, 0, 0], [(tmp_path / f"stderr-{i}.txt").read_text()[-2000:] for i in range(3)]
+        assert len(server.batches) == 1 and len(server.submitted) == 40 and set(server.submitted.values()) == {1}
+    reports = [json.loads((tmp_path / f"summary-{i}.json").read_text()) for i in range(3)]
+    assert sum(r["model_calls"] for r in reports) == 40  # not 120: each run saw the whole batch end
+    assert sorted((r["model_calls"], r["cache_hits"], r["failures"]) for r in reports) == [
+        (0, 40, 0), (0, 40, 0), (40, 0, 0)]
+    for i in range(3):
+        assert [g["score"] for g in rows(tmp_path / f"scores-{i}.jsonl")] == [4.5] * 40
+
+
+def test_malformed_line_in_a_batch_output_file_fails_its_key_and_the_rest_is_collected(tmp_path):
+    from gasus.batch import load_journals
+    from gasus.cache import Cache
+
+    def garble(lines: list[dict]) -> list[str]:
+        lines[0]["response"] = "oops"  # a response that is a string
+        lines[1]["response"]["body"] = "oops"  # a body that is a string
+        lines[2]["custom_id"] = [lines[2]["custom_id"]]  # names no key: skipped, its request unanswered
+        lines[4]["response"]["body"]["choices"][0]["message"]["content"] = 5  # a completion of the wrong shape
+        return ["not json", "[1, 2]", "", *map(json.dumps, lines)]
+
+    data = dataset(tmp_path, "ok", "ok", "ok", "ok", "ok")
+    out = tmp_path / "scores.jsonl"
+    summary = tmp_path / "summary.json"
+    reports = []
+    with FakeBatchServer(delay=0.1) as server:
+        server.garble = garble
+        for _ in range(2):  # the rerun reads the failures from the journal: no traceback, nothing asked again
+            result = run_cli(*grade_args(data, out, server, "--summary-json", str(summary)))
+            assert result.exit_code == 0, result.output
+            graded = rows(out)
+            assert [g["status"] for g in graded] == ["error", "error", "error", "ok", "error"]
+            assert [g["raw"] for g in graded] == [
+                "batch batch_2: the output line's response is not an object",
+                "batch batch_2: the output line's response body is not an object",
+                "batch batch_2: the batch ended completed without answering it "
+                "(3 line(s) of its output named no request of it and were skipped)",
+                "4.5\nAccurate.",
+                "batch batch_2: the output line's response is not a completion"]
+            report = json.loads(summary.read_text())
+            reports.append((report["model_calls"], report["cache_hits"], report["failures"], report["errors"]))
+        assert len(server.batches) == 1
+    assert reports == [(1, 0, 4, {"batch_completed": 1, "invalid_line": 3}),
+                       (0, 1, 4, {"batch_completed": 1, "invalid_line": 3})]
+    [record] = load_journals(Cache().directory)
+    assert record["skipped_lines"] == 3

@@ -194,14 +194,37 @@ def _manifest_schema() -> Any:
     return Manifest
 
 
-def manifest_problem(manifest: Any) -> str | None:
-    """Why a parsed manifest.json cannot be reported on (the entry and field at fault), or None."""
+@functools.cache
+def _model_manifest_schema() -> Any:
+    """What a report reads from a trained model's manifest.json: its loss curve (a diverged run's loss
+    may be NaN)."""
+    from pydantic import BaseModel, ConfigDict
+
+    class Part(BaseModel):
+        model_config = ConfigDict(extra="allow", strict=True)
+
+    class Point(Part):
+        step: int | None = None
+        loss: float | None = None
+
+    class Train(Part):
+        loss_history: list[Point] | None = None
+
+    class ModelManifest(Part):
+        train: Train = Train()
+
+    return ModelManifest
+
+
+def manifest_problem(manifest: Any, *, model: bool = False) -> str | None:
+    """Why a parsed manifest.json (a run's, or with `model` a trained model's) cannot be reported on,
+    naming the entry and field at fault; None when it can."""
     from pydantic import ValidationError
 
     if not isinstance(manifest, dict):
         return f"a JSON object was expected, not {type(manifest).__name__}"
     try:
-        _manifest_schema().model_validate(manifest)
+        (_model_manifest_schema() if model else _manifest_schema()).model_validate(manifest)
     except ValidationError as exc:
         error = exc.errors()[0]
         return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"

@@ -144,6 +144,23 @@ def test_report_on_a_hand_edited_manifest_names_the_entry_and_field(tmp_path, ma
     assert sorted(p.name for p in run.iterdir()) == ["judgements.jsonl", "manifest.json", "scores.jsonl"]
 
 
+@pytest.mark.parametrize("model_manifest,problem", [
+    ("[1]", "a JSON object was expected, not list"),
+    ('{"train": 5}', "train: Input should be a valid dictionary or instance of Train"),
+    ('{"train": {"loss_history": 5}}', "train.loss_history: Input should be a valid list"),
+    ('{"train": {"loss_history": [{"step": 1, "loss": "low"}]}}', "train.loss_history.0.loss: Input should be a valid number"),
+])
+def test_report_on_a_hand_edited_model_manifest_names_the_entry_and_field(tmp_path, model_manifest, problem):
+    """Issue 23 item 16: a trained model's manifest in the run dir is checked the same way."""
+    run = _hand_run(tmp_path)
+    path = run / "models" / "filtered" / "manifest.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(model_manifest)
+    result = run_cli("report", str(run))
+    assert (result.exit_code, result.output) == (2, f"Error: {path}: not a trained model's manifest: {problem}\n")
+    assert sorted(p.name for p in run.iterdir()) == ["judgements.jsonl", "manifest.json", "models", "scores.jsonl"]
+
+
 @pytest.mark.filterwarnings("ignore:Glyph 13")  # the test set's \r in the plot's labels
 def test_report_md_escapes_markdown_in_untrusted_strings(tmp_path):
     """Issue 23 item 17: model names, statuses, stage and test-set names reach report.md as text: no remote

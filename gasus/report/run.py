@@ -99,8 +99,13 @@ def summarize_run(run_dir: str | Path, manifest: dict[str, Any] | None = None) -
         path = run_dir / "models" / name / "manifest.json"
         if path.is_file():
             from ..io import read_json
+            from ..manifest import manifest_problem
 
-            history = read_json(path).get("train", {}).get("loss_history") or []
+            model_manifest = read_json(path)
+            problem = manifest_problem(model_manifest, model=True)
+            if problem is not None:
+                raise BadInputError(f"{path}: not a trained model's manifest: {problem}")
+            history = model_manifest.get("train", {}).get("loss_history") or []
             losses[name] = [h for h in history if isinstance(h, dict) and "step" in h and "loss" in h]
     return RunSummary(run_dir, manifest, buckets, statuses, len(grades), threshold, rule, sweep, judge, losses,
                       warnings, health, length)

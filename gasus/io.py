@@ -398,11 +398,17 @@ def _rows_from_jsonl(path: Path) -> list[tuple[str, dict]]:
 
 def _rows_from_csv(path: Path) -> list[tuple[str, dict]]:
     text = _read_text(path)
+    # csv refuses a cell over 131,072 characters by default; no cell can be longer than the file, which is
+    # already in memory. The limit is the process's: raised only while this file is read, then put back.
+    limit = csv.field_size_limit()
     try:
+        csv.field_size_limit(max(limit, len(text)))
         reader = csv.DictReader(io.StringIO(text, newline=""))  # csv splits rows itself
         rows = [(f"line {reader.line_num}", dict(row)) for row in reader]
     except csv.Error as exc:
         raise BadInputError(f"{path}: invalid CSV: {exc}") from None
+    finally:
+        csv.field_size_limit(limit)
     for where, row in rows:
         if None in row:
             raise BadInputError(f"{path}: {where}: more cells than header columns")

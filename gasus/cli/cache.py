@@ -144,6 +144,7 @@ def migrate(summary):
     Example:
       gasus cache migrate
     """
+    check_paths(summary)
     report = _open(migrating=True).migrate()
     summary.items = report.converted
     summary.extra.update(memos=report.memos, broken=report.broken)

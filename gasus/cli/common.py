@@ -26,6 +26,14 @@ def console(stderr: bool = False):
 class GasusCommand(click.Command):
     """A command whose GasusErrors become one line on stderr and exit code 2."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        problem = _nul_argument(self, args)
+        if problem is not None:
+            if is_main_process():
+                click.echo(f"Error: {problem}", err=True)
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         # Under torchrun every rank runs the command and meets the same bad input: rank 0 says so.
         say = is_main_process()
@@ -49,6 +57,35 @@ class GasusCommand(click.Command):
             ctx.exit(130)
 
 
+def _nul_argument(command: click.Command, args: list[str]) -> str | None:
+    """Which argument holds a NUL byte, as "LABEL: 'value'", or None. A NUL names no file: click's own
+    path checks would fail on it with a traceback, so the raw arguments are looked at first."""
+    options = {name: p for p in command.params if isinstance(p, click.Option) for name in p.opts + p.secondary_opts}
+    arguments = [p for p in command.params if isinstance(p, click.Argument)]
+    positional, i, rest = 0, 0, False
+    while i < len(args):
+        arg, label, value = args[i], None, args[i]
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]
+        if not rest and arg == "--":
+            rest = True
+        elif not rest and arg.startswith("-") and name in options:
+            option = options[name]
+            label = "/".join(option.opts)
+            if arg != name:  # --opt=value, -ovalue
+                value = arg[len(name) + (1 if arg.startswith("--") else 0):]
+            elif not (option.is_flag or option.count):
+                i += 1
+                value = args[i] if i < len(args) else ""
+        else:
+            param = arguments[min(positional, len(arguments) - 1)] if arguments else None
+            label = param.human_readable_name if param is not None else "an argument"
+            positional += 1
+        if "\0" in value or "\0" in arg:
+            return f"{label}: {value!r} holds a NUL byte, which no file or name can hold"
+        i += 1
+    return None
+
+
 class GasusGroup(click.Group):
     command_class = GasusCommand
     group_class = type
@@ -62,6 +99,10 @@ def summary_option(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(*args, summary_json: str | None = None, **kwargs):
         summary = Summary(_command_name(click.get_current_context()), summary_json)
+        # Every command's summary is checked (not inside the cache, writable) before it does anything,
+        # so one that forgets to call check_paths still cannot write it over the cache; a command
+        # with inputs and outputs checks them all again, the summary among them.
+        check_paths(summary)
         try:
             result = func(*args, summary=summary, **kwargs)
         except GasusError as exc:

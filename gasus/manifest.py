@@ -21,7 +21,7 @@ from typing import Any
 
 from . import __version__
 from .errors import BadInputError
-from .io import compression, count_rows, file_kind, read_json, sha256_file, write_json
+from .io import compression, count_lines, count_rows, file_kind, read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 STAGES = ("grade", "select", "check", "train", "generate", "judge", "report")
@@ -63,7 +63,9 @@ def file_record(path: str | Path) -> dict[str, Any]:
         return {"sha256": h.hexdigest()}
     record: dict[str, Any] = {"sha256": sha256_file(path)}
     kind = file_kind(path)
-    if compression(path) and kind in ("json", "jsonl"):  # the rows of the decompressed data
+    if compression(path) and kind == "jsonl":  # the lines of the decompressed data, counted as they come
+        record["rows"] = count_lines(path)
+    elif compression(path) and kind == "json":
         record["rows"] = count_rows(path, max_rows=0)
     elif kind == "jsonl":
         with open(path, "rb") as handle:

@@ -7,6 +7,7 @@ cache, and a trained model whose manifest matches the data and settings is reuse
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import math
 import os
@@ -26,6 +27,8 @@ class DataConfig:
     path: str = field(metadata={"help": "The instruction dataset to filter (any format gasus reads)."})
     format: str = field(default="alpaca", metadata={"help": "alpaca or dolly field layout."})
     max_rows: int = field(default=1_000_000, metadata={"help": "Refuse a dataset with more rows (0: no limit)."})
+    max_expansion: int = field(default=200, metadata={
+        "help": "Refuse a compressed input that decompresses to more than this many times its size (0: no limit)."})
 
     def __post_init__(self):
         from .io import FORMATS
@@ -34,6 +37,8 @@ class DataConfig:
             raise ValueError(f"[data] format must be {' or '.join(FORMATS)}, got '{self.format}'")
         if self.max_rows < 0:
             raise ValueError(f"[data] max_rows must be 0 (no limit) or more, got {self.max_rows}")
+        if self.max_expansion < 0:
+            raise ValueError(f"[data] max_expansion must be at least 0, got {self.max_expansion}")
 
 
 @dataclass(frozen=True)
@@ -481,6 +486,11 @@ def _can_resume(model_dir: Path, intent: dict[str, Any]) -> bool:
 
 def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
     """Run every stage in order, keeping `manifest.json` up to date; returns what each did."""
+    # [data] max_expansion holds for every file the run reads, and only for this run.
+    return contextvars.copy_context().run(_run_pipeline, config, on_stage)
+
+
+def _run_pipeline(config: RunConfig, on_stage: Callable[[StageReport], None] | None) -> list[StageReport]:
     from . import judge as jd
     from . import report
     from .backends import CachedModel, load_backend
@@ -489,13 +499,22 @@ def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] |
     from .diagnostics import grade_health, judge_length, served_warning
     from .generate import generate_answers
     from .grade import grade_examples, grading_prompt, write_scores
-    from .io import FieldMap, check_outputs, load_examples, write_json, write_jsonl, write_records
+    from .io import (
+        FieldMap,
+        check_outputs,
+        load_examples,
+        set_max_expansion,
+        write_json,
+        write_jsonl,
+        write_records,
+    )
     from .manifest import RunManifest, StageRecord, model_record
     from .report.run import write_report
     from .selection import PAPER_THRESHOLD, select_random, select_threshold, select_top_k
     from .testsets import load_testsets
     from .train import TrainConfig, data_fingerprint, train
 
+    set_max_expansion(config.data.max_expansion)
     out = config.out_dir
     inputs, outputs = run_paths(config)
     check_outputs(outputs, inputs, protected_dir=default_cache_dir())

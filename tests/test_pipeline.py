@@ -438,3 +438,20 @@ def test_demo_run_dir_and_threshold(tmp_path, scripted, monkeypatch):
 def test_run_demo_arguments(args, message):
     result = run_cli("run", *args)
     assert (result.exit_code, result.output.strip()) == (2, message)
+
+
+def test_run_data_max_expansion_refuses_a_decompression_bomb(tmp_path):
+    """[data] max_expansion is the run's --max-expansion: a bomb is refused before any stage runs."""
+    import gzip
+
+    bomb = tmp_path / "d.jsonl.gz"
+    bomb.write_bytes(gzip.compress(b" " * 2**22))
+    size = bomb.stat().st_size
+    config = _write(tmp_path, f"out_dir = 'out'\n[data]\npath = '{bomb}'\nmax_expansion = 50\n")
+    result = run_cli("run", str(config))
+    assert (result.exit_code, result.output.splitlines()[-1]) == (
+        2, f"Error: {bomb}: decompresses to more than {2**20:,} bytes, over --max-expansion 50 times its {size:,} "
+           "bytes; give a larger --max-expansion (0: no limit) to read it")
+    result = run_cli("run", str(_write(tmp_path, f"[data]\npath = '{bomb}'\nmax_expansion = -1\n")))
+    assert (result.exit_code, result.output) == (
+        2, f"Error: {tmp_path / 'run.toml'}: [data] max_expansion must be at least 0, got -1\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from ..distributed import is_main_process
 from ..errors import GasusError, OutputConflictError, OutputPathError
 
 INTERRUPTED = "gasus.interrupted"  # ctx.meta key: the message Ctrl-C prints
+MAX_EXPANSION = "gasus.max_expansion"  # ctx.meta key: the command's --max-expansion
 
 
 def console(stderr: bool = False):
@@ -38,7 +40,8 @@ class GasusCommand(click.Command):
         # Under torchrun every rank runs the command and meets the same bad input: rank 0 says so.
         say = is_main_process()
         try:
-            return super().invoke(ctx)
+            # What the options set for the library (--max-expansion) lasts as long as this command.
+            return contextvars.copy_context().run(self._invoke_with_limits, ctx)
         except GasusError as exc:
             if say:
                 click.echo(f"Error: {exc}", err=True)
@@ -55,6 +58,13 @@ class GasusCommand(click.Command):
                 click.echo(ctx.meta.get(INTERRUPTED, "Interrupted: everything finished so far is in the cache; "
                                                      "rerun to continue."), err=True)
             ctx.exit(130)
+
+    def _invoke_with_limits(self, ctx: click.Context) -> Any:
+        if MAX_EXPANSION in ctx.meta:
+            from ..io import set_max_expansion
+
+            set_max_expansion(ctx.meta[MAX_EXPANSION])
+        return super().invoke(ctx)
 
 
 def _nul_argument(command: click.Command, args: list[str]) -> str | None:
@@ -84,6 +94,22 @@ def _nul_argument(command: click.Command, args: list[str]) -> str | None:
             return f"{label}: {value!r} holds a NUL byte, which no file or name can hold"
         i += 1
     return None
+
+
+def _keep_max_expansion(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value < 0:
+        raise click.BadParameter(f"must be at least 0, got {value}")
+    ctx.meta[MAX_EXPANSION] = value
+    return value
+
+
+def max_expansion_option(func: Callable) -> Callable:
+    """--max-expansion, the guard on compressed inputs; it reaches the library through the command's
+    context (io.max_expansion()), not as an argument of the command."""
+    return click.option(
+        "--max-expansion", type=int, default=200, show_default=True, expose_value=False, callback=_keep_max_expansion,
+        help="Refuse a compressed input (.gz, .bz2, .xz, .zst) that decompresses to more than this many times "
+             "its size, checked as it is read (0: no limit).")(func)
 
 
 class GasusGroup(click.Group):
@@ -204,6 +230,7 @@ def dataset_options(func: Callable) -> Callable:
         click.option("--max-rows", type=int, default=1_000_000, show_default=True,
                      help="Refuse a dataset with more rows than this (0: no limit); Parquet is checked before "
                           "any row is read."),
+        max_expansion_option,
     ]
     for option in reversed(options):
         func = option(func)

@@ -529,7 +529,7 @@ class Cache:
                     old = {"value": None}  # unreadable here: a conflict like any other
                 if old is None:
                     report.added += 1
-                elif old["value"] == entry["value"]:
+                elif isinstance(old, dict) and old.get("value") == entry["value"]:  # else a conflict
                     report.unchanged += 1
                     continue
                 elif overwrite:

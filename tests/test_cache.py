@@ -501,3 +501,25 @@ def test_cache_import_refuses_a_reasoning_of_5_and_a_cached_one_is_a_clear_error
     assert run_cli("grade", str(data), "-o", str(out), "--grader", f"replay:{replay}").exit_code == 0
     assert run_cli("cache", "verify").output == f"checked {len(Cache())} entries: all readable\n"
     assert [(r["score"], r["reasoning"]) for r in map(json.loads, out.read_text().splitlines())] == [(4.0, None)]
+
+
+def test_cache_import_over_an_entry_that_is_not_an_object_is_a_conflict_and_reading_it_a_clear_error(tmp_path):
+    """Review item 10, an entry already in the cache: a stored list is never indexed as an entry."""
+    import sqlite3
+
+    key = "4" * 64
+    cache = Cache()
+    cache.put(key, {"text": "4"}, backend="openai", model="m")
+    cache.close()
+    with sqlite3.connect(tmp_path / "cache" / "cache.db") as db:
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", ("[1, 2]", key))
+    with pytest.raises(CacheError) as err:
+        Cache().get(key)
+    assert str(err.value) == (f"{tmp_path / 'cache'}: entry {key[:16]}… is not a model call's entry, which gasus "
+                              "cannot read back; `gasus cache verify` lists such entries and `gasus cache migrate` drops them")
+    f = tmp_path / "in.jsonl"
+    f.write_text(_export_line(key, {"text": "5"}))
+    report = Cache().import_(f)
+    assert (report.read, report.added, report.unchanged, report.replaced, report.conflicts) == (1, 0, 0, 0, [key])
+    assert Cache().import_(f, overwrite=True).replaced == 1
+    assert Cache().get(key) == {"text": "5"}

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from ..distributed import is_main_process
-from ..errors import GasusError, OutputConflictError, OutputPathError
+from ..errors import GasusError, GasusWarning, OutputConflictError, OutputPathError
 
 INTERRUPTED = "gasus.interrupted"  # ctx.meta key: the message Ctrl-C prints
 
@@ -30,7 +32,8 @@ class GasusCommand(click.Command):
         # Under torchrun every rank runs the command and meets the same bad input: rank 0 says so.
         say = is_main_process()
         try:
-            return super().invoke(ctx)
+            with _warnings_as_lines(say):
+                return super().invoke(ctx)
         except GasusError as exc:
             if say:
                 click.echo(f"Error: {exc}", err=True)
@@ -47,6 +50,25 @@ class GasusCommand(click.Command):
                 click.echo(ctx.meta.get(INTERRUPTED, "Interrupted: everything finished so far is in the cache; "
                                                      "rerun to continue."), err=True)
             ctx.exit(130)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(say: bool):
+    """Each distinct GasusWarning the library raises becomes one `Warning: ...` line on stderr."""
+    shown: set[str] = set()
+    previous = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if not issubclass(category, GasusWarning):
+            return previous(message, category, *args, **kwargs)
+        if say and str(message) not in shown:
+            shown.add(str(message))
+            click.echo(f"Warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", GasusWarning)  # a later run in one process is told again
+        warnings.showwarning = show
+        yield
 
 
 class GasusGroup(click.Group):

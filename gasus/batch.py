@@ -18,13 +18,14 @@ import json
 import re
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .backends.base import CLAIM_POLL_SECONDS, CachedModel, Request, Result, TransientError
-from .errors import BackendError, BadInputError
+from .errors import BackendError, BadInputError, GasusError, GasusWarning
 
 MAX_REQUESTS = 50_000  # the Batch API's limit of requests per input file
 MAX_BYTES = 200 * 1024 * 1024  # and of an input file's size
@@ -62,6 +63,19 @@ class BatchPending(Exception):  # noqa: N818 (not an error: a run with --no-wait
         self.submitted = submitted  # batches this run submitted
 
 
+class BatchHeld(BatchPending, GasusError):
+    """Raised by a run without `--batch` once it has asked everything but the requests that live
+    batches hold: those are pending, neither sent again nor failed. grade and judge report it as
+    pending; elsewhere (`gasus run`) it is a one-line error."""
+
+    def __init__(self, journals: list[dict[str, Any]], held: dict[str, int]):
+        super().__init__(journals, 0)
+        self.held = held  # journal id -> distinct requests of this run it holds
+        self.lines = [f"{held[r['id']]} request(s) are in live batch {batch_name(r)}: `gasus batch wait`, or rerun "
+                      "with `--batch`" for r in journals]
+        self.args = ("; ".join(self.lines),)
+
+
 # ---------------------------------------------------------------- the journal
 
 
@@ -69,8 +83,63 @@ def journal_dir(cache_dir: Path) -> Path:
     return Path(cache_dir) / JOURNAL_DIR
 
 
+_JOURNAL_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,99}")  # what _record writes: a file name and nothing more
+_STATES = ("preparing", "submitted", "collected")
+
+
+def journal_problem(record: Any, name: str) -> str | None:
+    """What makes a journal read from the file `name` (its stem) unusable, or None: every field
+    a batch command or a run reads has its type, and its id is the file's own name."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    ident = record.get("id")
+    if not isinstance(ident, str) or not _JOURNAL_ID.fullmatch(ident):
+        return "no valid id"
+    if ident != name:
+        return f"its id {ident!r} is not its file name"
+    if record.get("journal", 1) != 1:
+        return "an unknown journal version"
+    if not _number(record.get("created")) or ("collected" in record and not _number(record["collected"])):
+        return "a time that is not a number"
+    if record.get("state") not in _STATES:
+        return "an unknown state"
+    for attr in ("base_url", "api_key_env", "model", "label", "endpoint", "mode"):
+        if not _text(record.get(attr)):
+            return f"no valid {attr}"
+    for attr in ("input_file_id", "batch_id", "status"):
+        if record.get(attr) is not None and not _text(record.get(attr)):
+            return f"no valid {attr}"
+    if not isinstance(record.get("raw"), bool):
+        return "no valid raw"
+    keys = record.get("keys")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        return "keys that are not a list of strings"
+    counts = record.get("counts")
+    if not isinstance(counts, dict) or not all(_count(v) for v in counts.values()):
+        return "counts that are not numbers"
+    failed = record.get("failed")
+    if not isinstance(failed, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) for v in failed.values()):
+        return "failed requests that are not [kind, message] pairs"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> bool:
+    # Shown in tables and warnings: no control character may reach a terminal.
+    return isinstance(value, str) and 0 < len(value) <= 2048 and value.isprintable()
+
+
 def load_journals(cache_dir: Path) -> list[dict[str, Any]]:
-    """Every batch journal in the cache dir, oldest first."""
+    """Every batch journal in the cache dir, oldest first. A file that is not a whole journal (a
+    cache dir may come from anyone) is skipped with a GasusWarning naming it."""
     records = []
     d = journal_dir(cache_dir)
     if not d.is_dir():
@@ -78,19 +147,28 @@ def load_journals(cache_dir: Path) -> list[dict[str, Any]]:
     for path in d.glob("*.json"):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # never written whole (the rename is atomic): a crafted or foreign file
-        if isinstance(record, dict) and isinstance(record.get("keys"), list):
-            records.append(record)
-    return sorted(records, key=lambda r: (r.get("created", 0), r.get("id", "")))
+        except (OSError, ValueError, RecursionError):
+            record = None  # never written whole (the rename is atomic): a crafted or foreign file
+        problem = journal_problem(record, path.stem) if record is not None else "not JSON"
+        if problem is not None:
+            warnings.warn(f"skipped batch journal {ascii(str(path))[1:-1]}: {problem}", GasusWarning, stacklevel=2)
+            continue
+        records.append(record)
+    return sorted(records, key=lambda r: (r["created"], r["id"]))
 
 
 def save_journal(cache_dir: Path, record: dict[str, Any]) -> None:
     from .io import write_json
 
+    if not isinstance(record.get("id"), str) or not _JOURNAL_ID.fullmatch(record["id"]):
+        raise BadInputError(f"batch journal id {record.get('id')!r}: not a journal id")  # never a path
     d = journal_dir(cache_dir)
     d.mkdir(exist_ok=True)
     write_json(d / f"{record['id']}.json", record, indent=None)
+
+
+def batch_name(record: dict[str, Any]) -> str:
+    return str(record.get("batch_id") or f"(journal {record['id']}, not submitted)")
 
 
 def is_live(record: dict[str, Any]) -> bool:
@@ -100,12 +178,41 @@ def is_live(record: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------- the client
 
 
-def backend_for(record: dict[str, Any]):
-    from .backends import BackendOptions
+def backend_for(record: dict[str, Any], backend: Any):
+    """A client for the journal's model on `backend`'s own server with its own key: a journal
+    names neither the host nor the key a request goes to (it may come from anyone's cache dir)."""
     from .backends.openai import OpenAIBackend
 
-    return OpenAIBackend(record["model"], BackendOptions(base_url=record["base_url"],
-                                                         api_key_env=record["api_key_env"]))
+    if not journal_matches(record, backend):
+        raise BackendError(skipped_message(record, backend))
+    if record["model"] == backend.target:
+        return backend
+    return OpenAIBackend(record["model"], backend.options)
+
+
+def journal_matches(record: dict[str, Any], backend: Any) -> bool:
+    """Whether the journal's batches live on this backend: the same server and the same key variable."""
+    return (getattr(backend, "name", None) == "openai" and record["base_url"] == _public(backend)
+            and record["api_key_env"] == backend.options.api_key_env)
+
+
+def skipped_message(record: dict[str, Any], backend: Any) -> str:
+    where = f"{_public(backend)} with key variable {backend.options.api_key_env}" \
+        if getattr(backend, "name", None) == "openai" else backend.label
+    return (f"skipped batch journal {record['id']}: its batch is on {record['base_url']} with key variable "
+            f"{record['api_key_env']}, not on {where}; it was not contacted")
+
+
+def skip_foreign(records: list[dict[str, Any]], backend: Any, warn: Callable[[dict[str, Any]], bool] = is_live,
+                 ) -> list[dict[str, Any]]:
+    """The journals of this backend; each other one that `warn` picks is named in a GasusWarning."""
+    mine = []
+    for record in records:
+        if journal_matches(record, backend):
+            mine.append(record)
+        elif warn(record):
+            warnings.warn(skipped_message(record, backend), GasusWarning, stacklevel=2)
+    return mine
 
 
 class BatchClient:
@@ -256,7 +363,7 @@ class BatchJobs:
         self.options = options or BatchOptions()
         self.requests = requests or {}  # key -> request, to upload again a file a killed run never sent
         self.cache_dir = model.cache.directory
-        self._clients: dict[tuple[str, str, str], BatchClient] = {}
+        self._clients: dict[str, BatchClient] = {}  # by model, all on this backend's server
         self.collected: dict[str, dict[str, Any]] = {}  # key -> value, this run
         self.failed: dict[str, tuple[str, str]] = {}  # key -> (kind, message), this run or a journal's
         self.submitted = 0  # batches this run created
@@ -265,13 +372,10 @@ class BatchJobs:
         self.claimed: set[str] = set()  # the claims this run took
 
     def client(self, record: dict[str, Any]) -> BatchClient:
-        ident = (record["base_url"], record["api_key_env"], record["model"])
-        if ident not in self._clients:
-            backend = self.model.backend
-            if (record["model"], record["base_url"]) != (backend.target, _public(backend)):
-                backend = backend_for(record)
-            self._clients[ident] = BatchClient(backend)
-        return self._clients[ident]
+        backend = backend_for(record, self.model.backend)  # refuses a journal of another server or key
+        if record["model"] not in self._clients:
+            self._clients[record["model"]] = BatchClient(backend)
+        return self._clients[record["model"]]
 
     # ------------------------------------------------------------ submit
 
@@ -279,7 +383,9 @@ class BatchJobs:
         """The live batches that hold the requests, submitting those no batch holds. Requests that
         failed in a finished batch are resubmitted only with retry_failed; until then they are failed."""
         latest: dict[str, dict[str, Any]] = {}
-        for record in load_journals(self.cache_dir):
+        # Another server's journal is never contacted: what it holds is asked here as if it were not there.
+        for record in skip_foreign(load_journals(self.cache_dir), self.model.backend,
+                                   lambda r: not keyed.keys().isdisjoint(r["keys"])):
             for key in record["keys"]:
                 latest[key] = record
         live: dict[str, dict[str, Any]] = {}
@@ -455,6 +561,8 @@ class BatchJobs:
                         value = backend.read_reply(request, item["response"]["body"])
                     except TransientError as exc:
                         kind, message = exc.kind, str(exc)
+                        if kind == "no_completion":  # in a batch's output that is its line's fault, and final
+                            kind = "invalid_line"
                     except BackendError as exc:  # a reply that cannot answer this mode (no logprobs)
                         kind, message = "unusable_reply", str(exc)
                     except (AttributeError, TypeError, ValueError):  # a completion of the wrong shape inside
@@ -556,9 +664,20 @@ def claim_and_submit(jobs: BatchJobs, keyed: dict[str, Request], refresh: Collec
 def batch_runner(model: CachedModel, options: BatchOptions | None,
                  on_poll: Callable[[list[dict[str, Any]]], None] | None = None):
     """A callable shaped like `model.run` that asks the cache misses through batches, or None
-    without `options` (the synchronous path). Budget growth (gasus.thinking) runs each round through it."""
+    without `options` (the synchronous path), or, when live batches of this backend exist, one that sends
+    all but what they hold (`run_beside_batches`). Budget growth (gasus.thinking) runs each round through it."""
     if options is None:
-        return None
+        if getattr(model.backend, "name", None) != "openai":
+            return None  # only openai: models have batches
+        if not any(is_live(r) for r in skip_foreign(load_journals(model.cache.directory), model.backend,
+                                                    warn=lambda r: False)):
+            return None
+
+        def run_sync(requests: Sequence[Request], on_result: Callable[[int, Result], None] | None = None,
+                     refresh: Collection[int] = (), collect: bool = True) -> list[Result]:
+            return run_beside_batches(model, requests, on_result, refresh=refresh, collect=collect)
+
+        return run_sync
 
     def run(requests: Sequence[Request], on_result: Callable[[int, Result], None] | None = None,
             refresh: Collection[int] = (), collect: bool = True) -> list[Result]:
@@ -609,6 +728,38 @@ def run_batched(model: CachedModel, requests: Sequence[Request],
         for i in positions:
             model.deliver(results, i, result, on_result, collect)
     return results  # type: ignore[return-value]
+
+
+def run_beside_batches(model: CachedModel, requests: Sequence[Request],
+                       on_result: Callable[[int, Result], None] | None = None, refresh: Collection[int] = (),
+                       collect: bool = True) -> list[Result]:
+    """`model.run` without `--batch`, except that a request a live batch of this backend holds is not
+    sent again (that would pay for it twice): the rest are asked, then BatchHeld names the batches."""
+    keys = model.keys(requests)
+    wanted = set(keys)
+    latest: dict[str, dict[str, Any]] = {}  # as BatchJobs.submit reads them: the newest journal of a key
+    for record in skip_foreign(load_journals(model.cache.directory), model.backend,
+                               lambda r: is_live(r) and not wanted.isdisjoint(r["keys"])):
+        for key in record["keys"]:
+            latest[key] = record
+    waiting = {i for i, key in enumerate(keys) if key in latest and is_live(latest[key]) and key not in model.cache}
+    if not waiting:
+        return model.run(requests, on_result, refresh, collect=collect)
+    rest = [i for i in range(len(requests)) if i not in waiting]
+
+    def take(j: int, result: Result) -> None:
+        if on_result is not None:
+            on_result(rest[j], result)
+
+    again = set(refresh)
+    model.run([requests[i] for i in rest], take, {j for j, i in enumerate(rest) if i in again}, collect=False)
+    held: dict[str, int] = {}
+    journals: dict[str, dict[str, Any]] = {}
+    for key in sorted({keys[i] for i in waiting}):
+        record = latest[key]
+        held[record["id"]] = held.get(record["id"], 0) + 1
+        journals[record["id"]] = record
+    raise BatchHeld(sorted(journals.values(), key=lambda r: (r["created"], r["id"])), held)
 
 
 def live_journals(cache_dir: Path, ids: Iterable[str] = ()) -> list[dict[str, Any]]:

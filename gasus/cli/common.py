@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from ..distributed import is_main_process
-from ..errors import GasusError, OutputConflictError, OutputPathError
+from ..errors import GasusError, GasusWarning, OutputConflictError, OutputPathError
 
 INTERRUPTED = "gasus.interrupted"  # ctx.meta key: the message Ctrl-C prints
 MAX_EXPANSION = "gasus.max_expansion"  # ctx.meta key: the command's --max-expansion
@@ -40,8 +42,9 @@ class GasusCommand(click.Command):
         # Under torchrun every rank runs the command and meets the same bad input: rank 0 says so.
         say = is_main_process()
         try:
-            # What the options set for the library (--max-expansion) lasts as long as this command.
-            return contextvars.copy_context().run(self._invoke_with_limits, ctx)
+            with _warnings_as_lines(say):
+                # What the options set for the library (--max-expansion) lasts as long as this command.
+                return contextvars.copy_context().run(self._invoke_with_limits, ctx)
         except GasusError as exc:
             if say:
                 click.echo(f"Error: {exc}", err=True)
@@ -110,6 +113,25 @@ def max_expansion_option(func: Callable) -> Callable:
         "--max-expansion", type=int, default=200, show_default=True, expose_value=False, callback=_keep_max_expansion,
         help="Refuse a compressed input (.gz, .bz2, .xz, .zst) that decompresses to more than this many times "
              "its size, checked as it is read (0: no limit).")(func)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(say: bool):
+    """Each distinct GasusWarning the library raises becomes one `Warning: ...` line on stderr."""
+    shown: set[str] = set()
+    previous = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if not issubclass(category, GasusWarning):
+            return previous(message, category, *args, **kwargs)
+        if say and str(message) not in shown:
+            shown.add(str(message))
+            click.echo(f"Warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", GasusWarning)  # a later run in one process is told again
+        warnings.showwarning = show
+        yield
 
 
 class GasusGroup(click.Group):

@@ -135,6 +135,7 @@ def scripted(monkeypatch, tmp_path):
     """Every model stage scripted (grades, training, answers, judgements), so the pipeline's own
     logic runs in a second: `scripted.scores` and `scripted.judge_status` steer what comes back."""
     import types
+    from pathlib import Path
 
     from gasus import backends as backends_module
     from gasus import generate, grade, judge, train
@@ -148,7 +149,7 @@ def scripted(monkeypatch, tmp_path):
                       None if s is not None else "no score") for i, (e, s) in enumerate(zip(examples, scores))]
 
     def fake_train(subset, settings, model_dir, *, base=None, data_source=None, replace=False, **kwargs):
-        model_dir = train.Path(model_dir)
+        model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         if state.interrupt_train:  # killed after its first checkpoint
             (model_dir / "checkpoints" / "checkpoint-1").mkdir(parents=True)

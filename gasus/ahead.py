@@ -51,7 +51,8 @@ class Ahead(Generic[T]):
         if size >= (MIN_BYTES if min_bytes is None else min_bytes) and can_fork():
             context = multiprocessing.get_context("fork")
             self.receive, send = context.Pipe(duplex=False)
-            self.process = context.Process(target=_child, args=(send, func, args), daemon=True)
+            self.process = context.Process(target=_child, args=(self.receive, send, os.getpid(), func, args),
+                                           daemon=True)
             self.process.start()
             send.close()  # the child holds the only write end: if it dies, recv() ends with EOFError
 
@@ -101,7 +102,27 @@ class Ahead(Generic[T]):
         self.close()
 
 
-def _child(send: Any, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with(parent: int) -> None:
+    """Have Linux kill this process when its parent dies (a parent killed by a signal runs no cleanup
+    that would stop it), and exit now if the parent died before that was asked."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the closed read end below still ends a write with EPIPE
+        pass
+    if os.getppid() != parent:  # orphaned already: adopted by init or a subreaper
+        os._exit(1)
+
+
+def _child(receive: Any, send: Any, parent: int, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    # The read end came with the fork: held here too, a dead parent would leave the child's write of its
+    # result waiting forever on a pipe with a reader; closed, the write fails (EPIPE) instead.
+    receive.close()
+    _die_with(parent)
     # Ctrl-C reaches the whole process group: the parent stops this child, which says nothing itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

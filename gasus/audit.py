@@ -9,7 +9,8 @@ Text is compared as words after Unicode NFKC and case folding. Two kinds of over
   word shingles at or above a threshold; candidates come from MinHash LSH (datasketch) and are
   confirmed by the exact Jaccard, so the estimate never decides alone.
 
-`self_duplicates` finds near-duplicate groups inside one dataset the same way, over whole rows.
+`self_duplicates` finds near-duplicate groups inside one dataset the same way, over whole rows,
+each row looked up among one representative per group found so far.
 The work is linear in the data: each row is hashed once and looked up, never compared pairwise.
 """
 
@@ -196,37 +197,34 @@ def check_against(examples: Sequence[Example], references: Sequence[Reference],
 
 def self_duplicates(examples: Sequence[Example], config: AuditConfig | None = None
                     ) -> tuple[list[dict[str, Any]], list[list[int]]]:
-    """Near-duplicate pairs inside a dataset (whole rows, Jaccard confirmed) and the groups they join
-    (connected components, each a sorted list of row indexes, groups ordered by their first row)."""
-    import numpy as np
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+    """Near-duplicate groups inside a dataset (whole rows, Jaccard confirmed), grouped as they are found:
+    only the first row of each group (its representative) is indexed, and a row joins the group whose
+    representative it is most like (at or above the threshold; the earlier group on a tie), else starts
+    one. One hit per row that joined a group, naming its representative (`other_index`), never one per
+    pair: a thousand copies of a row cost what a thousand distinct rows cost. Groups are sorted lists of
+    row indexes, ordered by their first row."""
     config = config or AuditConfig()
     row_sets = [shingles(words(_row_text(e)), config.shingle) for e in examples]
     lsh = _lsh(config.threshold, config.num_perm)
-    hits, pairs = [], []
+    hits = []
+    joined: dict[int, list[int]] = {}  # representative's position -> the positions that joined it
     for position, (example, row_set, m) in enumerate(zip(examples, row_sets,
                                                          _minhashes(row_sets, config.num_perm))):
         if not row_set:
             continue
+        best, best_similarity = None, 0.0
         for other in sorted(lsh.query(m)):
             similarity = jaccard(row_set, row_sets[other])
-            if similarity >= config.threshold:
-                pairs.append((other, position))
-                hits.append({"index": example.index, "id": example.id, "testset": "self",
-                             "other_index": examples[other].index, "kind": "near",
-                             "evidence": round(similarity, 4)})
-        lsh.insert(position, m)
-    if not pairs:
-        return hits, []
-    a, b = np.array(pairs).T
-    graph = coo_matrix((np.ones(len(pairs)), (a, b)), shape=(len(examples), len(examples)))
-    _, labels = connected_components(graph, directed=False)
-    members: dict[int, list[int]] = {}
-    for position in sorted({p for pair in pairs for p in pair}):
-        members.setdefault(int(labels[position]), []).append(examples[position].index)
-    return hits, sorted(members.values())
+            if similarity >= config.threshold and similarity > best_similarity:
+                best, best_similarity = other, similarity
+        if best is None:
+            lsh.insert(position, m)
+            continue
+        joined.setdefault(best, []).append(position)
+        hits.append({"index": example.index, "id": example.id, "testset": "self",
+                     "other_index": examples[best].index, "kind": "near", "evidence": round(best_similarity, 4)})
+    groups = [sorted(examples[p].index for p in (first, *rest)) for first, rest in joined.items()]
+    return hits, sorted(groups)
 
 
 def testset_references(names: str | Sequence[str], testsets_dir: str | None = None) -> list[Reference]:

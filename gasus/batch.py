@@ -15,19 +15,23 @@ requests keeps them in its journal; they are reported, and resubmitted only with
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .backends.base import CLAIM_POLL_SECONDS, CachedModel, Request, Result, TransientError
-from .errors import BackendError, BadInputError
+from .errors import BackendError, BadInputError, GasusError, GasusWarning
 
 MAX_REQUESTS = 50_000  # the Batch API's limit of requests per input file
 MAX_BYTES = 200 * 1024 * 1024  # and of an input file's size
 JOURNAL_DIR = "batches"  # inside the cache dir
+COLLECT = "batch:"  # + a journal's id: the claim of the run that collects that batch (BatchJobs.poll)
+_JOURNAL_ID = re.compile(r"[0-9A-Za-z_-]{1,100}")  # what `_record` names a journal
 ENDED = ("completed", "failed", "expired", "cancelled")  # a batch in any other state is live
 
 
@@ -59,6 +63,19 @@ class BatchPending(Exception):  # noqa: N818 (not an error: a run with --no-wait
         self.submitted = submitted  # batches this run submitted
 
 
+class BatchHeld(BatchPending, GasusError):
+    """Raised by a run without `--batch` once it has asked everything but the requests that live
+    batches hold: those are pending, neither sent again nor failed. grade and judge report it as
+    pending; elsewhere (`gasus run`) it is a one-line error."""
+
+    def __init__(self, journals: list[dict[str, Any]], held: dict[str, int]):
+        super().__init__(journals, 0)
+        self.held = held  # journal id -> distinct requests of this run it holds
+        self.lines = [f"{held[r['id']]} request(s) are in live batch {batch_name(r)}: `gasus batch wait`, or rerun "
+                      "with `--batch`" for r in journals]
+        self.args = ("; ".join(self.lines),)
+
+
 # ---------------------------------------------------------------- the journal
 
 
@@ -66,8 +83,63 @@ def journal_dir(cache_dir: Path) -> Path:
     return Path(cache_dir) / JOURNAL_DIR
 
 
+_JOURNAL_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,99}")  # what _record writes: a file name and nothing more
+_STATES = ("preparing", "submitted", "collected")
+
+
+def journal_problem(record: Any, name: str) -> str | None:
+    """What makes a journal read from the file `name` (its stem) unusable, or None: every field
+    a batch command or a run reads has its type, and its id is the file's own name."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    ident = record.get("id")
+    if not isinstance(ident, str) or not _JOURNAL_ID.fullmatch(ident):
+        return "no valid id"
+    if ident != name:
+        return f"its id {ident!r} is not its file name"
+    if record.get("journal", 1) != 1:
+        return "an unknown journal version"
+    if not _number(record.get("created")) or ("collected" in record and not _number(record["collected"])):
+        return "a time that is not a number"
+    if record.get("state") not in _STATES:
+        return "an unknown state"
+    for attr in ("base_url", "api_key_env", "model", "label", "endpoint", "mode"):
+        if not _text(record.get(attr)):
+            return f"no valid {attr}"
+    for attr in ("input_file_id", "batch_id", "status"):
+        if record.get(attr) is not None and not _text(record.get(attr)):
+            return f"no valid {attr}"
+    if not isinstance(record.get("raw"), bool):
+        return "no valid raw"
+    keys = record.get("keys")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        return "keys that are not a list of strings"
+    counts = record.get("counts")
+    if not isinstance(counts, dict) or not all(_count(v) for v in counts.values()):
+        return "counts that are not numbers"
+    failed = record.get("failed")
+    if not isinstance(failed, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) for v in failed.values()):
+        return "failed requests that are not [kind, message] pairs"
+    return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> bool:
+    # Shown in tables and warnings: no control character may reach a terminal.
+    return isinstance(value, str) and 0 < len(value) <= 2048 and value.isprintable()
+
+
 def load_journals(cache_dir: Path) -> list[dict[str, Any]]:
-    """Every batch journal in the cache dir, oldest first."""
+    """Every batch journal in the cache dir, oldest first. A file that is not a whole journal (a
+    cache dir may come from anyone) is skipped with a GasusWarning naming it."""
     records = []
     d = journal_dir(cache_dir)
     if not d.is_dir():
@@ -75,19 +147,28 @@ def load_journals(cache_dir: Path) -> list[dict[str, Any]]:
     for path in d.glob("*.json"):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # never written whole (the rename is atomic): a crafted or foreign file
-        if isinstance(record, dict) and isinstance(record.get("keys"), list):
-            records.append(record)
-    return sorted(records, key=lambda r: (r.get("created", 0), r.get("id", "")))
+        except (OSError, ValueError, RecursionError):
+            record = None  # never written whole (the rename is atomic): a crafted or foreign file
+        problem = journal_problem(record, path.stem) if record is not None else "not JSON"
+        if problem is not None:
+            warnings.warn(f"skipped batch journal {ascii(str(path))[1:-1]}: {problem}", GasusWarning, stacklevel=2)
+            continue
+        records.append(record)
+    return sorted(records, key=lambda r: (r["created"], r["id"]))
 
 
 def save_journal(cache_dir: Path, record: dict[str, Any]) -> None:
     from .io import write_json
 
+    if not isinstance(record.get("id"), str) or not _JOURNAL_ID.fullmatch(record["id"]):
+        raise BadInputError(f"batch journal id {record.get('id')!r}: not a journal id")  # never a path
     d = journal_dir(cache_dir)
     d.mkdir(exist_ok=True)
     write_json(d / f"{record['id']}.json", record, indent=None)
+
+
+def batch_name(record: dict[str, Any]) -> str:
+    return str(record.get("batch_id") or f"(journal {record['id']}, not submitted)")
 
 
 def is_live(record: dict[str, Any]) -> bool:
@@ -97,12 +178,41 @@ def is_live(record: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------- the client
 
 
-def backend_for(record: dict[str, Any]):
-    from .backends import BackendOptions
+def backend_for(record: dict[str, Any], backend: Any):
+    """A client for the journal's model on `backend`'s own server with its own key: a journal
+    names neither the host nor the key a request goes to (it may come from anyone's cache dir)."""
     from .backends.openai import OpenAIBackend
 
-    return OpenAIBackend(record["model"], BackendOptions(base_url=record["base_url"],
-                                                         api_key_env=record["api_key_env"]))
+    if not journal_matches(record, backend):
+        raise BackendError(skipped_message(record, backend))
+    if record["model"] == backend.target:
+        return backend
+    return OpenAIBackend(record["model"], backend.options)
+
+
+def journal_matches(record: dict[str, Any], backend: Any) -> bool:
+    """Whether the journal's batches live on this backend: the same server and the same key variable."""
+    return (getattr(backend, "name", None) == "openai" and record["base_url"] == _public(backend)
+            and record["api_key_env"] == backend.options.api_key_env)
+
+
+def skipped_message(record: dict[str, Any], backend: Any) -> str:
+    where = f"{_public(backend)} with key variable {backend.options.api_key_env}" \
+        if getattr(backend, "name", None) == "openai" else backend.label
+    return (f"skipped batch journal {record['id']}: its batch is on {record['base_url']} with key variable "
+            f"{record['api_key_env']}, not on {where}; it was not contacted")
+
+
+def skip_foreign(records: list[dict[str, Any]], backend: Any, warn: Callable[[dict[str, Any]], bool] = is_live,
+                 ) -> list[dict[str, Any]]:
+    """The journals of this backend; each other one that `warn` picks is named in a GasusWarning."""
+    mine = []
+    for record in records:
+        if journal_matches(record, backend):
+            mine.append(record)
+        elif warn(record):
+            warnings.warn(skipped_message(record, backend), GasusWarning, stacklevel=2)
+    return mine
 
 
 class BatchClient:
@@ -117,6 +227,10 @@ class BatchClient:
         key = backend._api_key() or "none"
         self.client = openai.OpenAI(api_key=key, base_url=backend.base_url, timeout=backend.options.timeout,
                                     max_retries=max(0, backend.options.max_attempts - 1))
+        # Creating a file or a batch is not idempotent: the SDK's retry after a reply lost on its way back
+        # (a 502, a timeout) would make and bill a second one. Those calls go out once each, and `_make`
+        # looks for what an ambiguous failure may have made before it sends another.
+        self.once = self.client.with_options(max_retries=0)
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         import openai
@@ -126,12 +240,53 @@ class BatchClient:
         except openai.APIError as exc:
             raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {exc}")) from None
 
-    def upload(self, name: str, data: bytes) -> str:
-        return self.call("uploading a batch file", self.client.files.create, file=(name, data), purpose="batch").id
+    def _make(self, what: str, make: Callable[[], Any], find: Callable[[], Any | None]) -> Any:
+        """make(), tried up to max_attempts times; after a failure that may have happened on the server
+        (no reply, a timeout, 408, 409 or 5xx), what `find` finds there is taken instead of a second one."""
+        import openai
+
+        attempts = self.backend.options.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return make()
+            except openai.APIConnectionError as exc:  # timeouts too: the request may have been served
+                last: Exception = exc
+            except openai.APIStatusError as exc:
+                last = exc
+                if exc.status_code == 429:
+                    if attempt < attempts:
+                        time.sleep(self.backend._backoff(attempt, None))
+                    continue  # refused before anything was made
+                if exc.status_code not in (408, 409) and exc.status_code < 500:
+                    raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {exc}")) from None
+            except openai.APIError as exc:
+                raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {exc}")) from None
+            found = find()
+            if found is not None:
+                return found
+            if attempt < attempts:
+                time.sleep(self.backend._backoff(attempt, None))
+        raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {last}")) from None
+
+    def upload(self, name: str, data: bytes, look_first: bool = False) -> str:
+        """The id of a new batch file of `data`, or of the one already uploaded under that name (a journal's
+        names are unique) when an earlier try may have made it."""
+        def find() -> str | None:
+            return self.find_file(name, len(data))
+
+        if look_first:
+            found = find()
+            if found is not None:
+                return found
+        return self._make("uploading a batch file",
+                          lambda: self.once.files.create(file=(name, data), purpose="batch").id, find)
 
     def create(self, file_id: str, endpoint: str, window: str, journal: str) -> Any:
-        return self.call("creating a batch", self.client.batches.create, input_file_id=file_id, endpoint=endpoint,
-                         completion_window=window, metadata={"gasus_journal": journal})
+        return self._make("creating a batch",
+                          lambda: self.once.batches.create(input_file_id=file_id, endpoint=endpoint,
+                                                           completion_window=window,
+                                                           metadata={"gasus_journal": journal}),
+                          lambda: self.find_by_input_file(file_id, journal))
 
     def retrieve(self, batch_id: str) -> Any:
         return self.call(f"reading batch {batch_id}", self.client.batches.retrieve, batch_id)
@@ -142,10 +297,20 @@ class BatchClient:
     def content(self, file_id: str) -> str:
         return self.call(f"reading file {file_id}", self.client.files.content, file_id).text
 
-    def find_by_input_file(self, file_id: str) -> Any | None:
+    def find_by_input_file(self, file_id: str, journal: str | None = None) -> Any | None:
+        """The batch made from the input file, or tagged with the journal's id."""
         for batch in self.call("listing batches", self.client.batches.list, limit=100):
-            if batch.input_file_id == file_id:
+            metadata = getattr(batch, "metadata", None)
+            tag = metadata.get("gasus_journal") if isinstance(metadata, dict) else None
+            if batch.input_file_id == file_id or (journal is not None and tag == journal):
                 return batch
+        return None
+
+    def find_file(self, name: str, size: int) -> str | None:
+        """The id of the whole batch file uploaded under `name`, if the server holds one."""
+        for item in self.call("listing files", self.client.files.list, purpose="batch"):
+            if getattr(item, "filename", None) == name and getattr(item, "bytes", None) == size:
+                return item.id
         return None
 
 
@@ -198,19 +363,19 @@ class BatchJobs:
         self.options = options or BatchOptions()
         self.requests = requests or {}  # key -> request, to upload again a file a killed run never sent
         self.cache_dir = model.cache.directory
-        self._clients: dict[tuple[str, str, str], BatchClient] = {}
+        self._clients: dict[str, BatchClient] = {}  # by model, all on this backend's server
         self.collected: dict[str, dict[str, Any]] = {}  # key -> value, this run
         self.failed: dict[str, tuple[str, str]] = {}  # key -> (kind, message), this run or a journal's
         self.submitted = 0  # batches this run created
+        self.skipped_lines = 0  # lines of output files that named no request of their batch
+        self.token = uuid.uuid4().hex  # this run's claims on collecting batches
+        self.claimed: set[str] = set()  # the claims this run took
 
     def client(self, record: dict[str, Any]) -> BatchClient:
-        ident = (record["base_url"], record["api_key_env"], record["model"])
-        if ident not in self._clients:
-            backend = self.model.backend
-            if (record["model"], record["base_url"]) != (backend.target, _public(backend)):
-                backend = backend_for(record)
-            self._clients[ident] = BatchClient(backend)
-        return self._clients[ident]
+        backend = backend_for(record, self.model.backend)  # refuses a journal of another server or key
+        if record["model"] not in self._clients:
+            self._clients[record["model"]] = BatchClient(backend)
+        return self._clients[record["model"]]
 
     # ------------------------------------------------------------ submit
 
@@ -218,7 +383,9 @@ class BatchJobs:
         """The live batches that hold the requests, submitting those no batch holds. Requests that
         failed in a finished batch are resubmitted only with retry_failed; until then they are failed."""
         latest: dict[str, dict[str, Any]] = {}
-        for record in load_journals(self.cache_dir):
+        # Another server's journal is never contacted: what it holds is asked here as if it were not there.
+        for record in skip_foreign(load_journals(self.cache_dir), self.model.backend,
+                                   lambda r: not keyed.keys().isdisjoint(r["keys"])):
             for key in record["keys"]:
                 latest[key] = record
         live: dict[str, dict[str, Any]] = {}
@@ -251,6 +418,9 @@ class BatchJobs:
 
     def _submit(self, endpoint: str, mode: str, raw: bool, chunk: list[tuple[str, bytes]]) -> dict[str, Any]:
         record = self._record(endpoint, mode, raw, [key for key, _ in chunk])
+        # The run that pays for a batch collects it while it lives: a call is counted once, by that run.
+        self.model.cache.claim([COLLECT + record["id"]], self.token)
+        self.claimed.add(COLLECT + record["id"])
         save_journal(self.cache_dir, record)  # before the upload: a rerun knows what this file was for
         client = self.client(record)
         record["input_file_id"] = client.upload(f"gasus-{record['id']}.jsonl", b"".join(line for _, line in chunk))
@@ -287,7 +457,8 @@ class BatchJobs:
                                        "its upload; rerun the command that started it to submit its requests")
                 keyed[key] = request
             lines = [line for key, line in next(iter(batch_lines(self.model.backend, keyed).values()))]
-            record["input_file_id"] = client.upload(f"gasus-{record['id']}.jsonl", b"".join(lines))
+            # The stopped run may have uploaded it after all: its name is the journal's.
+            record["input_file_id"] = client.upload(f"gasus-{record['id']}.jsonl", b"".join(lines), look_first=True)
             save_journal(self.cache_dir, record)
         self._create(record, client)
 
@@ -316,12 +487,48 @@ class BatchJobs:
             self._resume(record)
         client = self.client(record)
         batch = client.retrieve(record["batch_id"])
+        if batch.status in ENDED and not self._claim_collection(record):
+            return self._adopt(record)  # another run collects it: its journal is not ours to write
         if batch.status != record.get("status") or request_counts(batch) != record.get("counts"):
+            if self._adopt(record):  # collected by another run since this one read its journal
+                return True
             record.update(status=batch.status, counts=request_counts(batch))
             save_journal(self.cache_dir, record)
         if batch.status not in ENDED:
             return False
-        self.collect(record, batch, client)
+        try:
+            self.collect(record, batch, client)
+        finally:
+            self.model.cache.release([COLLECT + record["id"]], self.token)
+        return True
+
+    def release(self) -> None:
+        """Drop this run's claims on collecting batches it leaves (a --no-wait run, an error)."""
+        self.model.cache.release(sorted(self.claimed), self.token)
+
+    def _claim_collection(self, record: dict[str, Any]) -> bool:
+        """Whether this run collects the ended batch: not while the run that submitted it (or another that
+        collects it) lives, nor once its journal says it was collected."""
+        claim = COLLECT + record["id"]
+        if self.model.cache.claim([claim], self.token)[claim] != "ours":
+            return False
+        self.claimed.add(claim)
+        if _on_disk(self.cache_dir, record).get("state") == "collected":
+            self.model.cache.release([claim], self.token)
+            return False
+        return True
+
+    def _adopt(self, record: dict[str, Any]) -> bool:
+        """Take what another run collected of the batch (its answers are in the cache, its failures in
+        its journal), once its journal says so; whether it has."""
+        current = _on_disk(self.cache_dir, record)
+        if current.get("state") != "collected":
+            return False
+        record.update(current)
+        failed = record.get("failed")
+        for key, failure in (failed.items() if isinstance(failed, dict) else ()):
+            if isinstance(failure, list) and len(failure) == 2:
+                self.failed[key] = (str(failure[0]), f"batch {record.get('batch_id')}: {failure[1]}")
         return True
 
     def collect(self, record: dict[str, Any], batch: Any, client: BatchClient) -> None:
@@ -331,16 +538,22 @@ class BatchJobs:
         request = Request.raw("", mode=record["mode"]) if record["raw"] else Request.chat([], mode=record["mode"])
         keys = set(record["keys"])
         failed: dict[str, list[str]] = {}
+        skipped = 0
         for file_id in (getattr(batch, "output_file_id", None), getattr(batch, "error_file_id", None)):
             if not file_id:
                 continue
             for line in client.content(file_id).splitlines():
+                if not line.strip():
+                    continue
                 try:
                     item = json.loads(line)
-                    key = item["custom_id"]
-                except (ValueError, KeyError, TypeError):
+                except ValueError:
+                    item = None
+                key = item.get("custom_id") if isinstance(item, dict) else None
+                if not isinstance(key, str) or key not in keys:
+                    skipped += 1  # names no request of this batch: nothing to put anywhere
                     continue
-                if key not in keys or key in self.collected:
+                if key in self.collected:
                     continue
                 kind, message = _line_failure(item, backend._scrub)
                 if kind is None:
@@ -348,8 +561,12 @@ class BatchJobs:
                         value = backend.read_reply(request, item["response"]["body"])
                     except TransientError as exc:
                         kind, message = exc.kind, str(exc)
+                        if kind == "no_completion":  # in a batch's output that is its line's fault, and final
+                            kind = "invalid_line"
                     except BackendError as exc:  # a reply that cannot answer this mode (no logprobs)
                         kind, message = "unusable_reply", str(exc)
+                    except (AttributeError, TypeError, ValueError):  # a completion of the wrong shape inside
+                        kind, message = "invalid_line", "the output line's response is not a completion"
                     else:
                         model.cache.put(key, value, backend=backend.name, model=backend.label)
                         model.stats.model_calls += 1
@@ -357,14 +574,33 @@ class BatchJobs:
                         failed.pop(key, None)
                         continue
                 failed[key] = [kind, message]
+        unanswered = f"the batch ended {batch.status} without answering it"
+        if skipped:
+            unanswered += f" ({skipped} line(s) of its output named no request of it and were skipped)"
         for key in record["keys"]:
             if key not in self.collected and key not in failed:
-                failed[key] = [f"batch_{batch.status}", f"the batch ended {batch.status} without answering it"]
+                failed[key] = [f"batch_{batch.status}", unanswered]
         for key, (kind, message) in failed.items():
             self.failed[key] = (kind, f"batch {record['batch_id']}: {message}")
+        self.skipped_lines += skipped
         record.update(state="collected", status=batch.status, counts=request_counts(batch), failed=failed,
-                      collected=time.time())
+                      collected=time.time(), skipped_lines=skipped)
         save_journal(self.cache_dir, record)
+
+
+def _on_disk(cache_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The record's journal as another run may have written it since this one read it ({} when gone
+    or unreadable). Only its own file is read: runs poll often, and journals can be large."""
+    ident = record.get("id")
+    if not isinstance(ident, str) or not _JOURNAL_ID.fullmatch(ident):
+        return {}
+    try:
+        current = json.loads((journal_dir(cache_dir) / f"{ident}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(current, dict) or current.get("id") != ident or not isinstance(current.get("keys"), list):
+        return {}
+    return current
 
 
 def _public(backend: Any) -> str:
@@ -374,18 +610,24 @@ def _public(backend: Any) -> str:
 
 
 def _line_failure(item: dict[str, Any], scrub: Callable[[str], str]) -> tuple[str | None, str]:
-    """(kind, message) of a failed line of an output or error file, or (None, "") for an answer."""
+    """(kind, message) of a failed line of an output or error file, or (None, "") for an answer.
+    A line of the wrong shape is its request's failure, `invalid_line`: the lines beside it are still read."""
     error = item.get("error")
     if error:
         code = error.get("code") if isinstance(error, dict) else None
         message = error.get("message") if isinstance(error, dict) else str(error)
         return str(code or "error"), scrub(str(message or code or "failed"))[:200]
     response = item.get("response") or {}
+    if not isinstance(response, dict):
+        return "invalid_line", "the output line's response is not an object"
     status = response.get("status_code")
+    body = response.get("body")
     if status != 200:
-        body = response.get("body") or {}
-        message = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else None
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
         return f"http_{status}", scrub(f"HTTP {status}: {message or 'failed'}")[:200]
+    if not isinstance(body, dict):
+        return "invalid_line", "the output line's response body is not an object"
     return None, ""
 
 
@@ -422,9 +664,20 @@ def claim_and_submit(jobs: BatchJobs, keyed: dict[str, Request], refresh: Collec
 def batch_runner(model: CachedModel, options: BatchOptions | None,
                  on_poll: Callable[[list[dict[str, Any]]], None] | None = None):
     """A callable shaped like `model.run` that asks the cache misses through batches, or None
-    without `options` (the synchronous path). Budget growth (gasus.thinking) runs each round through it."""
+    without `options` (the synchronous path), or, when live batches of this backend exist, one that sends
+    all but what they hold (`run_beside_batches`). Budget growth (gasus.thinking) runs each round through it."""
     if options is None:
-        return None
+        if getattr(model.backend, "name", None) != "openai":
+            return None  # only openai: models have batches
+        if not any(is_live(r) for r in skip_foreign(load_journals(model.cache.directory), model.backend,
+                                                    warn=lambda r: False)):
+            return None
+
+        def run_sync(requests: Sequence[Request], on_result: Callable[[int, Result], None] | None = None,
+                     refresh: Collection[int] = (), collect: bool = True) -> list[Result]:
+            return run_beside_batches(model, requests, on_result, refresh=refresh, collect=collect)
+
+        return run_sync
 
     def run(requests: Sequence[Request], on_result: Callable[[int, Result], None] | None = None,
             refresh: Collection[int] = (), collect: bool = True) -> list[Result]:
@@ -454,10 +707,13 @@ def run_batched(model: CachedModel, requests: Sequence[Request],
     todo = model.serve_cached(requests, keys, refresh_keys, results, on_result, collect)
     keyed = {key: requests[positions[0]] for key, positions in todo.items()}
     jobs = BatchJobs(model, options, keyed)
-    live = claim_and_submit(jobs, keyed, refresh_keys)
-    if live and not options.wait:
-        raise BatchPending(live, jobs.submitted)
-    jobs.wait(live, on_poll)
+    try:
+        live = claim_and_submit(jobs, keyed, refresh_keys)
+        if live and not options.wait:
+            raise BatchPending(live, jobs.submitted)
+        jobs.wait(live, on_poll)
+    finally:
+        jobs.release()
     for key, positions in todo.items():
         if key in jobs.collected:
             result = Result(jobs.collected[key], None, False)
@@ -472,6 +728,38 @@ def run_batched(model: CachedModel, requests: Sequence[Request],
         for i in positions:
             model.deliver(results, i, result, on_result, collect)
     return results  # type: ignore[return-value]
+
+
+def run_beside_batches(model: CachedModel, requests: Sequence[Request],
+                       on_result: Callable[[int, Result], None] | None = None, refresh: Collection[int] = (),
+                       collect: bool = True) -> list[Result]:
+    """`model.run` without `--batch`, except that a request a live batch of this backend holds is not
+    sent again (that would pay for it twice): the rest are asked, then BatchHeld names the batches."""
+    keys = model.keys(requests)
+    wanted = set(keys)
+    latest: dict[str, dict[str, Any]] = {}  # as BatchJobs.submit reads them: the newest journal of a key
+    for record in skip_foreign(load_journals(model.cache.directory), model.backend,
+                               lambda r: is_live(r) and not wanted.isdisjoint(r["keys"])):
+        for key in record["keys"]:
+            latest[key] = record
+    waiting = {i for i, key in enumerate(keys) if key in latest and is_live(latest[key]) and key not in model.cache}
+    if not waiting:
+        return model.run(requests, on_result, refresh, collect=collect)
+    rest = [i for i in range(len(requests)) if i not in waiting]
+
+    def take(j: int, result: Result) -> None:
+        if on_result is not None:
+            on_result(rest[j], result)
+
+    again = set(refresh)
+    model.run([requests[i] for i in rest], take, {j for j, i in enumerate(rest) if i in again}, collect=False)
+    held: dict[str, int] = {}
+    journals: dict[str, dict[str, Any]] = {}
+    for key in sorted({keys[i] for i in waiting}):
+        record = latest[key]
+        held[record["id"]] = held.get(record["id"], 0) + 1
+        journals[record["id"]] = record
+    raise BatchHeld(sorted(journals.values(), key=lambda r: (r["created"], r["id"])), held)
 
 
 def live_journals(cache_dir: Path, ids: Iterable[str] = ()) -> list[dict[str, Any]]:

@@ -151,12 +151,16 @@ def _entry_schema() -> Any:
     from pydantic import BaseModel, ConfigDict
 
     class Completion(BaseModel):
-        model_config = ConfigDict(extra="allow", strict=True)  # a backend may measure more
+        # A backend may measure more; every field gasus reads back is typed here (and in value_problem).
+        model_config = ConfigDict(extra="allow", strict=True)
         text: str
         finish_reason: str | None = None
         usage: dict[str, int | None] | None = None
         logprobs: dict[str, float] | None = None
         completion_tokens: int | None = None
+        reasoning: str | None = None
+        served_model: str | None = None
+        system_fingerprint: str | None = None
 
     class Entry(BaseModel):
         model_config = ConfigDict(extra="forbid", strict=True)
@@ -182,6 +186,46 @@ def entry_problem(key: Any, entry: Any) -> str | None:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
         return f"not a gasus cache entry: {where}: {error['msg']}"
+    return None
+
+
+_TEXTS = ("finish_reason", "reasoning", "served_model", "system_fingerprint")
+
+
+def value_problem(entry: Any) -> str | None:
+    """Why a stored entry's model-call value cannot be read back, or None: the fields gasus reads
+    (text, its thinking, how it ended, token counts, score logprobs, what served it) checked for
+    type on every read. Cheaper than the import schema (a cached rerun reads a million values; JSON
+    gives exact types), and never stricter: what the schema takes passes here.
+
+    >>> value_problem({"value": {"text": "4", "usage": {"completion_tokens": 1}}}) is None
+    True
+    >>> value_problem({"value": {"text": "4", "reasoning": 5}})
+    'has a reasoning that is not a string'
+    """
+    value = entry.get("value") if type(entry) is dict else None
+    if type(value) is not dict:
+        return "is not a model call's entry"
+    if type(value.get("text")) is not str:
+        return "has a text that is not a string"
+    for name in _TEXTS:
+        text = value.get(name)
+        if text is not None and type(text) is not str:
+            return f"has a {name} that is not a string"
+    usage = value.get("usage")
+    if usage is not None:
+        if type(usage) is not dict:
+            return "has a usage that is not token counts"
+        for count in usage.values():
+            if count is not None and type(count) is not int:  # True is an int too, and no count
+                return "has a usage that is not token counts"
+    tokens = value.get("completion_tokens")
+    if tokens is not None and type(tokens) is not int:
+        return "has a completion_tokens that is not a count"
+    logprobs = value.get("logprobs")
+    if logprobs is not None and (type(logprobs) is not dict or any(
+            type(p) is not float and type(p) is not int for p in logprobs.values())):
+        return "has logprobs that are not numbers"
     return None
 
 
@@ -310,9 +354,20 @@ class Cache:
         return CacheError(f"{self.directory}: entry {key[:16]}… {exc}, which gasus never loads; "
                           "`gasus cache migrate` converts or drops such entries")
 
+    def _misread(self, key: str, problem: str) -> CacheError:
+        return CacheError(f"{self.directory}: entry {key[:16]}… {problem}, which gasus cannot read back; "
+                          "`gasus cache verify` lists such entries and `gasus cache migrate` drops them")
+
     def get(self, key: str) -> dict[str, Any] | None:
         entry = self._entry(key)
-        return None if entry is None else entry["value"]
+        if entry is None:
+            return None
+        if key.startswith(INTERNAL_PREFIXES):  # memos: their readers check what they take
+            return entry.get("value") if isinstance(entry, dict) else None
+        problem = value_problem(entry)
+        if problem:
+            raise self._misread(key, problem)
+        return entry["value"]
 
     def get_many(self, keys: Collection[str]) -> dict[str, dict[str, Any]]:
         """The cached values of many keys (those not cached are absent), read with one query per
@@ -332,6 +387,9 @@ class Cache:
                     raise self._unreadable(key, exc) from None
                 except OSError:  # its value file was removed meanwhile: not cached (as diskcache's get)
                     continue
+                problem = value_problem(entry)
+                if problem:
+                    raise self._misread(key, problem)
                 found[key] = entry["value"]
         return found
 
@@ -471,7 +529,7 @@ class Cache:
                     old = {"value": None}  # unreadable here: a conflict like any other
                 if old is None:
                     report.added += 1
-                elif old["value"] == entry["value"]:
+                elif isinstance(old, dict) and old.get("value") == entry["value"]:  # else a conflict
                     report.unchanged += 1
                     continue
                 elif overwrite:
@@ -495,8 +553,10 @@ class Cache:
                     self._store.delete(key)
                     continue
                 try:
-                    self._store.get(key)
-                    continue  # already JSON
+                    current = self._store.get(key)
+                    if current is None or key.startswith(INTERNAL_PREFIXES) or entry_problem(key, current) is None:
+                        continue  # already JSON, and a gasus entry
+                    entry = None  # JSON that gasus cannot read back (a field of the wrong type)
                 except PickledValue as pickled:
                     try:
                         entry = disk.legacy_value(pickled)

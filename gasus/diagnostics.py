@@ -45,16 +45,39 @@ def check_rho(value: float, option: str) -> float:
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Spearman's rank correlation (average ranks for ties), or None when either side is constant."""
+    """Spearman's rank correlation (average ranks for ties), or None when either side is constant
+    or holds a NaN. The value is scipy.stats.spearmanr's, computed in numpy: importing
+    scipy.stats alone takes longer than the rest of `gasus select` on 9k rows.
+
+    >>> round(spearman([1, 2, 2, 3], [10, 30, 20, 40]), 6)
+    0.948683
+    >>> spearman([1, 1, 1], [1, 2, 3]) is None
+    True
+    """
     import numpy as np
 
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if len(x) < 2 or np.isnan(x).any() or np.isnan(y).any():  # scipy's rho would be NaN
         return None
-    from scipy.stats import spearmanr
+    x_ranks, y_ranks = average_ranks(x), average_ranks(y)
+    if np.ptp(x_ranks) == 0 or np.ptp(y_ranks) == 0:  # a constant side has no order to compare
+        return None
+    # [1, 0], as scipy reads it: the two off-diagonal entries can differ in the last bit.
+    return float(np.corrcoef(x_ranks, y_ranks)[1, 0])
 
-    rho = float(spearmanr(x, y).statistic)
-    return None if math.isnan(rho) else rho
+
+def average_ranks(values: Any) -> Any:
+    """1-based ranks of a numpy array, equal values sharing the mean of the ranks they span.
+
+    >>> import numpy as np
+    >>> average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist()
+    [3.5, 1.0, 3.5, 2.0]
+    """
+    import numpy as np
+
+    _, group, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)  # the rank of each distinct value's last occurrence
+    return (last - (counts - 1) / 2)[group.reshape(-1)]
 
 
 # ---------------------------------------------------------------- score health

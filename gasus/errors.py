@@ -39,3 +39,8 @@ class CacheError(GasusError):
 
 class CacheMissError(GasusError):
     """A response was required from the cache or a recording and is not there."""
+
+
+class GasusWarning(UserWarning):
+    """Something a user should know that does not stop the run (a batch journal skipped);
+    the CLI shows each as one `Warning: ...` line on stderr."""

@@ -30,6 +30,7 @@ from .records import SCORE_STATUSES, Example, Grade
 from .thinking import (
     DEFAULT_TOKEN_CAP,
     final_value,
+    model_thinks,
     run_growing,
     seen_completion_tokens,
     split_reply,
@@ -132,14 +133,15 @@ def grade_request(prompt: GradingPrompt, example: Example, mode: str, *, max_tok
     raise BadInputError(f"unknown mode '{mode}': choose one of {', '.join(MODES)}")
 
 
-def grade_from_value(value: dict[str, Any], mode: str) -> dict[str, Any]:
-    """score, status, raw, probs and top_score of one cached completion (parsing happens here)."""
+def grade_from_value(value: dict[str, Any], mode: str, thinks: bool = False) -> dict[str, Any]:
+    """score, status, raw, probs and top_score of one cached completion (parsing happens here).
+    `thinks`: the grader is known to think first (gasus.thinking.model_thinks)."""
     if mode == "expected":
         dist = score_distribution(value.get("logprobs"))
         probs = None if dist.probs is None else {k: round(p, 6) for k, p in dist.probs.items()}
         return {"score": None if dist.expected is None else round(dist.expected, 6), "status": dist.status,
                 "raw": value.get("text"), "probs": probs, "top_score": dist.top}
-    reply = split_reply(value)  # the thinking is never parsed
+    reply = split_reply(value, thinks)  # the thinking is never parsed
     if reply.cut:
         return {"score": None, "status": "truncated", "raw": reply.answer, "probs": None, "top_score": None,
                 "reasoning": reply.reasoning}
@@ -148,11 +150,12 @@ def grade_from_value(value: dict[str, Any], mode: str) -> dict[str, Any]:
             "raw": reply.answer, "probs": None, "top_score": None, "reasoning": reply.reasoning}
 
 
-def make_grade(example: Example, result: Result, *, grader: str, dimension: str, mode: str) -> Grade:
+def make_grade(example: Example, result: Result, *, grader: str, dimension: str, mode: str,
+               thinks: bool = False) -> Grade:
     if result.value is None:
         fields = {"score": None, "status": "error", "raw": result.error, "probs": None, "top_score": None}
     else:
-        fields = grade_from_value(result.value, mode)
+        fields = grade_from_value(result.value, mode, thinks)
     return Grade(id=example.id, index=example.index, grader=grader, dimension=dimension, mode=mode, **fields)
 
 
@@ -188,22 +191,24 @@ def grade_examples(examples: Sequence[Example], model: CachedModel, *, prompt: G
     With `batch`, the cache misses are asked through provider batches (gasus.batch).
     """
     requests = _Requests(prompt, examples, mode, max_tokens=max_tokens, thinking=thinking)
+    # every request of a run asks the same model with the same thinking setting
+    thinks = bool(examples) and model_thinks(model, requests[0])
     refresh: set[int] = set()
     if retry_failed:
         for i, request in enumerate(requests):
-            value = final_value(model, request, cap=max_tokens_cap)
-            if value is not None and grade_from_value(value, mode)["status"] != "ok":
+            value = final_value(model, request, cap=max_tokens_cap, thinks=thinks)
+            if value is not None and grade_from_value(value, mode, thinks)["status"] != "ok":
                 refresh.add(i)
     grader = model.backend.label
     grades: list[Grade | None] = [None] * len(examples)
 
     def on_result(i: int, result: Result) -> None:
-        grades[i] = make_grade(examples[i], result, grader=grader, dimension=dimension, mode=mode)
+        grades[i] = make_grade(examples[i], result, grader=grader, dimension=dimension, mode=mode, thinks=thinks)
         if on_grade is not None:
             on_grade(i, grades[i], result.cached)
 
     run_growing(model, requests, cap=max_tokens_cap, on_result=on_result, refresh=refresh,
-                run=batch_runner(model, batch, on_poll), collect=False)  # each reply lives on in its grade
+                run=batch_runner(model, batch, on_poll), collect=False, thinks=thinks)  # each reply lives on in its grade
     return grades  # type: ignore[return-value]
 
 

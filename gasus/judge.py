@@ -22,7 +22,7 @@ from .parsing import parse_score_pair
 from .prompts import load_template
 from .records import Answer, Judgement, Verdict
 from .testsets import NAMES as TESTSET_ORDER
-from .thinking import DEFAULT_TOKEN_CAP, run_growing, split_reply
+from .thinking import DEFAULT_TOKEN_CAP, model_thinks, run_growing, split_reply
 
 if TYPE_CHECKING:
     from .batch import BatchOptions
@@ -152,15 +152,16 @@ def run_judge(model: CachedModel, pairs: Sequence[AnswerPair], orders: Sequence[
             raise BadInputError(f"unknown order '{order}': choose ab or ba")
     jobs = [(pair, order) for pair in pairs for order in orders]
     requests = [judge_request(p, o, max_tokens=max_tokens, mode=mode, thinking=thinking) for p, o in jobs]
+    thinks = bool(requests) and model_thinks(model, requests[0])  # one model, one thinking setting
     results = run_growing(model, requests, cap=max_tokens_cap, on_result=on_result,
-                          run=batch_runner(model, batch, on_poll))
+                          run=batch_runner(model, batch, on_poll), thinks=thinks)
     judgements = []
     for (pair, order), result in zip(jobs, results):
         if result.value is None:
             # Like a failed grade, the judgement keeps why the call failed.
             judgements.append(Judgement(pair.testset, pair.id, order, None, "error", result.error))
             continue
-        reply = split_reply(result.value)  # the thinking is never parsed
+        reply = split_reply(result.value, thinks)  # the thinking is never parsed
         if reply.cut:
             judgements.append(Judgement(pair.testset, pair.id, order, None, "truncated", reply.answer, reply.reasoning))
             continue

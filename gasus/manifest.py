@@ -9,6 +9,7 @@ stage, so a killed run's manifest shows the stage it stopped in (`status` "runni
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -20,7 +21,7 @@ from typing import Any
 
 from . import __version__
 from .errors import BadInputError
-from .io import compression, count_rows, file_kind, read_json, sha256_file, write_json
+from .io import compression, count_lines, count_rows, file_kind, read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 STAGES = ("grade", "select", "check", "train", "generate", "judge", "report")
@@ -62,7 +63,9 @@ def file_record(path: str | Path) -> dict[str, Any]:
         return {"sha256": h.hexdigest()}
     record: dict[str, Any] = {"sha256": sha256_file(path)}
     kind = file_kind(path)
-    if compression(path) and kind in ("json", "jsonl"):  # the rows of the decompressed data
+    if compression(path) and kind == "jsonl":  # the lines of the decompressed data, counted as they come
+        record["rows"] = count_lines(path)
+    elif compression(path) and kind == "json":
         record["rows"] = count_rows(path, max_rows=0)
     elif kind == "jsonl":
         with open(path, "rb") as handle:
@@ -128,11 +131,115 @@ class RunManifest:
         write_json(self.path, self.data)
 
 
+@functools.cache
+def _manifest_schema() -> Any:
+    """The pydantic model of what a report reads from a manifest (pydantic is imported only to check
+    one read back); other keys a run writes, or a newer gasus adds, are let through."""
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Part(BaseModel):
+        model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+
+    class Stage(Part):
+        items: int = 0
+        model_calls: int = 0
+        cache_hits: int = 0
+        failures: int = 0
+        seconds: float = 0.0
+
+    class Check(Part):
+        rows: int
+        contaminated_rows: int
+        exact_hits: int
+        near_hits: int
+        duplicate_rows: int
+        kept: int | None = None
+
+    class Model(Part):
+        spec: str | None = None
+        sha256: str | None = None
+        remote_name: str | None = None
+        weights_sha256: dict[str, str] | None = None
+        manifest_sha256: str | None = None
+
+    class Data(Part):
+        path: str | None = None
+        format: Literal["alpaca", "dolly"] = "alpaca"
+        max_rows: int = Field(default=0, ge=0)
+
+    class Select(Part):
+        threshold: float | None = None
+        top_k: int | None = Field(default=None, ge=1)
+
+    class Judge(Part):
+        order: Literal["both", "ab", "ba"] = "both"
+        rule: Literal["paper", "strict"] = "paper"
+
+    class Config(Part):
+        data: Data = Data()
+        select: Select = Select()
+        judge: Judge = Judge()
+
+    class Manifest(Part):
+        stages: dict[str, Stage]
+        config: Config = Config()
+        check: Check | None = None
+        models: dict[str, Model] = {}
+        status: str = "?"
+        current_stage: str | None = None
+        gasus: str | None = None
+        started_at: str | None = None
+        updated_at: str | None = None
+
+    return Manifest
+
+
+@functools.cache
+def _model_manifest_schema() -> Any:
+    """What a report reads from a trained model's manifest.json: its loss curve (a diverged run's loss
+    may be NaN)."""
+    from pydantic import BaseModel, ConfigDict
+
+    class Part(BaseModel):
+        model_config = ConfigDict(extra="allow", strict=True)
+
+    class Point(Part):
+        step: int | None = None
+        loss: float | None = None
+
+    class Train(Part):
+        loss_history: list[Point] | None = None
+
+    class ModelManifest(Part):
+        train: Train = Train()
+
+    return ModelManifest
+
+
+def manifest_problem(manifest: Any, *, model: bool = False) -> str | None:
+    """Why a parsed manifest.json (a run's, or with `model` a trained model's) cannot be reported on,
+    naming the entry and field at fault; None when it can."""
+    from pydantic import ValidationError
+
+    if not isinstance(manifest, dict):
+        return f"a JSON object was expected, not {type(manifest).__name__}"
+    try:
+        (_model_manifest_schema() if model else _manifest_schema()).model_validate(manifest)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+    return None
+
+
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """A run dir's manifest, its shape checked: the run dir may come from anyone, or be edited by hand."""
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
         raise BadInputError(f"{run_dir}: no {MANIFEST} here; is it the out_dir of a gasus run?")
     manifest = read_json(path)
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("stages"), dict):
-        raise BadInputError(f"{path}: not a run manifest")
+    problem = manifest_problem(manifest)
+    if problem is not None:
+        raise BadInputError(f"{path}: not a run manifest: {problem}")
     return manifest

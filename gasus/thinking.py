@@ -38,16 +38,20 @@ class Reply:
     cut: bool
 
 
-def split_text(text: str | None) -> tuple[str, str | None, bool]:
+def split_text(text: str | None, thinks: bool = False) -> tuple[str, str | None, bool]:
     """(answer, thinking, unclosed) of a completion text with an optional leading thought.
 
     A reply whose chat template opened the `<think>` itself (DeepSeek-R1's) starts inside the
-    thought and shows only the closing tag.
+    thought and shows only the closing tag. Such a bare `</think>` ends a thought only when the
+    model is known to think (`thinks`): in a plain model's reply it is text the model wrote (a
+    quoted row ending `</think>\\n5`), and what follows it is no answer of its own.
 
     >>> split_text("<think>\\nIt says 5 somewhere.\\n</think>\\n\\n4.5\\nAccurate.")
     ('4.5\\nAccurate.', 'It says 5 somewhere.', False)
-    >>> split_text("Maybe 3.\\n</think>\\n4")
+    >>> split_text("Maybe 3.\\n</think>\\n4", thinks=True)
     ('4', 'Maybe 3.', False)
+    >>> split_text("1\\nIt quotes </think>\\n5")
+    ('1\\nIt quotes </think>\\n5', None, False)
     >>> split_text("<think>\\nScore: 5, or")
     ('', 'Score: 5, or', True)
     >>> split_text("4.5\\nAccurate.")
@@ -55,8 +59,10 @@ def split_text(text: str | None) -> tuple[str, str | None, bool]:
     """
     text = text or ""
     opened = _OPEN.match(text)
+    if not opened and not thinks:
+        return text, None, False
     body = text[opened.end():] if opened else text
-    close = _CLOSE.search(body)
+    close = _CLOSE.search(body)  # the first one: a later tag is part of the answer
     if close is None:
         if opened:
             return "", body.strip(), True
@@ -64,20 +70,38 @@ def split_text(text: str | None) -> tuple[str, str | None, bool]:
     return body[close.end():].lstrip(), body[:close.start()].strip(), False
 
 
-def split_reply(value: dict[str, Any]) -> Reply:
+def split_reply(value: dict[str, Any], thinks: bool = False) -> Reply:
     """The answer and thinking of one cached completion, whatever backend wrote it.
+
+    `thinks`: the model is known to think before it answers (`model_thinks`), so a bare `</think>`
+    ends its thought. A reply whose thinking came in a reasoning field has had its thought taken
+    out already: its text is all answer, and a `</think>` in it is never a thought's end.
 
     >>> split_reply({"text": "4", "reasoning": "Looks right.", "finish_reason": "stop"})
     Reply(answer='4', reasoning='Looks right.', cut=False)
     >>> split_reply({"text": "", "reasoning": "First, the", "finish_reason": "length"})
     Reply(answer='', reasoning='First, the', cut=True)
+    >>> split_reply({"text": "1\\n</think>\\n5", "reasoning": "Hm.", "finish_reason": "stop"}, thinks=True)
+    Reply(answer='1\\n</think>\\n5', reasoning='Hm.', cut=False)
     """
-    answer, inline, unclosed = split_text(value.get("text"))
-    parts = [p for p in (value.get("reasoning"), inline) if p]
+    field = value.get("reasoning")
+    field = field if isinstance(field, str) and field else None
+    answer, inline, unclosed = split_text(value.get("text"), thinks and field is None)
+    parts = [p for p in (field, inline) if p]
     reasoning = "\n\n".join(parts) if parts else None
     # The budget ran out before any answer: the thinking took it all (a plain model always answers).
     spent = value.get("finish_reason") == "length" and reasoning is not None and not answer.strip()
     return Reply(answer, reasoning, unclosed or spent)
+
+
+def model_thinks(model: Any, request: Any) -> bool:
+    """Whether the model behind a request is known to think before it answers: --thinking on, or
+    (auto) a backend that sees a reasoning model's chat template; never with --thinking off."""
+    thinking = request.params.get("thinking", "auto")
+    if thinking != "auto":
+        return thinking == "on"
+    thinks = getattr(model.backend, "thinks", None)
+    return bool(thinks(request)) if thinks is not None else False
 
 
 # GBNF rules of an optional thinking block ahead of what a grammar asks for (`admit_thinking`).
@@ -133,12 +157,13 @@ def with_budget(request: Any, max_tokens: int) -> Any:
 def run_growing(model: Any, requests: Sequence[Any], *, cap: int = DEFAULT_TOKEN_CAP,
                 on_result: Callable[[int, Any], None] | None = None,
                 refresh: Collection[int] = (), run: Callable[..., list[Any]] | None = None,
-                collect: bool = True) -> list[Any]:
+                collect: bool = True, thinks: bool = False) -> list[Any]:
     """`model.run(requests)`, asking each reply cut off inside its thinking again with twice its
     budget until it fits or the budget reaches `cap`. Returns each request's last result;
     `on_result` hears of it once it is final. Positions in `refresh` are asked again at every budget.
     `run` stands in for `model.run` (a batch runner: each round is then its own batch).
     Without `collect`, results go to `on_result` only and none is held (the list returned is empty).
+    `thinks`: the model is known to think (`model_thinks`), as `split_reply` takes it.
     """
     run = run or model.run
     results: list[Any] = [None] * len(requests) if collect else []
@@ -152,7 +177,7 @@ def run_growing(model: Any, requests: Sequence[Any], *, cap: int = DEFAULT_TOKEN
             i = current[j]
             if collect:
                 results[i] = result
-            if result.value is not None and split_reply(result.value).cut and \
+            if result.value is not None and split_reply(result.value, thinks).cut and \
                     0 < int(round_requests[j].params.get("max_tokens") or 0) < cap:
                 grow.append(j)
             elif on_result is not None:
@@ -167,10 +192,11 @@ def run_growing(model: Any, requests: Sequence[Any], *, cap: int = DEFAULT_TOKEN
     return results
 
 
-def final_value(model: Any, request: Any, *, cap: int = DEFAULT_TOKEN_CAP) -> dict[str, Any] | None:
+def final_value(model: Any, request: Any, *, cap: int = DEFAULT_TOKEN_CAP,
+                thinks: bool = False) -> dict[str, Any] | None:
     """The cached value `run_growing` would end on for one request (None when the cache lacks a step)."""
     value = model.cache.get(model.key(request))
-    while value is not None and split_reply(value).cut:
+    while value is not None and split_reply(value, thinks).cut:
         budget = int(request.params.get("max_tokens") or 0)
         if not 0 < budget < cap:
             break

@@ -4,6 +4,11 @@ Batches finish `delay` seconds after they are created. A request whose graded re
 "fail" fails (HTTP 500 in the error file) the first time it is submitted; `expire_next` makes
 the next batch expire after answering only its first `expire_answers` requests, the rest going
 to the error file as `batch_expired`, as OpenAI's do. Every custom_id submitted is counted.
+
+Faults on purpose: `lost_replies["files"|"batches"]` answers that many uploads or batch creations
+with a 502 after making the file or batch (a reply lost on its way back), `failed_posts` with a 502
+before making anything; `garble` rewrites an output file's lines (a list of dicts) into the text
+lines the file holds. `pollers` holds the Authorization of every client that read a batch.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import itertools
 import json
 import re
 import time
+import urllib.parse
 from collections import Counter
 
 from tests.test_openai_backend import FakeServer
@@ -32,6 +38,10 @@ class FakeBatchServer(FakeServer):
         self.expire_next = False
         self.expire_answers = 0
         self.ids = itertools.count(1)
+        self.lost_replies: Counter[str] = Counter()
+        self.failed_posts: Counter[str] = Counter()
+        self.garble = None
+        self.pollers: set[str] = set()
         server = self
         base = self.httpd.RequestHandlerClass
 
@@ -48,10 +58,15 @@ class FakeBatchServer(FakeServer):
 
     def handle(self, handler):
         path = handler.path.split("?")[0]
-        if path == "/v1/files":
-            return self.upload(handler)
-        if path == "/v1/batches":
-            return self.create(handler)
+        if path in ("/v1/files", "/v1/batches"):
+            what = path.rsplit("/", 1)[1]
+            with self.lock:
+                fail = self.failed_posts[what] > 0
+                self.failed_posts[what] -= fail
+            if fail:
+                handler.rfile.read(int(handler.headers["Content-Length"]))
+                return self.send(handler, 502, b'{"error": {"message": "bad gateway"}}')
+            return self.upload(handler) if what == "files" else self.create(handler)
         match = _BATCH.match(path)
         if match and match.group(2):
             return self.cancel(handler, match.group(1))
@@ -64,9 +79,16 @@ class FakeBatchServer(FakeServer):
                 data = [self.advance(b) for b in self.batches.values()]
             return self.json(handler, {"object": "list", "data": data, "has_more": False,
                                        "first_id": None, "last_id": None})
+        if path == "/v1/files":
+            query = urllib.parse.parse_qs(handler.path.partition("?")[2])
+            with self.lock:
+                data = [f["meta"] for f in self.files.values()
+                        if f["meta"]["purpose"] in query.get("purpose", [f["meta"]["purpose"]])]
+            return self.json(handler, {"object": "list", "data": data, "has_more": False})
         match = _BATCH.match(path)
         if match and match.group(1) in self.batches:
             with self.lock:
+                self.pollers.add(handler.headers.get("Authorization", ""))
                 return self.json(handler, self.advance(self.batches[match.group(1)]))
         match = _FILE.match(path)
         if match and match.group(1) in self.files:
@@ -99,7 +121,15 @@ class FakeBatchServer(FakeServer):
         with self.lock:
             self.auth.add(handler.headers.get("Authorization", ""))
             meta = self.new_file(fields["file"][1], fields["file"][0], fields["purpose"][1].decode())
-        self.json(handler, meta)
+        self.reply_made(handler, "files", meta)
+
+    def reply_made(self, handler, what: str, data: dict):
+        with self.lock:
+            lost = self.lost_replies[what] > 0
+            self.lost_replies[what] -= lost
+        if lost:
+            return self.send(handler, 502, b'{"error": {"message": "bad gateway"}}')
+        self.json(handler, data)
 
     def create(self, handler):
         body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
@@ -116,7 +146,7 @@ class FakeBatchServer(FakeServer):
                      "_expire_answers": self.expire_answers}
             self.expire_next = False
             self.batches[batch_id] = batch
-            self.json(handler, self.public(batch))
+        self.reply_made(handler, "batches", self.public(batch))
 
     def cancel(self, handler, batch_id: str):
         with self.lock:
@@ -161,7 +191,8 @@ class FakeBatchServer(FakeServer):
                 "status_code": 200, "request_id": ident["id"], "body": self.completion(body, tag)}})
         for name, rows in (("output_file_id", out), ("error_file_id", errors)):
             if rows:
-                data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+                lines = self.garble(rows) if self.garble and name == "output_file_id" else map(json.dumps, rows)
+                data = "".join(line + "\n" for line in lines).encode()
                 batch[name] = self.new_file(data, f"{batch['id']}_{name}.jsonl", "batch_output")["id"]
         batch["status"] = status
         batch["request_counts"] = {"total": len(batch["_lines"]), "completed": len(out), "failed": len(errors)}

@@ -120,3 +120,23 @@ def test_check_bad_input_is_one_line(tmp_path, mini_alpaca, args, message):
 
 def test_words_fold_case_and_compatibility_forms():
     assert words("Ｗrite ﬁve WORDS, please!") == ["write", "five", "words", "please"]
+
+
+def test_check_self_is_linear_on_repeated_rows(tmp_path):
+    """1,000 copies of one row, two of another and a row near the first: one group per kind of row, one
+    hit per row beyond the first of its group (naming that first row), never one per pair (499,500)."""
+    row = {"instruction": "Name three primary colours.", "input": "", "output": "Red, yellow and blue."}
+    other = {"instruction": "What is the boiling point of water at sea level?", "input": "", "output": "100 C."}
+    near = dict(row, output="Red, yellow and blue, mostly.")
+    rows = [row] * 500 + [other, near] + [row] * 500 + [other]
+    data, report_path = tmp_path / "data.json", tmp_path / "audit.json"
+    data.write_text(json.dumps(rows))
+    result = run_cli("check", str(data), "--against", "none", "--self", "-o", str(report_path))
+    assert result.exit_code == 1, result.output
+    report = json.loads(report_path.read_text())
+    assert report["groups"] == [[*range(500), *range(501, 1002)], [500, 1002]]
+    assert len(report["hits"]) == 1001
+    assert {(h["other_index"], h["evidence"]) for h in report["hits"] if h["index"] != 501} == {(0, 1.0), (500, 1.0)}
+    assert [(h["other_index"], h["evidence"]) for h in report["hits"] if h["index"] == 501] == [(0, 0.875)]
+    assert (report["summary"]["duplicate_groups"], report["summary"]["duplicate_rows"]) == (2, 1001)
+    assert "2 near-duplicate groups, 1001 rows beyond the first of each" in result.output

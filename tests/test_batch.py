@@ -34,6 +34,11 @@ def grade_args(data: Path, out: Path, server: FakeBatchServer, *extra: str) -> l
             "--api-key-env", KEY_ENV, "--batch", "--poll-interval", "0.05", *extra]
 
 
+def on(server: FakeBatchServer) -> list[str]:
+    """The options that name a batch command's server, as the runs that submitted its batches gave them."""
+    return ["--base-url", server.url, "--api-key-env", KEY_ENV]
+
+
 def rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -151,11 +156,11 @@ def test_no_wait_then_batch_wait_collects_an_expired_batch_counted_by_kind(tmp_p
         assert submitted.exit_code == 0, submitted.output
         assert "1 batch(es) submitted, 1 pending with 3 request(s)" in submitted.output
         assert not out.exists()
-        status = run_cli("batch", "status")
+        status = run_cli("batch", "status", *on(server))
         assert status.exit_code == 0 and "1 batch(es), 1 live" in status.output and "batch_2" in status.output
 
         summary = tmp_path / "wait.json"
-        waited = run_cli("batch", "wait", "--poll-interval", "0.05", "--summary-json", str(summary))
+        waited = run_cli("batch", "wait", "--poll-interval", "0.05", "--summary-json", str(summary), *on(server))
         assert waited.exit_code == 0, waited.output
         assert "1 result(s) put in the cache, 2 failed (batch_expired 2)" in waited.output
         assert json.loads(summary.read_text())["errors"] == {"batch_expired": 2}
@@ -173,10 +178,10 @@ def test_batch_cancel_then_wait_counts_the_cancelled_requests(tmp_path):
     data = dataset(tmp_path, "ok", "ok")
     with FakeBatchServer(delay=30) as server:
         assert run_cli(*grade_args(data, tmp_path / "s.jsonl", server, "--no-wait")).exit_code == 0
-        cancelled = run_cli("batch", "cancel", "--all")
+        cancelled = run_cli("batch", "cancel", "--all", *on(server))
         assert cancelled.exit_code == 0, cancelled.output
         assert cancelled.output.splitlines() == ["batch_2: cancelled", "1 batch(es) cancelled"]
-        waited = run_cli("batch", "wait", "--poll-interval", "0.05")
+        waited = run_cli("batch", "wait", "--poll-interval", "0.05", *on(server))
         assert "0 result(s) put in the cache, 2 failed (batch_cancelled 2)" in waited.output
         assert run_cli("batch", "cancel", "--all").output.splitlines() == ["0 batch(es) cancelled"]
 
@@ -276,3 +281,290 @@ def test_batch_journaled_before_it_existed_is_found_or_submitted_once(tmp_path, 
     assert [r.value["text"] for r in results] == ["4.5\nAccurate."] * 3
     assert again.stats.model_calls == 3
     assert len(list(journal_dir(tmp_path / "c").glob("*.json"))) == 1
+
+
+@pytest.mark.parametrize("lost", ["the reply after the file and the batch were made", "the request before either"])
+def test_batch_created_twice_after_an_ambiguous_502_is_found_and_made_once(tmp_path, lost):
+    from gasus.batch import load_journals
+    from gasus.cache import Cache
+
+    data = dataset(tmp_path, "ok", "ok", "ok")
+    out = tmp_path / "scores.jsonl"
+    summary = tmp_path / "summary.json"
+    with FakeBatchServer(delay=0.1) as server:
+        faults = server.lost_replies if lost.startswith("the reply") else server.failed_posts
+        faults.update({"files": 1, "batches": 1})
+        result = run_cli(*grade_args(data, out, server, "--summary-json", str(summary)))
+        assert result.exit_code == 0, result.output
+        inputs = [f["meta"]["id"] for f in server.files.values() if f["meta"]["purpose"] == "batch"]
+        assert len(inputs) == 1 and len(server.batches) == 1  # one file, one batch: the requests paid once
+        assert sorted(server.submitted.values()) == [1, 1, 1]
+        assert (+server.lost_replies, +server.failed_posts) == ({}, {})  # the faults did happen
+        [batch] = server.batches.values()
+    [record] = load_journals(Cache().directory)
+    assert (record["batch_id"], record["input_file_id"], record["state"]) == (batch["id"], inputs[0], "collected")
+    assert batch["input_file_id"] == inputs[0] and batch["metadata"] == {"gasus_journal": record["id"]}
+    assert [(g["score"], g["status"]) for g in rows(out)] == [(4.5, "ok")] * 3
+    report = json.loads(summary.read_text())
+    assert (report["model_calls"], report["cache_hits"], report["failures"]) == (3, 0, 0)
+
+
+def test_concurrent_batch_runs_count_each_call_once_for_the_run_that_submitted_it(tmp_path):
+    data = dataset(tmp_path, *["ok"] * 40)
+    with FakeBatchServer(delay=1e9) as server:  # no batch ends until all three runs wait on it
+        children = []
+        for i in range(3):
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "GASUS_TEST_KEY": f"{KEY}-{i}"}
+            args = ["grade", str(data), "-o", str(tmp_path / f"scores-{i}.jsonl"), "--grader", "openai:test-model",
+                    "--base-url", server.url, "--api-key-env", "GASUS_TEST_KEY", "--batch",
+                    "--poll-interval", "0.05", "--summary-json", str(tmp_path / f"summary-{i}.json")]
+            with open(tmp_path / f"stderr-{i}.txt", "wb") as stderr:
+                children.append(subprocess.Popen([sys.executable, "-m", "gasus", *args], cwd=ROOT, env=env,
+                                                 stdout=subprocess.DEVNULL, stderr=stderr))
+        try:
+            deadline = time.monotonic() + 120
+            while len(server.pollers) < 3 and time.monotonic() < deadline:  # each run polls with its own key value
+                time.sleep(0.05)
+            assert len(server.pollers) == 3
+            server.delay = 0
+            codes = [child.wait(timeout=120) for child in children]
+        finally:
+            for child in children:
+                child.kill()
+                child.wait()
+        assert codes == [0, 0, 0], [(tmp_path / f"stderr-{i}.txt").read_text()[-2000:] for i in range(3)]
+        assert len(server.batches) == 1 and len(server.submitted) == 40 and set(server.submitted.values()) == {1}
+    reports = [json.loads((tmp_path / f"summary-{i}.json").read_text()) for i in range(3)]
+    assert sum(r["model_calls"] for r in reports) == 40  # not 120: each run saw the whole batch end
+    assert sorted((r["model_calls"], r["cache_hits"], r["failures"]) for r in reports) == [
+        (0, 40, 0), (0, 40, 0), (40, 0, 0)]
+    for i in range(3):
+        assert [g["score"] for g in rows(tmp_path / f"scores-{i}.jsonl")] == [4.5] * 40
+
+
+def test_malformed_line_in_a_batch_output_file_fails_its_key_and_the_rest_is_collected(tmp_path):
+    from gasus.batch import load_journals
+    from gasus.cache import Cache
+
+    def garble(lines: list[dict]) -> list[str]:
+        lines[0]["response"] = "oops"  # a response that is a string
+        lines[1]["response"]["body"] = "oops"  # a body that is a string
+        lines[2]["custom_id"] = [lines[2]["custom_id"]]  # names no key: skipped, its request unanswered
+        lines[4]["response"]["body"]["choices"][0]["message"]["content"] = 5  # a completion of the wrong shape
+        return ["not json", "[1, 2]", "", *map(json.dumps, lines)]
+
+    data = dataset(tmp_path, "ok", "ok", "ok", "ok", "ok")
+    out = tmp_path / "scores.jsonl"
+    summary = tmp_path / "summary.json"
+    reports = []
+    with FakeBatchServer(delay=0.1) as server:
+        server.garble = garble
+        for _ in range(2):  # the rerun reads the failures from the journal: no traceback, nothing asked again
+            result = run_cli(*grade_args(data, out, server, "--summary-json", str(summary)))
+            assert result.exit_code == 0, result.output
+            graded = rows(out)
+            assert [g["status"] for g in graded] == ["error", "error", "error", "ok", "error"]
+            assert [g["raw"] for g in graded] == [
+                "batch batch_2: the output line's response is not an object",
+                "batch batch_2: the output line's response body is not an object",
+                "batch batch_2: the batch ended completed without answering it "
+                "(3 line(s) of its output named no request of it and were skipped)",
+                "4.5\nAccurate.",
+                "batch batch_2: the server's reply is not a completion (choices[0] content is not text)"]
+            report = json.loads(summary.read_text())
+            reports.append((report["model_calls"], report["cache_hits"], report["failures"], report["errors"]))
+        assert len(server.batches) == 1
+    assert reports == [(1, 0, 4, {"batch_completed": 1, "invalid_line": 3}),
+                       (0, 1, 4, {"batch_completed": 1, "invalid_line": 3})]
+    [record] = load_journals(Cache().directory)
+    assert record["skipped_lines"] == 3
+
+
+# ---------------------------------------------------------------- untrusted journals (issue 23)
+
+SECRET_ENV, SECRET = "MY_SECRET_DB_PASSWORD", "hunter2-db-password-0451"
+
+
+class WatchedBatchServer(FakeBatchServer):
+    """The fake batch server, noting every request it receives: method, path and Authorization header."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.seen: list[tuple[str, str, str]] = []
+
+    def handle(self, handler):
+        with self.lock:
+            self.seen.append(("POST", handler.path, handler.headers.get("Authorization", "")))
+        return super().handle(handler)
+
+    def handle_get(self, handler):
+        with self.lock:
+            self.seen.append(("GET", handler.path, handler.headers.get("Authorization", "")))
+        return super().handle_get(handler)
+
+
+def journal_files(cache: Path) -> list[Path]:
+    return sorted((cache / "batches").glob("*.json"))
+
+
+def plant(cache: Path, name: str, record: dict | str) -> Path:
+    path = cache / "batches" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(record if isinstance(record, str) else json.dumps(record))
+    return path
+
+
+def test_planted_journal_is_skipped_and_never_gets_a_secret_or_a_request(tmp_path, monkeypatch):
+    from gasus.cache import Cache
+
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    Cache(tmp_path / "cache")  # the cache dir the journal is planted in
+    data = dataset(tmp_path, "ok", "ok")
+    out = tmp_path / "scores.jsonl"
+    with WatchedBatchServer(delay=0.1) as server, WatchedBatchServer(delay=0.1) as planted:
+        # The keys this grade will ask, learnt from a run in another cache dir: what a planted journal holds.
+        monkeypatch.setenv("GASUS_CACHE_DIR", str(tmp_path / "elsewhere"))
+        assert run_cli(*grade_args(data, out, server, "--no-wait")).exit_code == 0
+        [learnt] = journal_files(tmp_path / "elsewhere")
+        record = json.loads(learnt.read_text())
+        monkeypatch.setenv("GASUS_CACHE_DIR", str(tmp_path / "cache"))
+        record.update(id="20260101T000000-planted00000", base_url=planted.url, api_key_env=SECRET_ENV,
+                      batch_id="batch_1", status="in_progress")
+        plant(tmp_path / "cache", record["id"], record)
+        skipped = (f"Warning: skipped batch journal 20260101T000000-planted00000: its batch is on {planted.url} "
+                   f"with key variable {SECRET_ENV}, not on ")
+        here = on(server)
+
+        status = run_cli("batch", "status")  # the OpenAI API by default: nothing is contacted
+        assert status.exit_code == 0, status.output
+        assert status.output.splitlines()[0] == skipped + "https://api.openai.com/v1 with key variable " \
+                                                          "OPENAI_API_KEY; it was not contacted"
+        assert "1 batch(es), 1 live" in status.output and "batch_1" in status.output
+        for args in (["batch", "status", *here], ["batch", "wait", "--poll-interval", "0.05", *here],
+                     ["batch", "cancel", "--all", *here], ["batch", "cancel", "batch_1", *here]):
+            result = run_cli(*args)
+            assert result.exit_code == 0, result.output
+            assert result.output.splitlines()[0] == skipped + f"{server.url} with key variable {KEY_ENV}; it was " \
+                                                              "not contacted"
+        assert run_cli("batch", "wait", *here).output.splitlines()[1:] == ["no live batches"]
+        assert run_cli("batch", "cancel", "--all", *here).output.splitlines()[1:] == ["0 batch(es) cancelled"]
+
+        seen_before = len(server.seen)
+        graded = run_cli(*grade_args(data, out, server))  # an ordinary run asks its requests itself
+        assert graded.exit_code == 0, graded.output
+        assert graded.output.splitlines()[0] == skipped + f"{server.url} with key variable {KEY_ENV}; it was " \
+                                                          "not contacted"
+        assert [(g["score"], g["status"]) for g in rows(out)] == [(4.5, "ok"), (4.5, "ok")]
+        assert len(server.batches) == 2 and len(server.seen) > seen_before
+        assert planted.seen == []  # the planted journal's server heard nothing at all
+        assert {auth for _, _, auth in server.seen} == {f"Bearer {KEY}"}
+    assert json.loads((tmp_path / "cache" / "batches" / f"{record['id']}.json").read_text()) == record
+
+
+@pytest.mark.parametrize("ident", ["../../x", "ABSOLUTE"])
+def test_journal_id_that_is_a_path_writes_nothing_outside_the_cache(tmp_path, ident):
+    import warnings
+
+    from gasus.batch import load_journals, save_journal
+    from gasus.errors import BadInputError
+
+    outside = tmp_path / "abs" / "x"
+    outside.parent.mkdir()
+    ident = str(outside) if ident == "ABSOLUTE" else ident
+    cache = tmp_path / "cache"
+    data = dataset(tmp_path, "ok")
+    with FakeBatchServer(delay=30) as server:
+        assert run_cli(*grade_args(data, tmp_path / "s.jsonl", server, "--no-wait")).exit_code == 0
+        [path] = journal_files(cache)
+        record = json.loads(path.read_text())
+        record["id"] = ident
+        path.write_text(json.dumps(record))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert load_journals(cache) == []
+        assert [str(w.message) for w in caught] == [f"skipped batch journal {path}: no valid id"]
+        assert caught[0].category.__name__ == "GasusWarning"
+
+        status = run_cli("batch", "status", *on(server))
+        assert status.exit_code == 0, status.output
+        assert status.output.splitlines()[0] == f"Warning: skipped batch journal {path}: no valid id"
+        assert "0 batch(es), 0 live" in status.output
+        with pytest.raises(BadInputError, match="not a journal id"):
+            save_journal(cache, record)
+    written = [p for p in tmp_path.rglob("x*.json")]
+    assert written == [] and journal_files(cache) == [path]
+
+
+def test_sync_rerun_sends_nothing_a_live_batch_holds(tmp_path):
+    data = dataset(tmp_path, "ok", "ok", "ok")
+    out = tmp_path / "scores.jsonl"
+    with FakeBatchServer(delay=30) as server:
+        assert run_cli(*grade_args(data, out, server, "--no-wait")).exit_code == 0
+        data.write_text(data.read_text() + json.dumps({"instruction": "Task 3.", "output": "ok"}) + "\n")
+        summary = tmp_path / "summary.json"
+        sync = run_cli("grade", str(data), "-o", str(out), "--grader", "openai:test-model", "--base-url", server.url,
+                       "--api-key-env", KEY_ENV, "--summary-json", str(summary))
+        assert sync.exit_code == 0, sync.output
+        assert sync.output.splitlines() == [
+            "3 request(s) are in live batch batch_2: `gasus batch wait`, or rerun with `--batch`",
+            "3 request(s) pending, not sent again; no output written"]
+        assert server.requests_total() == 1  # only the row no batch holds went to the chat endpoint
+        assert not out.exists()
+        report = json.loads(summary.read_text())
+        assert (report["model_calls"], report["failures"], report["batches"]) == (1, 0, {"held": {"batch_2": 3}})
+
+        answers = {}
+        for name in "ab":
+            answers[name] = tmp_path / f"{name}.jsonl"
+            answers[name].write_text(json.dumps({"testset": "vicuna", "id": "1", "question": "Q?",
+                                                 "answer": f"answer {name}", "model": name}) + "\n")
+        judge = ["judge", str(answers["a"]), str(answers["b"]), "-o", str(tmp_path / "j.jsonl"), "--judge",
+                 "openai:test-model", "--base-url", server.url, "--api-key-env", KEY_ENV]
+        assert run_cli(*judge, "--batch", "--no-wait").exit_code == 0
+        judged = run_cli(*judge)
+        assert judged.exit_code == 0, judged.output
+        assert judged.output.splitlines() == [
+            "2 request(s) are in live batch batch_4: `gasus batch wait`, or rerun with `--batch`",
+            "2 request(s) pending, not sent again; no output written"]
+        assert server.requests_total() == 1 and not (tmp_path / "j.jsonl").exists()
+
+
+def test_crafted_journals_are_skipped_and_the_others_still_work(tmp_path):
+    from gasus.batch import load_journals
+
+    data = dataset(tmp_path, "ok", "ok")
+    cache = tmp_path / "cache"
+    with FakeBatchServer(delay=0.1) as server:
+        assert run_cli(*grade_args(data, tmp_path / "s.jsonl", server, "--no-wait")).exit_code == 0
+        [good] = journal_files(cache)
+        template = json.loads(good.read_text())
+        bad = {
+            "deep": plant(cache, "deep", "[" * 100_000 + "]" * 100_000),
+            "created": plant(cache, "created", {**template, "id": "created", "created": "yesterday"}),
+            "failed": plant(cache, "failed", {**template, "id": "failed", "failed": [["http_500", "boom"]]}),
+            "noid": plant(cache, "noid", {k: v for k, v in template.items() if k != "id"}),
+        }
+        warnings = sorted([
+            f"Warning: skipped batch journal {bad['created']}: a time that is not a number",
+            f"Warning: skipped batch journal {bad['deep']}: not JSON",
+            f"Warning: skipped batch journal {bad['failed']}: failed requests that are not [kind, message] pairs",
+            f"Warning: skipped batch journal {bad['noid']}: no valid id"])
+        with pytest.warns(UserWarning) as caught:
+            assert [r["id"] for r in load_journals(cache)] == [template["id"]]
+        assert sorted(f"Warning: {w.message}" for w in caught) == warnings
+        here = on(server)
+        status = run_cli("batch", "status", *here)
+        assert status.exit_code == 0, status.output
+        assert sorted(status.output.splitlines()[:4]) == warnings
+        assert "1 batch(es), 1 live" in status.output
+        waited = run_cli("batch", "wait", "--poll-interval", "0.05", *here)
+        assert waited.exit_code == 0, waited.output
+        assert sorted(waited.output.splitlines()[:4]) == warnings
+        assert waited.output.splitlines()[-1] == "2 result(s) put in the cache, 0 failed"
+        cancelled = run_cli("batch", "cancel", "--all", *here)
+        assert cancelled.exit_code == 0
+        assert cancelled.output.splitlines()[4:] == ["0 batch(es) cancelled"]
+        graded = run_cli(*grade_args(data, tmp_path / "s.jsonl", server))  # every answer is in the cache
+        assert graded.exit_code == 0 and "skipped batch journal" not in graded.output
+        assert len(server.batches) == 1 and [g["status"] for g in rows(tmp_path / "s.jsonl")] == ["ok", "ok"]
+    assert sorted(journal_files(cache)) == sorted([good, *bad.values()])

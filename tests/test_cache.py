@@ -446,3 +446,80 @@ def test_a_dir_another_process_is_marking_opens(tmp_path):
     (d / MARKER).unlink()
     with pytest.raises(CacheError, match="not a gasus cache"):
         prepare_cache_dir(d)
+
+
+def test_cache_import_refuses_a_reasoning_of_5_and_a_cached_one_is_a_clear_error(tmp_path):
+    """Review item 10: every field gasus reads back from a cached value has its type checked: import
+    refuses `"reasoning": 5`, verify reports it, and a grade reading such an entry stops with one line."""
+    from gasus.backends.replay import ReplayBackend
+    from gasus.grade import grade_request, grading_prompt
+    from gasus.records import Example
+
+    cache = Cache()
+    key = "3" * 64
+    f = tmp_path / "in.jsonl"
+    for value, message in [
+        ({"text": "4", "reasoning": 5}, "value.reasoning: Input should be a valid string"),
+        ({"text": "4", "served_model": ["m"]}, "value.served_model: Input should be a valid string"),
+        ({"text": "4", "system_fingerprint": 7}, "value.system_fingerprint: Input should be a valid string"),
+        ({"text": "4", "finish_reason": 1}, "value.finish_reason: Input should be a valid string"),
+        ({"text": "4", "usage": {"completion_tokens": True}}, "value.usage.completion_tokens: Input should be a valid integer"),
+    ]:
+        f.write_text(_export_line(key, value))
+        with pytest.raises(BadInputError) as err:
+            cache.import_(f)
+        assert str(err.value) == f"{f}: line 1: not a gasus cache entry: {message}"
+    assert len(cache) == 0
+
+    example = Example(0, "Say four.", "", "4")
+    prompt = grading_prompt("accuracy")
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text(json.dumps({"messages": prompt.messages(example), "text": "4\nRight."}) + "\n")
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"instruction": example.instruction, "output": example.output}) + "\n")
+    out = tmp_path / "scores.jsonl"
+    assert run_cli("grade", str(data), "-o", str(out), "--grader", f"replay:{replay}").exit_code == 0
+    model = CachedModel(ReplayBackend(str(replay)), cache)
+    graded = model.key(grade_request(prompt, example, "generate"))
+    cache.put(graded, {"text": "4\nRight.", "reasoning": 5}, backend="replay", model="m")
+    cache.close()
+
+    entries = len(Cache())  # with the replay file's hash memo once the file is old enough to be memoised
+    result = run_cli("cache", "verify")
+    assert (result.exit_code, result.output) == (1, f"checked {entries} entries: 1 broken\n"
+                                                 f"  {graded}: not a gasus cache entry: value.reasoning: "
+                                                 "Input should be a valid string\n")
+    for rerun in ([], ["--retry-failed"]):
+        result = run_cli("grade", str(data), "-o", str(out), "--grader", f"replay:{replay}", *rerun)
+        assert (result.exit_code, result.output) == (2, (
+            f"Error: {tmp_path / 'cache'}: entry {graded[:16]}… has a reasoning that is not a string, which gasus "
+            "cannot read back; `gasus cache verify` lists such entries and `gasus cache migrate` drops them\n"))
+    with pytest.raises(CacheError, match="has a reasoning that is not a string"):
+        Cache().get(graded)
+    assert run_cli("cache", "migrate").exit_code == 0
+    assert graded not in Cache()  # dropped; the memos are dropped too, recomputed on use
+    assert run_cli("grade", str(data), "-o", str(out), "--grader", f"replay:{replay}").exit_code == 0
+    assert run_cli("cache", "verify").output == f"checked {len(Cache())} entries: all readable\n"
+    assert [(r["score"], r["reasoning"]) for r in map(json.loads, out.read_text().splitlines())] == [(4.0, None)]
+
+
+def test_cache_import_over_an_entry_that_is_not_an_object_is_a_conflict_and_reading_it_a_clear_error(tmp_path):
+    """Review item 10, an entry already in the cache: a stored list is never indexed as an entry."""
+    import sqlite3
+
+    key = "4" * 64
+    cache = Cache()
+    cache.put(key, {"text": "4"}, backend="openai", model="m")
+    cache.close()
+    with sqlite3.connect(tmp_path / "cache" / "cache.db") as db:
+        db.execute("UPDATE Cache SET value = ? WHERE key = ?", ("[1, 2]", key))
+    with pytest.raises(CacheError) as err:
+        Cache().get(key)
+    assert str(err.value) == (f"{tmp_path / 'cache'}: entry {key[:16]}… is not a model call's entry, which gasus "
+                              "cannot read back; `gasus cache verify` lists such entries and `gasus cache migrate` drops them")
+    f = tmp_path / "in.jsonl"
+    f.write_text(_export_line(key, {"text": "5"}))
+    report = Cache().import_(f)
+    assert (report.read, report.added, report.unchanged, report.replaced, report.conflicts) == (1, 0, 0, 0, [key])
+    assert Cache().import_(f, overwrite=True).replaced == 1
+    assert Cache().get(key) == {"text": "5"}

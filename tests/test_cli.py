@@ -150,6 +150,55 @@ def test_an_output_cannot_destroy_an_input_or_the_cache(tmp_path, case):
     assert run_cli("cache", "stats").exit_code == 0
 
 
+# Each command (leaf of the group) with arguments it accepts; the test below checks the table names them all.
+SUMMARY_ARGS = {
+    "agree": ["agree", "{t}/scores.jsonl", "{t}/scores.jsonl"],
+    "batch cancel": ["batch", "cancel", "--all"],
+    "batch status": ["batch", "status"],
+    "batch wait": ["batch", "wait"],
+    "cache clear": ["cache", "clear", "--yes"],
+    "cache export": ["cache", "export", "{t}/export.jsonl"],
+    "cache import": ["cache", "import", "{t}/scores.jsonl"],
+    "cache migrate": ["cache", "migrate"],
+    "cache stats": ["cache", "stats"],
+    "cache verify": ["cache", "verify"],
+    "check": ["check", "{t}/data.jsonl", "--against", "vicuna"],
+    "generate": ["generate", "embedded", "-o", "{t}/answers.jsonl"],
+    "grade": ["grade", "{t}/data.jsonl", "-o", "{t}/out.jsonl"],
+    "judge": ["judge", "{t}/a.jsonl", "{t}/a.jsonl", "-o", "{t}/out.jsonl"],
+    "report": ["report", "{t}"],
+    "run": ["run", "--demo", "--run-dir", "{t}/demo"],
+    "select": ["select", "{t}/data.jsonl", "{t}/scores.jsonl", "-o", "{t}/kept.json"],
+    "train": ["train", "{t}/data.jsonl", "-o", "{t}/model", "--preset", "cpu-smoke"],
+}
+
+
+def _leaf_commands() -> list[str]:
+    names = []
+    for path in _commands():
+        command = main.get_command(None, path[0])
+        if len(path) == 2 or not getattr(command, "commands", None):
+            names.append(" ".join(path))
+    return names
+
+
+def test_summary_json_onto_the_cache_is_refused_by_every_command(tmp_path):
+    """Issue 23 item 11: `--summary-json CACHE/cache.db` is refused by every command, before it does
+    anything (batch status|wait|cancel, cache migrate and report used to write it over the cache)."""
+    assert sorted(SUMMARY_ARGS) == sorted(_leaf_commands())  # a new command gets a line here
+    _files(tmp_path)
+    cache_dir = tmp_path / "cache"
+    run_cli("cache", "stats")  # the cache exists, with its database
+    db = cache_dir / "cache.db"
+    before = db.read_bytes()
+    for name, args in SUMMARY_ARGS.items():
+        result = run_cli(*(a.replace("{t}", str(tmp_path)) for a in args), "--summary-json", str(db))
+        assert (name, result.exit_code, result.output) == (
+            name, 2, f"Error: {db}: --summary-json is inside the cache directory {cache_dir}; choose a file outside it\n")
+        assert db.read_bytes() == before, name
+    assert run_cli("cache", "stats").exit_code == 0
+
+
 # ---------------------------------------------------------------- issue 18.10: data never reaches rich as markup
 
 

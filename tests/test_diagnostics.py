@@ -84,6 +84,62 @@ def test_score_health_in_select(tmp_path):
     assert quiet.exit_code == 0 and "length bias" not in quiet.stderr
 
 
+
+# Score-like and length-like columns with ties on one side, both sides, or none.
+TIED_PAIRS = [
+    ([1, 2, 2, 3], [10, 30, 20, 40]),
+    ([4.5, 4.5, 3.0, 5.0, 3.0, 4.5], [12, 7, 7, 30, 1, 12]),
+    ([2.0, 3.0, 3.5, 4.0, 4.5, 5.0, 4.0, 4.0], [5, 5, 5, 6, 9, 9, 1, 2]),
+    (LENGTH_SCORES, LENGTHS),
+    ([5.0, 4.0, 3.0, 2.0, 1.0], [1, 2, 2, 2, 3]),  # a negative rho
+    ([0.0, -1.5, float("inf"), 2.0], [3, 3, 1, 0]),
+]
+
+
+@pytest.mark.parametrize(("x", "y"), TIED_PAIRS)
+def test_spearman_equals_scipys_spearmanr_with_ties(x, y):
+    stats = pytest.importorskip("scipy.stats")
+    from gasus.diagnostics import spearman
+
+    assert spearman(x, y) == float(stats.spearmanr(x, y).statistic)
+    assert spearman(y, x) == float(stats.spearmanr(y, x).statistic)
+
+
+def test_spearman_is_none_where_scipys_is_undefined():
+    from gasus.diagnostics import spearman
+
+    assert spearman([4.5, 4.5, 4.5], [1, 2, 3]) is None  # constant
+    assert spearman([1, 2, 3], [7, 7, 7]) is None
+    assert spearman([3.0], [9]) is None  # one pair
+    assert spearman([], []) is None
+    assert spearman([1.0, float("nan"), 3.0], [1, 2, 3]) is None
+    assert spearman([float("inf"), float("inf")], [1, 2]) is None  # ranks tie: constant after all
+
+
+def test_select_health_imports_no_scipy(tmp_path):
+    """Importing scipy.stats for one coefficient took longer than the rest of `gasus select` on 9k rows."""
+    import subprocess
+    import sys
+
+    outputs = [" ".join(["word"] * n) for n in LENGTHS]
+    dataset, scores = _scored_dataset(tmp_path, outputs, LENGTH_SCORES)
+    summary = tmp_path / "s.json"
+    probe = f"""
+import sys, json
+from gasus.cli import main
+try:
+    main(["select", {str(dataset)!r}, {str(scores)!r}, "-o", {str(tmp_path / "kept.json")!r},
+          "--summary-json", {str(summary)!r}])
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "scipy")))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == []
+    rho = json.loads(summary.read_text())["diagnostics"]["length_spearman"]
+    assert rho == pytest.approx(_pearson(_average_ranks(LENGTH_SCORES), _average_ranks(LENGTHS)), abs=1e-12)
+
+
 def test_collapsed_scores_warn(tmp_path):
     """95% of the ok grades hold one score: collapsed (modal_share >= 0.8), and the warning names it."""
     scores = [4.5] * 38 + [3.0, 5.0]

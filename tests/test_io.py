@@ -71,6 +71,23 @@ def test_csv(tmp_path):
     assert examples[1].extra == {"source": ""}
 
 
+def test_csv_cell_over_131072_characters_is_read(tmp_path):
+    """A valid CSV whose cell is longer than the csv module's default limit reads whole, and the
+    process's limit is as it was afterwards."""
+    long_output = "y" * 200_000
+    path = tmp_path / "long.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["instruction", "input", "output"])
+        writer.writeheader()
+        writer.writerow({"instruction": "Repeat y.", "input": "", "output": long_output})
+        writer.writerow({"instruction": "Say hi.", "input": "", "output": "hi"})
+    limit = csv.field_size_limit()
+    examples = load_examples(path)
+    assert [(e.instruction, len(e.output)) for e in examples] == [("Repeat y.", 200_000), ("Say hi.", 2)]
+    assert examples[0].output == long_output
+    assert csv.field_size_limit() == limit
+
+
 def test_parquet(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

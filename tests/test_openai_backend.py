@@ -344,3 +344,39 @@ def test_ctrl_c_keeps_every_reply_already_received(tmp_path, key):
     assert len(cache) == 4
     assert sorted(seen) == [0, 1, 2, 3]
     assert model.stats.model_calls == 4 and model.stats.failures == 0
+
+
+class MalformedServer(FakeServer):
+    """Answers every row well except two, whose replies have a number for the content or a list for the usage."""
+
+    def reply(self, handler, text: str, body: dict):
+        content = body["messages"][-1]["content"]
+        if "### Response:\nnumber" in content or "### Response:\nusage" in content:
+            message = {"role": "assistant", "content": 5 if "number" in content else "4\nFine."}
+            usage = {"prompt_tokens": 50, "completion_tokens": 5} if "number" in content else [50, 5]
+            data = {"id": "x", "object": "chat.completion", "model": body["model"],
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": usage}
+            return self.send(handler, 200, json.dumps(data).encode())
+        return super().reply(handler, text, body)
+
+
+def test_one_malformed_reply_is_that_rows_transient_failure(tmp_path, key):
+    """Review item 9: a reply whose content is a number, or whose usage is a list, fails its own row
+    (no_completion, retried, never cached); the other rows are graded."""
+    examples = examples_for("ok", "number", "usage", "ok2")
+    with MalformedServer() as server:
+        model = CachedModel(OpenAIBackend("test-model", options(server)), Cache(tmp_path / "c"))
+        grades = grade_examples(examples, model, prompt=grading_prompt("accuracy"))
+        assert [(g.score, g.status, g.raw) for g in grades] == [
+            (4.5, "ok", "4.5\nAccurate."),
+            (None, "error", "gave up after 3 tries; last: the server's reply is not a completion "
+                            "(choices[0] content is not text)"),
+            (None, "error", "gave up after 3 tries; last: the server's reply is not a completion "
+                            "(usage is not an object)"),
+            (4.5, "ok", "4.5\nAccurate.")]
+        assert {t: len(v) for t, v in server.calls.items()} == {"ok": 1, "number": 3, "usage": 3, "ok2": 1}
+        assert (model.stats.model_calls, model.stats.failures, model.stats.errors) == (2, 2, {"no_completion": 2})
+        again = CachedModel(OpenAIBackend("test-model", options(server)), Cache(tmp_path / "c"))
+        grade_examples(examples, again, prompt=grading_prompt("accuracy"))
+        assert (again.stats.cache_hits, again.stats.failures) == (2, 2)  # the failures were not cached
+        assert {t: len(v) for t, v in server.calls.items()} == {"ok": 1, "number": 6, "usage": 6, "ok2": 1}

@@ -135,6 +135,7 @@ def scripted(monkeypatch, tmp_path):
     """Every model stage scripted (grades, training, answers, judgements), so the pipeline's own
     logic runs in a second: `scripted.scores` and `scripted.judge_status` steer what comes back."""
     import types
+    from pathlib import Path
 
     from gasus import backends as backends_module
     from gasus import generate, grade, judge, train
@@ -148,7 +149,7 @@ def scripted(monkeypatch, tmp_path):
                       None if s is not None else "no score") for i, (e, s) in enumerate(zip(examples, scores))]
 
     def fake_train(subset, settings, model_dir, *, base=None, data_source=None, replace=False, **kwargs):
-        model_dir = train.Path(model_dir)
+        model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         if state.interrupt_train:  # killed after its first checkpoint
             (model_dir / "checkpoints" / "checkpoint-1").mkdir(parents=True)
@@ -263,6 +264,61 @@ def test_backend_options_in_stage_tables(tmp_path, monkeypatch):
 def test_config_values_checked_at_load(tmp_path, text, message):
     with pytest.raises(BadInputError, match=message):
         load_run_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("text,message", [
+    ('out_dir = 5\n[data]\npath = "d.json"\n', "out_dir must be a string (a directory), got 5"),
+    ('out_dir = "o\\u0000ut"\n[data]\npath = "d.json"\n',
+     "out_dir holds a NUL byte, which no file or name can hold: 'o\\x00ut'"),
+    ('[data]\npath = "d.json"\n[generate]\ntestsets = 5\n', "[generate] testsets must be a string or a list of strings, got 5"),
+    ('[data]\npath = "d.json"\n[generate]\ntestsets = ["vicuna", 5]\n',
+     "[generate] testsets must be a string or a list of strings, got ['vicuna', 5]"),
+    ('[data]\npath = "d.json"\nmax_rows = -5\n', "[data] max_rows must be 0 (no limit) or more, got -5"),
+    ('[data]\npath = "d.json"\nformat = "csv"\n', "[data] format must be alpaca or dolly, got 'csv'"),
+    ('[data]\npath = 5\n', "[data] path must be a string, got 5"),
+    ('[data]\npath = "d\\u0000.json"\n', "[data] path holds a NUL byte, which no file or name can hold: 'd\\x00.json'"),
+    ('[data]\npath = "d.json"\n[generate]\ntestsets_dir = "t\\u0000"\n',
+     "[generate] testsets_dir holds a NUL byte, which no file or name can hold: 't\\x00'"),
+    ('[data]\npath = "d.json"\n[generate]\ntestsets = ["vicuna\\u0000"]\n',
+     "[generate] testsets holds a NUL byte, which no file or name can hold: ('vicuna\\x00',)"),
+    ('[data]\npath = "d.json"\n[train]\nbase = "b\\u0000.gguf"\n',
+     "[train] base holds a NUL byte, which no file or name can hold: 'b\\x00.gguf'"),
+    ('[data]\npath = "d.json"\n[train]\nepochs = "three"\n', "[train] epochs must be a number, got 'three'"),
+    ('[data]\npath = "d.json"\n[train]\nbatch_size = 4.5\n', "[train] batch_size must be a whole number, got 4.5"),
+    ('[data]\npath = "d.json"\n[train]\nlora = "yes"\n', "[train] lora must be true or false, got 'yes'"),
+    ('[data]\npath = "d.json"\n[train]\nlearning_rate = inf\n', "[train] learning_rate must be a finite number, got inf"),
+    ('[data]\npath = "d.json"\n[check]\nthreshold = nan\n', "[check] threshold must be a finite number, got nan"),
+    ('[data]\npath = "d.json"\n[grade]\napi_key_env = "K\\u0000"\n',
+     "[grade] api_key_env holds a NUL byte, which no file or name can hold: 'K\\x00'"),
+])
+def test_config_field_types_are_config_errors_before_anything_is_made(tmp_path, text, message):
+    """Issue 23 item 15: a value of the wrong type, or a NUL byte in a path or name, is one config-worded
+    line and exit code 2, and out_dir is not made."""
+    (tmp_path / "d.json").write_text("[]")
+    config = _write(tmp_path, text)
+    result = run_cli("run", str(config))
+    assert (result.exit_code, result.output) == (2, f"Error: {config}: {message}\n")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == ["d.json", "run.toml"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["select", "{t}/d\0.json", "{t}/s.jsonl", "-o", "{t}/k.json"], "DATASET: '{t}/d\\x00.json'"),
+    (["grade", "{t}/d.json", "-o", "{t}/out\0.jsonl"], "-o/--output: '{t}/out\\x00.jsonl'"),
+    (["generate", "embedded", "--testset", "vicuna", "--testset", "koala\0", "-o", "{t}/a.jsonl"],
+     "--testset: 'koala\\x00'"),
+    (["select", "{t}/d.json", "{t}/s.jsonl", "--output={t}/k\0.json"], "-o/--output: '{t}/k\\x00.json'"),
+    (["judge", "{t}/a.jsonl", "--", "{t}/b\0.jsonl", "-o", "{t}/j.jsonl"], "ANSWERS_B: '{t}/b\\x00.jsonl'"),
+    (["cache", "stats", "--summary-json", "{t}/s\0.json"], "--summary-json: '{t}/s\\x00.json'"),
+])
+def test_nul_byte_in_a_command_line_path_is_one_line_error(tmp_path, args, message):
+    """Issue 23 item 15: a NUL byte in any argument is refused by the argument's name, before anything runs."""
+    t = str(tmp_path)
+    (tmp_path / "d.json").write_text("[]")
+    before = sorted(tmp_path.iterdir())
+    result = run_cli(*(a.replace("{t}", t) for a in args))
+    assert (result.exit_code, result.output) == (
+        2, f"Error: {message.replace('{t}', t)} holds a NUL byte, which no file or name can hold\n")
+    assert sorted(tmp_path.iterdir()) == before
 
 
 def test_run_manifest_and_report(tmp_path, scripted):
@@ -383,3 +439,20 @@ def test_demo_run_dir_and_threshold(tmp_path, scripted, monkeypatch):
 def test_run_demo_arguments(args, message):
     result = run_cli("run", *args)
     assert (result.exit_code, result.output.strip()) == (2, message)
+
+
+def test_run_data_max_expansion_refuses_a_decompression_bomb(tmp_path):
+    """[data] max_expansion is the run's --max-expansion: a bomb is refused before any stage runs."""
+    import gzip
+
+    bomb = tmp_path / "d.jsonl.gz"
+    bomb.write_bytes(gzip.compress(b" " * 2**22))
+    size = bomb.stat().st_size
+    config = _write(tmp_path, f"out_dir = 'out'\n[data]\npath = '{bomb}'\nmax_expansion = 50\n")
+    result = run_cli("run", str(config))
+    assert (result.exit_code, result.output.splitlines()[-1]) == (
+        2, f"Error: {bomb}: decompresses to more than {2**20:,} bytes, over --max-expansion 50 times its {size:,} "
+           "bytes; give a larger --max-expansion (0: no limit) to read it")
+    result = run_cli("run", str(_write(tmp_path, f"[data]\npath = '{bomb}'\nmax_expansion = -1\n")))
+    assert (result.exit_code, result.output) == (
+        2, f"Error: {tmp_path / 'run.toml'}: [data] max_expansion must be at least 0, got -1\n")

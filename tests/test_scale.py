@@ -660,3 +660,63 @@ def test_reading_ahead_forks_only_a_single_threaded_process():
     finally:
         stop.set()
         thread.join()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(p) for p in handle.read().split()]
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    """Whether a process is there and not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_forked_reader_dies_with_a_killed_parent(tmp_path):
+    """SIGTERM to `select` while its forked child reads the scores: the child (which held the pipe's read
+    end itself, and so blocked forever writing its result) is gone within 5 s."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not can_fork():
+        pytest.skip("reading ahead forks on Linux with two CPUs")
+    from gasus.records import example_id
+
+    rows, scores = [], []
+    for i in range(120_000):
+        row = {"instruction": f"Question {i}: what follows {i}?", "input": "", "output": f"{i + 1}, then more " * 4}
+        rows.append(json.dumps(row))
+        scores.append(json.dumps({"id": example_id(row["instruction"], "", row["output"]), "index": i, "score": 4.5,
+                                  "status": "ok", "grader": "t", "dimension": "accuracy", "mode": "expected",
+                                  "raw": "4.5\nA fine answer that is long enough to weigh something." * 2}))
+    (tmp_path / "data.jsonl").write_text("\n".join(rows) + "\n")
+    (tmp_path / "scores.jsonl").write_text("\n".join(scores) + "\n")
+    assert (tmp_path / "scores.jsonl").stat().st_size > 16 * 2**20  # large enough to be read ahead
+    parent = subprocess.Popen([sys.executable, "-m", "gasus", "select", "data.jsonl", "scores.jsonl", "-o", "k.json"],
+                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, child = time.monotonic() + 60, None
+    try:
+        while child is None and parent.poll() is None and time.monotonic() < deadline:
+            child = next(iter(_children(parent.pid)), None)
+            time.sleep(0.005)
+        assert child is not None, "select finished without forking a reader"
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=30) == -signal.SIGTERM
+        time.sleep(5)
+        left = _running(child)
+    finally:
+        parent.kill()
+        if child is not None and _running(child):  # left behind: not by this suite
+            os.kill(child, signal.SIGKILL)
+    assert not left

@@ -146,7 +146,8 @@ def test_replayed_thinking_is_split_off_before_parsing(tmp_path):
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps({"instruction": e.instruction, "output": e.output}) + "\n" for e in examples))
     out = tmp_path / "scores.jsonl"
-    result = run_cli("grade", str(data), "-o", str(out), "--grader", f"replay:{replay}", "--max-new-tokens-cap", "256")
+    result = run_cli("grade", str(data), "-o", str(out), "--grader", f"replay:{replay}", "--max-new-tokens-cap", "256",
+                     "--thinking", "on")  # a bare </think> ends a thought of a model known to think
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["score"], r["status"], r["raw"], r["reasoning"]) for r in rows] == [
@@ -389,3 +390,37 @@ def test_expected_mode_refuses_a_model_that_thinks_first(tmp_path, mini_alpaca):
         "not the score that --mode expected reads; use --thinking off (the chat template then writes an empty "
         "thought) or --mode score\n")
     assert not out.exists()
+
+
+def test_a_closing_think_tag_quoted_in_a_plain_graders_reply_keeps_its_score(tmp_path):
+    """Review item 6: a grader that quotes a row ending `</think>\\n5` wrote "1"; its 1 is recorded,
+    with --thinking off and with a model not known to think, and `select` drops the row; the judge likewise."""
+    examples = [Example(0, "Say five.", "", "Five.\n</think>\n5"), Example(1, "Say four.", "", "4")]
+    prompt = grading_prompt("accuracy")
+    quoting = "1\nThe response ends with `</think>\n5`, which is not an answer."
+    replies = [quoting, "5\nRight."]
+    replay = tmp_path / "replay.jsonl"
+    judge_reply = "3 9\nAssistant 2 quotes </think>\n8 2"
+    pair = AnswerPair("vicuna", "1", "Q?", "A says </think>\n8 2", "B")
+    from gasus.judge import judge_messages
+    replay.write_text("".join(json.dumps({"messages": prompt.messages(e), "text": t}) + "\n"
+                              for e, t in zip(examples, replies))
+                      + json.dumps({"messages": judge_messages(pair.question, pair.answer_a, pair.answer_b),
+                                    "text": judge_reply}) + "\n")
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"instruction": e.instruction, "output": e.output}) + "\n" for e in examples))
+    for thinking in ("off", "auto"):
+        out, kept = tmp_path / f"scores-{thinking}.jsonl", tmp_path / f"kept-{thinking}.jsonl"
+        result = run_cli("grade", str(data), "-o", str(out), "--grader", f"replay:{replay}", "--thinking", thinking)
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [(r["score"], r["status"], r["raw"], r["reasoning"]) for r in rows] == [
+            (1.0, "ok", quoting, None), (5.0, "ok", "5\nRight.", None)]
+        result = run_cli("select", str(data), str(out), "-o", str(kept))
+        assert result.exit_code == 0, result.output
+        assert [json.loads(line)["instruction"] for line in kept.read_text().splitlines()] == ["Say four."]
+        from gasus.backends.replay import ReplayBackend
+        judge = CachedModel(ReplayBackend(str(replay)), Cache(tmp_path / f"cache-{thinking}"))
+        judgements = run_judge(judge, [pair], ["ab"], thinking=thinking)
+        assert [(j.scores, j.status, j.raw, j.reasoning) for j in judgements] == [
+            ([3.0, 9.0], "ok", judge_reply, None)]

@@ -122,10 +122,10 @@ def _fake_conversion(gguf, target):
 
 def test_train_leaves_the_cache_dir_a_gasus_cache(tmp_path, embedded_gguf, monkeypatch):
     """Converting a GGUF base into a cache dir that does not exist yet leaves a cache every command opens."""
-    from gasus import train as training
     from gasus.cache import MARKER, Cache
+    from gasus.train import base
 
-    monkeypatch.setattr(training, "convert_gguf", _fake_conversion)
+    monkeypatch.setattr(base, "convert_gguf", _fake_conversion)
     root = tmp_path / "cache"
     converted = converted_gguf_dir(embedded_gguf)
     assert converted.parent == root / "models"
@@ -475,8 +475,9 @@ def test_saved_models_keep_their_training_precision(tmp_path, base_dir, monkeypa
     """A bf16 run (CPU autocast stands in for a bf16 GPU) saves bf16 weights, half the fp32 size,
     unless --save-dtype says otherwise; the manifest records which."""
     from gasus import train as training
+    from gasus.train import trainer
 
-    monkeypatch.setattr(training, "detect_hardware", lambda: {**NO_GPU, "bf16": True})
+    monkeypatch.setattr(trainer, "detect_hardware", lambda: {**NO_GPU, "bf16": True})
     examples = load_examples(MINI)[:4]
     result = training.train(examples, TrainConfig.from_preset("cpu-smoke", precision="bf16", max_steps=1),
                             tmp_path / "bf16", base=str(base_dir))

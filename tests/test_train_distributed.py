@@ -201,13 +201,13 @@ def _readme_commands(start: str) -> list[str]:
 @pytest.fixture
 def stop_before_loading(monkeypatch):
     """train() stops with an error where it would load the model: the notes before it are out."""
-    from gasus import train as training
     from gasus.errors import BadInputError
+    from gasus.train import trainer
 
     def stop(base):
         raise BadInputError("stopped before loading")
 
-    monkeypatch.setattr(training, "load_base", stop)
+    monkeypatch.setattr(trainer, "load_base", stop)
 
 
 def test_accelerate_cpu_launch_that_started_one_process_says_so(tmp_path, monkeypatch, stop_before_loading):
@@ -228,10 +228,10 @@ def test_accelerate_cpu_launch_that_started_one_process_says_so(tmp_path, monkey
 
 
 def test_fp32_fallback_note_of_a_bf16_preset_is_printed_once_by_rank_0(tmp_path, monkeypatch, stop_before_loading):
-    from gasus import train as training
+    from gasus.train import trainer
 
-    monkeypatch.setattr(training, "detect_hardware", lambda: {"device": "cpu", "name": "x86_64", "count": 2,
-                                                               "bf16": False, "tf32": False})
+    monkeypatch.setattr(trainer, "detect_hardware", lambda: {"device": "cpu", "name": "x86_64", "count": 2,
+                                                              "bf16": False, "tf32": False})
     monkeypatch.setenv("WORLD_SIZE", "2")
     said = {}
     for rank in ("0", "1"):

@@ -120,6 +120,11 @@ class Backend:
             return f"the {self.name} backend cannot answer in mode '{mode}' (it answers {', '.join(self.modes)})"
         return None
 
+    def thinks(self, request: Request) -> bool:
+        """Whether the model is known to think before it answers (a bare `</think>` then ends its
+        thought): --thinking on; a backend that reads the chat template also knows a reasoning model's."""
+        return request.params.get("thinking") == "on"
+
     def complete(self, request: Request) -> dict[str, Any]:
         """The completion of one request: {"text": str, ...measured extras}."""
         raise NotImplementedError

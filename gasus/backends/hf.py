@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import BackendError, MissingDependencyError
 from ..parsing import SCORE_TOKENS
 from ..records import canonical_json, sha256_text
-from ..thinking import template_kwargs
+from ..thinking import template_kwargs, template_thinks
 from .base import Backend, BackendOptions, Request, chat_fragments, file_sha256, single_token_ids
 
 # Files whose bytes decide what the model writes: weights, config, tokenizer.
@@ -104,6 +104,14 @@ class HFBackend(Backend):
                 "seed": self.options.seed,
                 "chat_template": sha256_text(canonical_json(template)) if template else None,
                 "data_as_text": True}  # see LlamaCppBackend.cache_params
+
+    def thinks(self, request: Request) -> bool:
+        """--thinking on, or auto with a reasoning model's chat template (as LlamaCppBackend.thinks)."""
+        thinking = request.params.get("thinking", "auto")
+        if thinking != "auto" or request.is_raw:
+            return thinking == "on"
+        template = getattr(self._load_tokenizer(), "chat_template", None)
+        return template_thinks(template if isinstance(template, str) else canonical_json(template) if template else None)
 
     # -------------------------------------------------------------- loading
 

@@ -126,14 +126,28 @@ class OpenAIBackend(Backend):
         return "/chat/completions", body
 
     def read_reply(self, request: Request, data: Any) -> dict[str, Any]:
-        """The cached value of a reply: text, usage, and for expected mode the score logprobs."""
+        """The cached value of a reply: text, usage, and for expected mode the score logprobs.
+        A reply not shaped as a completion (a number for the text, a list for the usage) is that
+        request's transient failure ("no_completion"): retried, never cached, the other requests go on."""
         try:
             choice = data["choices"][0]
-            usage = data.get("usage") or {}
             text = choice["text"] if request.is_raw else choice["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            raise TransientError("the server's reply is not a completion (no choices[0] text)",
-                                 kind="no_completion") from None
+            raise _malformed("no choices[0] text") from None
+        usage = data.get("usage")  # data is an object: data["choices"] worked
+        usage = {} if usage is None else usage
+        message = {} if request.is_raw else choice["message"]
+        if not isinstance(choice, dict) or not isinstance(message, dict):
+            raise _malformed("choices[0] is not an object")
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        if not isinstance(text, str | None):
+            raise _malformed("choices[0] content is not text")
+        if not isinstance(usage, dict):
+            raise _malformed("usage is not an object")
+        if not all(_count(usage.get(k)) for k in self.usage):
+            raise _malformed("usage token counts are not whole numbers")
+        if not isinstance(choice.get("finish_reason"), str | None):
+            raise _malformed("finish_reason is not text")
         if choice.get("finish_reason") == "content_filter":
             # The provider withheld the answer: nothing to cache, another try may pass.
             raise TransientError("the server's content filter withheld the reply", kind="content_filter")
@@ -149,13 +163,12 @@ class OpenAIBackend(Backend):
             if isinstance(data.get(field_), str):
                 value[name] = data[field_]
         # vLLM, llama.cpp server and DeepSeek return the thinking apart from the answer.
-        reasoning = choice.get("message", {}).get("reasoning_content") or choice.get("message", {}).get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             value["reasoning"] = self._scrub(reasoning)
-        for k in self.usage:
-            self.usage[k] += usage.get(k) or 0
         if request.params.get("mode") == "expected":
             value["logprobs"] = self._score_logprobs(choice)
+        for k in self.usage:  # counted once the reply is taken
+            self.usage[k] += usage.get(k) or 0
         return value
 
     def _score_logprobs(self, choice: dict[str, Any]) -> dict[str, float]:
@@ -166,12 +179,17 @@ class OpenAIBackend(Backend):
                 f"{self.label}: the server returned no top_logprobs, which --mode expected needs; "
                 "use --mode generate or score with this grader"
             ) from None
+        if not isinstance(top, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("token", ""), str)
+                and isinstance(e.get("logprob"), int | float | None) and not isinstance(e.get("logprob"), bool)
+                for e in top):
+            raise _malformed("top_logprobs are not token and logprob pairs")
         # " 4" and "4" both mean the score 4: their probabilities add up.
         mass: dict[str, float] = {}
         for entry in top:
             token = str(entry.get("token", "")).strip()
             if token in SCORE_TOKENS and entry.get("logprob") is not None:
-                mass[token] = mass.get(token, 0.0) + math.exp(float(entry["logprob"]))
+                mass[token] = mass.get(token, 0.0) + math.exp(min(0.0, float(entry["logprob"])))
         return {k: math.log(v) for k, v in mass.items() if v > 0}
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -351,6 +369,15 @@ def thinking_fields(model: str, base_url: str, thinking: str) -> dict[str, Any]:
             return {"reasoning_effort": "low"}
         return {}  # a model that does not reason takes no such field; one that does always thinks
     return {"chat_template_kwargs": {"enable_thinking": thinking == "on"}}
+
+
+def _malformed(what: str) -> TransientError:
+    return TransientError(f"the server's reply is not a completion ({what})", kind="no_completion")
+
+
+def _count(value: Any) -> bool:
+    """Whether a usage field is a token count (or absent)."""
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
 
 
 def _error_message(response: Any, scrub: Callable[[str], str]) -> str:

@@ -85,8 +85,18 @@ class BatchProgress:
 
 
 def report_pending(pending, summary) -> None:
-    """What a --no-wait run prints and records: the batches it left running."""
+    """What a --no-wait run prints and records: the batches it left running; or what a run without
+    --batch left unsent because live batches hold it."""
+    from ..batch import BatchHeld, batch_name
+
     out = console()
+    if isinstance(pending, BatchHeld):
+        for line in pending.lines:
+            out.print(line, soft_wrap=True)
+        out.print(f"{sum(pending.held.values())} request(s) pending, not sent again; no output written",
+                  soft_wrap=True)
+        summary.extra["batches"] = {"held": {batch_name(r): pending.held[r["id"]] for r in pending.journals}}
+        return
     requests = sum(len(r["keys"]) for r in pending.journals)
     out.print(f"{pending.submitted} batch(es) submitted, {len(pending.journals)} pending with {requests} "
               "request(s); rerun the same command (or `gasus batch wait`) to collect the results", soft_wrap=True)
@@ -111,22 +121,48 @@ def batch():
     """
 
 
-def _jobs(records):
-    """A BatchJobs over the cache, its first backend taken from the first journal."""
+_BACKEND_OPTIONS = [
+    click.option("--base-url", help="The OpenAI-compatible server of the batches, as `--batch` runs gave it: only "
+                                    "journals of this server and key variable are acted on.  [default: the OpenAI API]"),
+    click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+                 help="Environment variable holding the API key, as `--batch` runs gave it; the key is never stored."),
+]
+
+
+def backend_options(func: Callable) -> Callable:
+    """--base-url and --api-key-env, as grade and judge take them, passed as one `backend` (an OpenAIBackend)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, base_url, api_key_env, **kwargs):
+        from ..backends import BackendOptions
+        from ..backends.openai import OpenAIBackend
+
+        # The model name is each journal's own (BatchJobs.client); the server and key are only these.
+        return func(*args, backend=OpenAIBackend("batches", BackendOptions(base_url=base_url, api_key_env=api_key_env)),
+                    **kwargs)
+
+    for option in reversed(_BACKEND_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _jobs(backend):
+    """A BatchJobs over the cache on the backend the user named."""
     from ..backends.base import CachedModel
-    from ..batch import BatchJobs, backend_for
+    from ..batch import BatchJobs
     from ..cache import Cache
 
-    return BatchJobs(CachedModel(backend_for(records[0]), Cache()))
+    return BatchJobs(CachedModel(backend, Cache()))
 
 
-def _tell_server(records, action: str):
-    """Retrieve or cancel each live, submitted batch of `records`, noting its state in its journal."""
-    from ..batch import is_live, request_counts, save_journal
+def _tell_server(records, action: str, backend):
+    """Retrieve or cancel each live, submitted batch of `records` on `backend`, noting its state in its
+    journal; a journal of another server or key variable is skipped, with a warning."""
+    from ..batch import is_live, request_counts, save_journal, skip_foreign
 
-    live = [r for r in records if is_live(r) and r.get("batch_id")]
+    live = skip_foreign([r for r in records if is_live(r) and r.get("batch_id")], backend)
     if live:
-        jobs = _jobs(live)
+        jobs = _jobs(backend)
         for record in live:
             current = getattr(jobs.client(record), action)(record["batch_id"])
             record.update(status=current.status, counts=request_counts(current))
@@ -145,6 +181,8 @@ def _journals(ids, live_only: bool):
 def _table(records, title: str):
     from rich.table import Table
 
+    from ..batch import batch_name
+
     table = Table(title=title)
     for name in ("batch", "model", "state", "requests", "completed", "failed", "failed by kind"):
         table.add_column(name, justify="right" if name in ("requests", "completed", "failed") else "left")
@@ -153,7 +191,7 @@ def _table(records, title: str):
         kinds: dict[str, int] = {}
         for kind, _ in (r.get("failed") or {}).values():
             kinds[kind] = kinds.get(kind, 0) + 1
-        table.add_row(str(r.get("batch_id") or f"(journal {r['id']}, not submitted)"), str(r.get("label")),
+        table.add_row(batch_name(r), str(r.get("label")),
                       f"{r.get('status')}" + ("" if r.get("state") == "collected" else " (live)"),
                       str(len(r["keys"])), str(counts.get("completed", 0)), str(counts.get("failed", 0)),
                       ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
@@ -162,19 +200,21 @@ def _table(records, title: str):
 
 @batch.command()
 @click.argument("ids", nargs=-1)
+@backend_options
 @summary_option
-def status(ids, summary):
-    """Show every batch (or those named by batch id), the live ones as the server reports them now.
+def status(ids, backend, summary):
+    """Show every batch (or those named by batch id), the live ones on this server (--base-url,
+    --api-key-env) as the server reports them now.
 
     \b
     Example:
       gasus batch status
-      gasus batch status batch_abc123
+      gasus batch status batch_abc123 --base-url http://localhost:8000/v1
     """
     from ..batch import is_live
 
     records = _journals(ids, live_only=False)
-    _tell_server(records, "retrieve")
+    _tell_server(records, "retrieve", backend)
     console().print(_table(records, f"{len(records)} batch(es), {sum(map(is_live, records))} live"))
     summary.items = len(records)
     summary.extra["batches"] = [{k: r.get(k) for k in ("batch_id", "status", "state", "counts")} for r in records]
@@ -184,8 +224,9 @@ def status(ids, summary):
 @click.argument("ids", nargs=-1)
 @click.option("--poll-interval", type=float, default=5.0, show_default=True,
               help="Seconds before the first poll; grows by half each poll, up to 60 s.")
+@backend_options
 @summary_option
-def wait(ids, poll_interval, summary):
+def wait(ids, poll_interval, backend, summary):
     """Wait for the live batches (or those named) to end and put their results in the cache.
 
     A rerun of the command that submitted them then reads every answer from the cache.
@@ -195,16 +236,16 @@ def wait(ids, poll_interval, summary):
       gasus batch wait
       gasus grade data.json -o scores.jsonl --grader openai:gpt-4o-mini --batch   # reads the cache
     """
-    from ..batch import BatchOptions
+    from ..batch import BatchOptions, skip_foreign
 
     if poll_interval <= 0:
         raise BadInputError("--poll-interval must be more than 0 seconds")
-    records = _journals(ids, live_only=True)
+    records = skip_foreign(_journals(ids, live_only=True), backend)
     out = console()
     if not records:
         out.print("no live batches")
         return
-    jobs = _jobs(records)
+    jobs = _jobs(backend)
     jobs.options = BatchOptions(poll_seconds=poll_interval)
     progress = BatchProgress(sum(len(r["keys"]) for r in records), "collecting")
     with progress:
@@ -223,9 +264,10 @@ def wait(ids, poll_interval, summary):
 
 @batch.command()
 @click.argument("ids", nargs=-1)
-@click.option("--all", "cancel_all", is_flag=True, help="Cancel every live batch.")
+@click.option("--all", "cancel_all", is_flag=True, help="Cancel every live batch on this server.")
+@backend_options
 @summary_option
-def cancel(ids, cancel_all, summary):
+def cancel(ids, cancel_all, backend, summary):
     """Cancel live batches; what they answered before is collected by the next wait or rerun.
 
     \b
@@ -235,7 +277,7 @@ def cancel(ids, cancel_all, summary):
     """
     if not ids and not cancel_all:
         raise BadInputError("name the batches to cancel, or give --all")
-    records = _tell_server(_journals(ids, live_only=True), "cancel")
+    records = _tell_server(_journals(ids, live_only=True), "cancel", backend)
     out = console()
     for record in records:
         out.print(f"{record['batch_id']}: {record['status']}", soft_wrap=True)

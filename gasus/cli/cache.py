@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import GasusGroup, check_paths, console, summary_option
+from .common import GasusGroup, check_paths, console, max_expansion_option, summary_option
 
 
 def _open(**kwargs):
@@ -103,6 +103,7 @@ def verify(summary):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--overwrite", is_flag=True,
               help="Replace an entry this cache holds with a different value (by default it is kept and listed).")
+@max_expansion_option
 @summary_option
 def import_(file, overwrite, summary):
     """Merge the entries of FILE (written by `gasus cache export`) into this cache.
@@ -144,6 +145,7 @@ def migrate(summary):
     Example:
       gasus cache migrate
     """
+    check_paths(summary)
     report = _open(migrating=True).migrate()
     summary.items = report.converted
     summary.extra.update(memos=report.memos, broken=report.broken)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from ..distributed import is_main_process
-from ..errors import GasusError, OutputConflictError, OutputPathError
+from ..errors import GasusError, GasusWarning, OutputConflictError, OutputPathError
 
 INTERRUPTED = "gasus.interrupted"  # ctx.meta key: the message Ctrl-C prints
+MAX_EXPANSION = "gasus.max_expansion"  # ctx.meta key: the command's --max-expansion
 
 
 def console(stderr: bool = False):
@@ -26,11 +30,21 @@ def console(stderr: bool = False):
 class GasusCommand(click.Command):
     """A command whose GasusErrors become one line on stderr and exit code 2."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        problem = _nul_argument(self, args)
+        if problem is not None:
+            if is_main_process():
+                click.echo(f"Error: {problem}", err=True)
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         # Under torchrun every rank runs the command and meets the same bad input: rank 0 says so.
         say = is_main_process()
         try:
-            return super().invoke(ctx)
+            with _warnings_as_lines(say):
+                # What the options set for the library (--max-expansion) lasts as long as this command.
+                return contextvars.copy_context().run(self._invoke_with_limits, ctx)
         except GasusError as exc:
             if say:
                 click.echo(f"Error: {exc}", err=True)
@@ -48,6 +62,77 @@ class GasusCommand(click.Command):
                                                      "rerun to continue."), err=True)
             ctx.exit(130)
 
+    def _invoke_with_limits(self, ctx: click.Context) -> Any:
+        if MAX_EXPANSION in ctx.meta:
+            from ..io import set_max_expansion
+
+            set_max_expansion(ctx.meta[MAX_EXPANSION])
+        return super().invoke(ctx)
+
+
+def _nul_argument(command: click.Command, args: list[str]) -> str | None:
+    """Which argument holds a NUL byte, as "LABEL: 'value'", or None. A NUL names no file: click's own
+    path checks would fail on it with a traceback, so the raw arguments are looked at first."""
+    options = {name: p for p in command.params if isinstance(p, click.Option) for name in p.opts + p.secondary_opts}
+    arguments = [p for p in command.params if isinstance(p, click.Argument)]
+    positional, i, rest = 0, 0, False
+    while i < len(args):
+        arg, label, value = args[i], None, args[i]
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]
+        if not rest and arg == "--":
+            rest = True
+        elif not rest and arg.startswith("-") and name in options:
+            option = options[name]
+            label = "/".join(option.opts)
+            if arg != name:  # --opt=value, -ovalue
+                value = arg[len(name) + (1 if arg.startswith("--") else 0):]
+            elif not (option.is_flag or option.count):
+                i += 1
+                value = args[i] if i < len(args) else ""
+        else:
+            param = arguments[min(positional, len(arguments) - 1)] if arguments else None
+            label = param.human_readable_name if param is not None else "an argument"
+            positional += 1
+        if "\0" in value or "\0" in arg:
+            return f"{label}: {value!r} holds a NUL byte, which no file or name can hold"
+        i += 1
+    return None
+
+
+def _keep_max_expansion(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value < 0:
+        raise click.BadParameter(f"must be at least 0, got {value}")
+    ctx.meta[MAX_EXPANSION] = value
+    return value
+
+
+def max_expansion_option(func: Callable) -> Callable:
+    """--max-expansion, the guard on compressed inputs; it reaches the library through the command's
+    context (io.max_expansion()), not as an argument of the command."""
+    return click.option(
+        "--max-expansion", type=int, default=200, show_default=True, expose_value=False, callback=_keep_max_expansion,
+        help="Refuse a compressed input (.gz, .bz2, .xz, .zst) that decompresses to more than this many times "
+             "its size, checked as it is read (0: no limit).")(func)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(say: bool):
+    """Each distinct GasusWarning the library raises becomes one `Warning: ...` line on stderr."""
+    shown: set[str] = set()
+    previous = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if not issubclass(category, GasusWarning):
+            return previous(message, category, *args, **kwargs)
+        if say and str(message) not in shown:
+            shown.add(str(message))
+            click.echo(f"Warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", GasusWarning)  # a later run in one process is told again
+        warnings.showwarning = show
+        yield
+
 
 class GasusGroup(click.Group):
     command_class = GasusCommand
@@ -62,6 +147,10 @@ def summary_option(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(*args, summary_json: str | None = None, **kwargs):
         summary = Summary(_command_name(click.get_current_context()), summary_json)
+        # Every command's summary is checked (not inside the cache, writable) before it does anything,
+        # so one that forgets to call check_paths still cannot write it over the cache; a command
+        # with inputs and outputs checks them all again, the summary among them.
+        check_paths(summary)
         try:
             result = func(*args, summary=summary, **kwargs)
         except GasusError as exc:
@@ -163,6 +252,7 @@ def dataset_options(func: Callable) -> Callable:
         click.option("--max-rows", type=int, default=1_000_000, show_default=True,
                      help="Refuse a dataset with more rows than this (0: no limit); Parquet is checked before "
                           "any row is read."),
+        max_expansion_option,
     ]
     for option in reversed(options):
         func = option(func)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import GasusCommand, console, summary_option
+from .common import GasusCommand, check_paths, console, summary_option
 
 
 def show_report(summary, *, warnings: bool = True) -> None:
@@ -37,8 +37,10 @@ def report(run_dir, summary):
     Example:
       gasus report out/smoke-run
     """
-    from ..report.run import write_report
+    from ..report.run import report_paths, write_report
 
+    inputs, outputs = report_paths(run_dir)
+    check_paths(summary, inputs=inputs, outputs=outputs)
     result, written, _ = write_report(run_dir)
     show_report(result)
     summary.items = len(written)

@@ -14,13 +14,22 @@ from .fastjson import (
     read_json,
     read_jsonl_objects,
 )
-from .files import COMPRESSIONS, compression, decompress, file_kind, sha256_file
+from .files import (
+    COMPRESSIONS,
+    DEFAULT_MAX_EXPANSION,
+    compression,
+    file_kind,
+    max_expansion,
+    set_max_expansion,
+    sha256_file,
+)
 from .guard import check_outputs, current_umask
 from .read import (
     DEFAULT_MAX_ROWS,
     FORMATS,
     FieldMap,
     chat_triplet,
+    count_lines,
     count_rows,
     load_examples,
     looks_like_hub_name,
@@ -29,9 +38,9 @@ from .read import (
 from .write import atomic_write, write_json, write_json_array, write_jsonl, write_records
 
 __all__ = [
-    "COMPRESSIONS", "DEFAULT_MAX_ROWS", "FORMATS", "FieldMap", "atomic_write", "chat_triplet",
-    "check_outputs", "compression", "count_rows", "current_umask", "decompress", "file_kind", "in_bulk",
-    "iter_jsonl", "iter_jsonl_objects", "load_examples", "loads_json", "looks_like_hub_name", "read_json",
-    "read_jsonl_objects", "read_rows", "sha256_file", "write_json", "write_json_array", "write_jsonl",
-    "write_records",
+    "COMPRESSIONS", "DEFAULT_MAX_EXPANSION", "DEFAULT_MAX_ROWS", "FORMATS", "FieldMap", "atomic_write",
+    "chat_triplet", "check_outputs", "compression", "count_lines", "count_rows", "current_umask", "file_kind",
+    "in_bulk", "iter_jsonl", "iter_jsonl_objects", "load_examples", "loads_json", "looks_like_hub_name",
+    "max_expansion", "read_json", "read_jsonl_objects", "read_rows", "set_max_expansion", "sha256_file",
+    "write_json", "write_json_array", "write_jsonl", "write_records",
 ]

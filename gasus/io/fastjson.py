@@ -9,10 +9,10 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from ..errors import BadInputError
-from .files import _decode, _read_bytes, _reading, compression
+from .files import _decode, _decompressed_blocks, _read_bytes, _reading, compression
 
 T = TypeVar("T")
 
@@ -156,27 +156,46 @@ JSONL_BLOCK = 16 * 2**20  # bytes of a JSON Lines file read at a time
 
 def _line_blocks(path: Path) -> Iterator[bytes]:
     """A file's bytes in blocks of whole lines (each but the last ends with "\\n"), read as they are
-    needed: a million-line scores file is never held whole. A compressed file is one block."""
+    needed: a million-line scores file is never held whole, nor all of a compressed one."""
     if compression(path):
-        yield _read_bytes(path)
-        return
-    with _reading(path):
-        handle = open(path, "rb")
+        chunks = _joined(_decompressed_blocks(path), JSONL_BLOCK)
+    else:
+        with _reading(path):
+            handle = open(path, "rb")
+        chunks = _plain_blocks(path, handle)
+    rest = b""
+    for chunk in chunks:
+        end = chunk.rfind(b"\n")
+        if end < 0:  # a line longer than a block: read on
+            rest += chunk
+            continue
+        yield rest + chunk[:end + 1]
+        rest = chunk[end + 1:]
+    if rest:
+        yield rest
+
+
+def _plain_blocks(path: Path, handle: IO[bytes]) -> Iterator[bytes]:
     with handle:
-        rest = b""
         while True:
             with _reading(path):
                 chunk = handle.read(JSONL_BLOCK)
             if not chunk:
-                break
-            end = chunk.rfind(b"\n")
-            if end < 0:  # a line longer than a block: read on
-                rest += chunk
-                continue
-            yield rest + chunk[:end + 1]
-            rest = chunk[end + 1:]
-        if rest:
-            yield rest
+                return
+            yield chunk
+
+
+def _joined(blocks: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """Small blocks gathered into blocks of at least `size` bytes (the last may be shorter)."""
+    parts, held = [], 0
+    for block in blocks:
+        parts.append(block)
+        held += len(block)
+        if held >= size:
+            yield b"".join(parts)
+            parts, held = [], 0
+    if parts:
+        yield b"".join(parts)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:

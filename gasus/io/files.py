@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
-from ..errors import BadInputError, MissingDependencyError
+from ..errors import BadInputError, GasusError, MissingDependencyError
 
 # One table tells the reader and the writer what a file is, whatever the suffix's case.
 _SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
-# A compression suffix after the data suffix (data.jsonl.gz): the file is decompressed whole when read.
+# A compression suffix after the data suffix (data.jsonl.gz): the file is decompressed as it is read.
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 
 
@@ -53,11 +56,10 @@ def _reading(path: Path) -> Iterator[None]:
 
 def _read_bytes(path: Path) -> bytes:
     """A file's bytes, decompressed when its suffix says it is compressed (.gz, .bz2, .xz, .zst)."""
-    with _reading(path):
-        data = path.read_bytes()
     if compression(path):
-        data = decompress(path, data)
-    return data
+        return b"".join(_decompressed_blocks(path))
+    with _reading(path):
+        return path.read_bytes()
 
 
 def _decode(data: bytes, path: Path) -> str:
@@ -71,41 +73,106 @@ def _decode(data: bytes, path: Path) -> str:
         ) from None
 
 
-def _zstd_decompress(data: bytes) -> bytes:
+# Text compresses 3 to 15 times; a few kilobytes of repeated bytes can decompress to gigabytes. A
+# compressed input may grow to this many times its own size (and to 1 MiB whatever its size) before
+# it is refused, checked as it is decompressed. 0 lifts it.
+DEFAULT_MAX_EXPANSION = 200
+_EXPANSION_FLOOR = 2**20
+_max_expansion: contextvars.ContextVar[int] = contextvars.ContextVar("max_expansion", default=DEFAULT_MAX_EXPANSION)
+_DECOMPRESSED_BLOCK = 2**20  # bytes of decompressed output taken at a time
+_ZSTD_PIECE = 2**10  # compressed bytes fed at a time: a zstd block of one repeated byte grows ~30,000 times
+
+
+def max_expansion() -> int:
+    """How many times its own size a compressed input may decompress to (0: no limit)."""
+    return _max_expansion.get()
+
+
+def set_max_expansion(times: int) -> None:
+    """Set the limit max_expansion() gives, for what this context reads from now on (the CLI's
+    --max-expansion, a run's [data] max_expansion)."""
+    if times < 0:
+        raise BadInputError(f"--max-expansion must be at least 0, got {times}")
+    _max_expansion.set(times)
+
+
+def _zstd_blocks(handle: IO[bytes]) -> Iterator[bytes]:
     try:
         import zstandard
     except ImportError:
         raise MissingDependencyError("zstandard", "Reading a .zst file") from None
-    parts = []
-    while data:  # one frame per pass: concatenated frames are one stream, as the zstd tool reads them
-        frame = zstandard.ZstdDecompressor().decompressobj()
-        parts.append(frame.decompress(data))
-        if not frame.eof:
-            raise EOFError("compressed data ended before the end of its frame")
-        data = frame.unused_data
-    return b"".join(parts)
+    frame, started = zstandard.ZstdDecompressor().decompressobj(), False
+    # Fed a little at a time, so no single call makes more than tens of MB whatever the data says;
+    # one frame after another: concatenated frames are one stream, as the zstd tool reads them.
+    for piece in iter(lambda: handle.read(_ZSTD_PIECE), b""):
+        while piece:
+            started = True
+            out = frame.decompress(piece)
+            if out:
+                yield out
+            if not frame.eof:
+                break
+            piece = frame.unused_data
+            frame, started = zstandard.ZstdDecompressor().decompressobj(), False
+    if started:
+        raise EOFError("compressed data ended before the end of its frame")
 
 
-def decompress(path: Path, data: bytes) -> bytes:
-    """The bytes of a compressed file, by its suffix; a corrupt or truncated file is a one-line error."""
+def _stream_blocks(handle: IO[bytes], new: Callable[[], Any]) -> Iterator[bytes]:
+    """A bz2 or xz file's bytes, at most a block per call, one stream after another (as bz2.decompress
+    and lzma.decompress read concatenated streams), with their error for a truncated one."""
+    decompressor, started, pending = new(), False, b""
+    while True:
+        if decompressor.eof:
+            decompressor, started, pending = new(), False, decompressor.unused_data
+        if not pending and decompressor.needs_input:
+            pending = handle.read(_DECOMPRESSED_BLOCK)
+            if not pending:
+                break
+        started = started or bool(pending)
+        out = decompressor.decompress(pending, _DECOMPRESSED_BLOCK)
+        pending = b""
+        if out:
+            yield out
+    if started:
+        raise EOFError("Compressed data ended before the end-of-stream marker was reached")
+
+
+def _decompressed_blocks(path: Path) -> Iterator[bytes]:
+    """The decompressed bytes of a compressed file, a block at a time, by its suffix. A corrupt or
+    truncated file, or one that grows past max_expansion() times its size, is a one-line error."""
     import bz2
     import gzip
     import lzma
 
     kind = compression(path)
-    try:
-        if kind == "gzip":
-            return gzip.decompress(data)
-        if kind == "bz2":
-            return bz2.decompress(data)
-        if kind == "xz":
-            return lzma.decompress(data)
-        return _zstd_decompress(data)
-    except MissingDependencyError:
-        raise
-    except Exception as exc:  # each format raises its own types (OSError, EOFError, LZMAError, ZstdError)
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInputError(f"{path}: not a readable {kind} file: {detail}") from None
+    with _reading(path):
+        handle = open(path, "rb")
+        size = os.fstat(handle.fileno()).st_size
+    times = max_expansion()
+    cap = max(times * size, _EXPANSION_FLOOR) if times else 0
+    total = 0
+    with handle:
+        try:
+            if kind == "zstd":
+                blocks = _zstd_blocks(handle)
+            elif kind == "gzip":
+                reader = gzip.GzipFile(fileobj=handle)
+                blocks = iter(lambda: reader.read(_DECOMPRESSED_BLOCK), b"")
+            else:
+                blocks = _stream_blocks(handle, bz2.BZ2Decompressor if kind == "bz2" else lzma.LZMADecompressor)
+            for block in blocks:
+                total += len(block)
+                if cap and total > cap:
+                    raise BadInputError(
+                        f"{path}: decompresses to more than {cap:,} bytes, over --max-expansion {times} times "
+                        f"its {size:,} bytes; give a larger --max-expansion (0: no limit) to read it")
+                yield block
+        except GasusError:
+            raise
+        except Exception as exc:  # each format raises its own types (OSError, EOFError, LZMAError, ZstdError)
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BadInputError(f"{path}: not a readable {kind} file: {detail}") from None
 
 
 def _read_text(path: Path) -> str:

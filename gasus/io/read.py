@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import BadInputError, MissingDependencyError
 from ..records import Example
-from .fastjson import _type_name, in_bulk, iter_jsonl_objects, read_json
+from .fastjson import _line_blocks, _type_name, in_bulk, iter_jsonl_objects, read_json
 from .files import _read_text, compression, file_kind
 
 FORMATS = ("alpaca", "dolly")
@@ -69,17 +69,38 @@ def _handed_over(data: list[dict]) -> Iterator[tuple[str, dict]]:
         yield f"row {i}", row
 
 
-def _rows_from_jsonl(path: Path) -> list[tuple[str, dict]]:
-    return [(f"line {lineno}", row) for lineno, row in iter_jsonl_objects(path)]
+def _rows_from_jsonl(path: Path, max_rows: int = 0) -> list[tuple[str, dict]]:
+    """The rows, refused as soon as there are more than max_rows (0: no limit), not once all are read."""
+    rows = []
+    for lineno, row in iter_jsonl_objects(path):
+        if max_rows and len(rows) == max_rows:
+            raise _too_many_rows(path, max_rows + 1, max_rows)
+        rows.append((f"line {lineno}", row))
+    return rows
+
+
+def count_lines(path: str | Path) -> int:
+    """How many non-blank lines a JSON Lines file holds, counted as it is read (decompressed as it is
+    read when compressed), without parsing them."""
+    count = 0
+    for block in _line_blocks(Path(path)):
+        count += sum(1 for line in block.split(b"\n") if line.strip())
+    return count
 
 
 def _rows_from_csv(path: Path) -> list[tuple[str, dict]]:
     text = _read_text(path)
+    # csv refuses a cell over 131,072 characters by default; no cell can be longer than the file, which is
+    # already in memory. The limit is the process's: raised only while this file is read, then put back.
+    limit = csv.field_size_limit()
     try:
+        csv.field_size_limit(max(limit, len(text)))
         reader = csv.DictReader(io.StringIO(text, newline=""))  # csv splits rows itself
         rows = [(f"line {reader.line_num}", dict(row)) for row in reader]
     except csv.Error as exc:
         raise BadInputError(f"{path}: invalid CSV: {exc}") from None
+    finally:
+        csv.field_size_limit(limit)
     for where, row in rows:
         if None in row:
             raise BadInputError(f"{path}: {where}: more cells than header columns")
@@ -165,7 +186,9 @@ def read_rows(source: str | Path, *, split: str = "train", max_rows: int = 0) ->
         if compression(path):
             raise BadInputError(f"{path}: Parquet compresses its own columns; give the .parquet file itself")
         return _rows_from_parquet(path, max_rows)
-    reader = {"json": _rows_from_json, "jsonl": _rows_from_jsonl, "csv": _rows_from_csv}[kind]
+    if kind == "jsonl":
+        return _rows_from_jsonl(path, max_rows)
+    reader = {"json": _rows_from_json, "csv": _rows_from_csv}[kind]
     return reader(path)
 
 

@@ -20,6 +20,18 @@ class DataConfig:
     path: str = field(metadata={"help": "The instruction dataset to filter (any format gasus reads)."})
     format: str = field(default="alpaca", metadata={"help": "alpaca or dolly field layout."})
     max_rows: int = field(default=1_000_000, metadata={"help": "Refuse a dataset with more rows (0: no limit)."})
+    max_expansion: int = field(default=200, metadata={
+        "help": "Refuse a compressed input that decompresses to more than this many times its size (0: no limit)."})
+
+    def __post_init__(self):
+        from ..io import FORMATS
+
+        if self.format not in FORMATS:
+            raise ValueError(f"[data] format must be {' or '.join(FORMATS)}, got '{self.format}'")
+        if self.max_rows < 0:
+            raise ValueError(f"[data] max_rows must be 0 (no limit) or more, got {self.max_rows}")
+        if self.max_expansion < 0:
+            raise ValueError(f"[data] max_expansion must be at least 0, got {self.max_expansion}")
 
 
 @dataclass(frozen=True)
@@ -184,22 +196,38 @@ _SECTIONS = {"data": DataConfig, "grade": GradeConfig, "select": SelectConfig, "
 # What each annotation accepts from TOML, and how a problem is named.
 _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "str": ((str,), "a string"), "int": ((int,), "a whole number"), "float": ((int, float), "a number"),
+    "Path": ((str,), "a string (a directory)"),
 }
 
 
-def _type_problem(table: str, name: str, annotation: str, value: Any) -> str | None:
-    """A message when a TOML value cannot fill a field of this annotation ("int | None", "float", ...)."""
+def _type_problem(table: str | None, name: str, annotation: str, value: Any) -> str | None:
+    """A message when a TOML value cannot fill a field of this annotation ("int | None", "float",
+    "tuple[str, ...]", ...); `table` None for a top-level key."""
+    where = f"[{table}] {name}" if table else name
     base = annotation.replace(" | None", "")
     if value is None and base != annotation:
         return None
     if base == "bool":
-        return None if isinstance(value, bool) else f"[{table}] {name} must be true or false, got {value!r}"
+        return None if isinstance(value, bool) else f"{where} must be true or false, got {value!r}"
+    if base == "tuple[str, ...]":  # a list of names; one name alone was made a tuple of one already
+        if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+            return _nul_problem(where, value)
+        return f"{where} must be a string or a list of strings, got {list(value) if isinstance(value, tuple) else value!r}"
     if base not in _TYPES:
         return None
     kinds, what = _TYPES[base]
-    if isinstance(value, kinds) and not isinstance(value, bool):
-        return None
-    return f"[{table}] {name} must be {what}, got {value!r}"
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        return f"{where} must be {what}, got {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} must be a finite number, got {value!r}"
+    return _nul_problem(where, value)
+
+
+def _nul_problem(where: str, value: Any) -> str | None:
+    """A NUL byte in a string names no file (and no model, test set or variable): refused by name."""
+    if any(isinstance(v, str) and "\0" in v for v in (value if isinstance(value, tuple) else (value,))):
+        return f"{where} holds a NUL byte, which no file or name can hold: {value!r}"
+    return None
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -250,6 +278,8 @@ def config_from_dict(raw: dict[str, Any], here: Path, where: str) -> RunConfig:
     if not isinstance(raw.get("data"), dict) or "path" not in raw["data"]:
         raise BadInputError(f"{where}: [data] path is required")
     problems: list[str] = []
+    if "out_dir" in raw:
+        problems += [p for p in [_type_problem(None, "out_dir", "Path", raw["out_dir"])] if p]
 
     def resolve(p: str | None) -> str | None:
         return None if p is None else os.path.normpath(here / p)
@@ -277,11 +307,18 @@ def config_from_dict(raw: dict[str, Any], here: Path, where: str) -> RunConfig:
         problems.extend(bad)
         if extra or bad:
             continue
+        if name == "train":
+            train_fields = _train_fields()
+            bad = [p for k, v in values["overrides"].items() if k in train_fields
+                   for p in [_type_problem(name, k, train_fields[k], v)] if p]
+            problems.extend(bad)
+            if bad:
+                continue
         try:
             sections[name] = cls(**values)
         except (ValueError, TypeError) as exc:
             problems.append(str(exc) if str(exc).startswith("[") else f"[{name}] {exc}")
-    problems.extend(_check_sections(sections, resolve))
+    problems.extend(_check_sections(sections, resolve))  # a section with a value of the wrong type is left out
     if problems:
         if len(problems) == 1:
             raise BadInputError(f"{where}: {problems[0]}")
@@ -297,6 +334,13 @@ def config_from_dict(raw: dict[str, Any], here: Path, where: str) -> RunConfig:
         sections["generate"] = dataclasses.replace(sections["generate"],
                                                    testsets_dir=resolve(sections["generate"].testsets_dir))
     return RunConfig(out_dir=Path(resolve(raw.get("out_dir", "gasus-run"))), **sections)
+
+
+def _train_fields() -> dict[str, str]:
+    """TrainConfig's settings and their annotations, which [train] may override."""
+    from ..train import TrainConfig
+
+    return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
 
 
 def _check_sections(sections: dict[str, Any], resolve: Callable[[str | None], str | None]) -> list[str]:

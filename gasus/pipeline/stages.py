@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import time
 from collections.abc import Callable
@@ -81,11 +82,17 @@ def _can_resume(model_dir: Path, intent: dict[str, Any]) -> bool:
 
 def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
     """Run every stage in order, keeping `manifest.json` up to date; returns what each did."""
+    # [data] max_expansion holds for every file the run reads, and only for this run.
+    return contextvars.copy_context().run(_run_pipeline, config, on_stage)
+
+
+def _run_pipeline(config: RunConfig, on_stage: Callable[[StageReport], None] | None) -> list[StageReport]:
     from ..cache import Cache, default_cache_dir
-    from ..io import check_outputs
+    from ..io import check_outputs, set_max_expansion
     from ..manifest import RunManifest
     from ..train import TrainConfig
 
+    set_max_expansion(config.data.max_expansion)
     inputs, outputs = run_paths(config)
     check_outputs(outputs, inputs, protected_dir=default_cache_dir())
     # load_run_config checked the settings and the base model; this only builds them.

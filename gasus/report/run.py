@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,13 @@ def summarize_run(run_dir: str | Path, manifest: dict[str, Any] | None = None) -
         path = run_dir / "models" / name / "manifest.json"
         if path.is_file():
             from ..io import read_json
+            from ..manifest import manifest_problem
 
-            history = read_json(path).get("train", {}).get("loss_history") or []
+            model_manifest = read_json(path)
+            problem = manifest_problem(model_manifest, model=True)
+            if problem is not None:
+                raise BadInputError(f"{path}: not a trained model's manifest: {problem}")
+            history = model_manifest.get("train", {}).get("loss_history") or []
             losses[name] = [h for h in history if isinstance(h, dict) and "step" in h and "loss" in h]
     return RunSummary(run_dir, manifest, buckets, statuses, len(grades), threshold, rule, sweep, judge, losses,
                       warnings, health, length)
@@ -165,13 +171,37 @@ def _status_text(manifest: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- markdown and html
 
 
+# Every line break a Markdown renderer (or Python) may honour, and the other control characters.
+_MD_BREAKS = re.compile(r"\r\n|[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+# Inline syntax: code spans, emphasis, strikethrough, backslashes; a link or image needs "](" or "][",
+# a link definition or footnote "]:" or "[^".
+_MD_INLINE = re.compile(r"[\\`*_~]|\](?=[(\[:])|\[(?=\^)")
+# What opens a block at the start of a line (not in a table cell): heading, quote, list, setext
+# underline, task box.
+_MD_LEADING = re.compile(r"^(\s*)(?:([#>+\-=\[])|(\d+)([.)])(?=\s|$))")
+
+
 def _md_cell(text: str) -> str:
-    """Data in a Markdown line: no raw HTML (& and < escaped), no table break (|), one line."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|").replace("\n", " ")
+    """Untrusted text (data, file and model names, config values) in a Markdown table cell, shown as it
+    is: one line, no raw HTML (& and < escaped), no table break (|), and no link, image, emphasis or code
+    that the text would open (its syntax backslash-escaped)."""
+    text = _MD_INLINE.sub(lambda m: "\\" + m.group(), _MD_BREAKS.sub(" ", str(text)))
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|")
+
+
+def _md_line(text: str) -> str:
+    """Untrusted text as a Markdown paragraph or list item: a cell that opens no block either."""
+    return _MD_LEADING.sub(_escape_leading, _md_cell(text), count=1)
+
+
+def _escape_leading(m: re.Match) -> str:
+    if m.group(2):  # a marker character
+        return f"{m.group(1)}\\{m.group(2)}"
+    return f"{m.group(1)}{m.group(3)}\\{m.group(4)}"  # an ordered list's "1." or "1)"
 
 
 def _md_table(header: Any, rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -203,14 +233,14 @@ def markdown(summary: RunSummary) -> str:
     parts = ["# gasus run report", ""]
     for w in summary.warnings:
         parts += [f"> **{_md_cell(w)}**", ""]
-    parts += [f"- {_md_cell(line)}" for line in _headline(summary)] + [""]
+    parts += [f"- {_md_line(line)}" for line in _headline(summary)] + [""]
     if summary.judge is not None:
         parts += ["## Filtered vs random baseline", "", _md_table(VERDICT_COLUMNS, verdict_rows(summary.judge)), "",
-                  _md_cell(_bias_line(summary.judge)), ""]
-        parts += [_md_cell(summary.length.text()), ""] if summary.length is not None else []
+                  _md_line(_bias_line(summary.judge)), ""]
+        parts += [_md_line(summary.length.text()), ""] if summary.length is not None else []
     parts += ["## Grades", "", _md_table(["score"] + list(summary.buckets), [["examples"] + _values(summary.buckets)]),
               "", _md_table(["status"] + list(summary.statuses), [["examples"] + _values(summary.statuses)]), ""]
-    parts += [_md_cell(summary.health.text()), ""] if summary.health is not None else []
+    parts += [_md_line(summary.health.text()), ""] if summary.health is not None else []
     parts += ["## Stages", "", _md_table(("stage",) + STAGE_COLUMNS, stage_rows(summary.manifest)), ""]
     parts += ["## Plots", ""]
     for name in PLOTS:
@@ -263,6 +293,21 @@ def html_page(summary: RunSummary, images: dict[str, bytes]) -> str:
                          f"<figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+REPORT_FILES = ("report.md", "report.html", "plots")
+
+
+def report_paths(run_dir: str | Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """(inputs, outputs) of `gasus report`, for the output check: every file a run makes is an input
+    (the report reads most of them, and none may be overwritten), the report's own files the outputs."""
+    from ..pipeline import OUTPUT_FILES
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BadInputError(f"{run_dir}: no such directory")
+    inputs = {f"RUN_DIR/{name}": run_dir / name for name in OUTPUT_FILES if name not in REPORT_FILES}
+    return inputs, {f"RUN_DIR/{name}": run_dir / name for name in REPORT_FILES}
 
 
 def write_report(run_dir: str | Path, manifest: dict[str, Any] | None = None, *,

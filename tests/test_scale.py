@@ -136,8 +136,8 @@ def test_json_files_are_read_with_orjson(tmp_path, monkeypatch):
 
     p = write_inputs(tmp_path)
     calls = []
-    real = gasus.io.json.loads
-    monkeypatch.setattr(gasus.io.json, "loads", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = gasus.io.fastjson.json.loads
+    monkeypatch.setattr(gasus.io.fastjson.json, "loads", lambda *a, **k: calls.append(1) or real(*a, **k))
     assert len(gasus.io.read_jsonl_objects(p["scores"])) == 41
     assert len(gasus.io.read_json(p["data"])) == 41
     assert calls == [1]  # the dataset holds a number beyond 64 bits: json reads it
@@ -250,7 +250,7 @@ def test_record_to_dict_is_asdict():
 
 def test_long_numbers_are_found_where_a_number_can_start():
     """Which bytes are read again by json when orjson reads a float of 2**63 or more."""
-    from gasus.io import _long_number
+    from gasus.io.fastjson import _long_number
 
     assert _long_number(b'{"a": 12345678901234567890}') and _long_number(b'[1,-12345678901234567890]')
     assert _long_number(b'{"a":\n12345678901234567890}') and _long_number(b"12345678901234567890")
@@ -510,7 +510,7 @@ def test_json_array_writer_writes_what_json_dump_writes(tmp_path, monkeypatch):
     import gasus.io
     from gasus.io import write_json, write_json_array
 
-    monkeypatch.setattr(gasus.io, "ARRAY_BLOCK", 3)
+    monkeypatch.setattr(gasus.io.write, "ARRAY_BLOCK", 3)
     rows = tricky_rows()
     cases = [rows, [r for r in rows if "meta" not in r and "big" not in r], [], [{}], [[]], [[], {}, ""],
              [{"a": t, "b": [t, {"c": t}]} for t in TRICKY], [float("nan"), float("inf"), -0.0, 1e-7, 1e16, 0.1],
@@ -633,12 +633,12 @@ def test_json_lines_read_in_blocks_read_what_the_whole_file_reads(tmp_path, monk
     whole = list(iter_jsonl(f))
     assert whole[-2] == (len(f.read_bytes().split(b"\n")) - 2, {"n": 12345678901234567890123, "t": "é"})
     for block in (1, 7, 64, 1000):
-        monkeypatch.setattr(gasus.io, "JSONL_BLOCK", block)
+        monkeypatch.setattr(gasus.io.fastjson, "JSONL_BLOCK", block)
         assert list(iter_jsonl(f)) == whole
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b'{"a": 1}\n{"b": "\xff"}\n{"c": 3}\n')
     for block in (4, 2**20):
-        monkeypatch.setattr(gasus.io, "JSONL_BLOCK", block)
+        monkeypatch.setattr(gasus.io.fastjson, "JSONL_BLOCK", block)
         with pytest.raises(BadInputError) as error:
             list(iter_jsonl(bad))
         assert str(error.value) == f"{bad}: not UTF-8 text: undecodable byte 0xff at line 2 (byte offset 16)"

@@ -1,25 +1,18 @@
-"""The whole recipe from one TOML file: grade, select (and a random baseline of equal size),
-fine-tune both subsets, answer the test sets with both models, judge filtered vs baseline.
-
-Every stage writes plain files under `out_dir` and can be rerun: model calls come from the
-cache, and a trained model whose manifest matches the data and settings is reused.
-"""
+"""The run's TOML config: one dataclass per stage, read and checked before any model is loaded."""
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import math
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInputError, GasusError
-from .parsing import SCORE_SCALE
+from ..errors import BadInputError, GasusError
+from ..parsing import SCORE_SCALE
 
 
 @dataclass(frozen=True)
@@ -31,7 +24,7 @@ class DataConfig:
         "help": "Refuse a compressed input that decompresses to more than this many times its size (0: no limit)."})
 
     def __post_init__(self):
-        from .io import FORMATS
+        from ..io import FORMATS
 
         if self.format not in FORMATS:
             raise ValueError(f"[data] format must be {' or '.join(FORMATS)}, got '{self.format}'")
@@ -54,7 +47,7 @@ class BackendSettings:
         "help": "Take only replies this snapshot served (model, fingerprint or MODEL|FINGERPRINT; openai)."})
 
     def backend_options(self):
-        from .backends import BackendOptions
+        from ..backends import BackendOptions
 
         return BackendOptions(base_url=self.base_url, api_key_env=self.api_key_env, concurrency=self.concurrency,
                               max_attempts=self.max_attempts, n_threads=self.threads,
@@ -125,7 +118,7 @@ class CheckConfig:
     shingle: int = field(default=2, metadata={"help": "Words per shingle of the near check."})
 
     def audit_config(self):
-        from .audit import AuditConfig
+        from ..audit import AuditConfig
 
         return AuditConfig(ngram=self.ngram, threshold=self.threshold, shingle=self.shingle)
 
@@ -254,7 +247,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise BadInputError(f"{path}: invalid TOML: nested too deeply") from None
 
 
-DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.toml"
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
 
 
 def with_overrides(config: RunConfig, *, out_dir: str | Path | None = None, threshold: float | None = None) -> RunConfig:
@@ -332,7 +325,7 @@ def config_from_dict(raw: dict[str, Any], here: Path, where: str) -> RunConfig:
         raise BadInputError(f"{where}: {len(problems)} problems in the config: {'; '.join(problems)}")
 
     sections["data"] = dataclasses.replace(sections["data"], path=resolve(sections["data"].path))
-    from .io import file_kind
+    from ..io import file_kind
 
     against = sections["check"].against
     if against and (Path(here / against).exists() or file_kind(against) is not None):
@@ -345,17 +338,17 @@ def config_from_dict(raw: dict[str, Any], here: Path, where: str) -> RunConfig:
 
 def _train_fields() -> dict[str, str]:
     """TrainConfig's settings and their annotations, which [train] may override."""
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
 
 
 def _check_sections(sections: dict[str, Any], resolve: Callable[[str | None], str | None]) -> list[str]:
     """What the dataclasses cannot see alone: files, presets and training keys, test sets, model specs."""
-    from .backends import parse_spec, spec_file
-    from .io import file_kind
-    from .testsets import resolve_names
-    from .train import PRESETS, TrainConfig, resolve_base
+    from ..backends import parse_spec, spec_file
+    from ..io import file_kind
+    from ..testsets import resolve_names
+    from ..train import PRESETS, TrainConfig, resolve_base
 
     problems = []
     data = sections.get("data")
@@ -413,348 +406,3 @@ def _check_sections(sections: dict[str, Any], resolve: Callable[[str | None], st
             problems.append(f"[{table}] the {key} {spec} needs an API key: set {stage.api_key_env} "
                             "(or name another variable with api_key_env)")
     return problems
-
-
-# ---------------------------------------------------------------- running
-
-
-@dataclass
-class StageReport:
-    name: str
-    seconds: float
-    detail: str
-    summary: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-
-def _train_is_current(model_dir: Path, examples_sha256: str, settings: dict[str, Any], base: str | None) -> bool:
-    """A finished run (manifest present) on the same examples, settings and base."""
-    from .io import read_json
-    from .train import resolve_base
-
-    manifest_path = model_dir / "manifest.json"
-    if not manifest_path.exists():
-        return False
-    manifest = read_json(manifest_path)
-    return (manifest.get("data", {}).get("examples_sha256") == examples_sha256
-            and manifest.get("settings") == settings
-            and manifest.get("base", {}).get("spec") == resolve_base(base).spec)
-
-
-OUTPUT_FILES = ("manifest.json", "scores.jsonl", "filtered.json", "baseline.json", "audit.json", "decisions.jsonl",
-                "models", "answers/filtered.jsonl",
-                "answers/baseline.jsonl", "judgements.jsonl", "verdicts.jsonl", "verdicts.png", "plots",
-                "report.md", "report.html")
-
-
-def run_paths(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(inputs, outputs) of a run, each named as the user knows it, for `check_outputs`."""
-    from .backends import spec_file
-
-    inputs = {"[data] path": config.data.path, "[check] against": _against_file(config.check),
-              "[grade] grader": spec_file(config.grade.grader),
-              "[judge] judge": spec_file(config.judge.judge), "[train] base": spec_file(config.train.base)}
-    outputs = {f"out_dir/{name}": config.out_dir / name for name in OUTPUT_FILES}
-    return inputs, outputs
-
-
-def _check_inside(out: Path, model_dir: Path) -> None:
-    """Refuse a model directory reached through a symlink, so a retrain never deletes outside out_dir."""
-    for path in (model_dir.parent, model_dir):
-        if path.is_symlink():
-            raise BadInputError(f"{path}: is a symlink; gasus run does not replace a model directory through a "
-                                "symlink: make it a plain directory inside out_dir")
-    if not Path(os.path.realpath(model_dir)).is_relative_to(Path(os.path.realpath(out))):
-        raise BadInputError(f"{model_dir}: lies outside {out}; gasus run replaces model directories only inside it")
-
-
-def _training_intent(examples_sha256: str, settings: dict[str, Any], base: str | None) -> dict[str, Any]:
-    from .train import resolve_base
-
-    return {"examples_sha256": examples_sha256, "settings": settings, "base": resolve_base(base).spec}
-
-
-def _can_resume(model_dir: Path, intent: dict[str, Any]) -> bool:
-    """An interrupted training of the same data, settings and base left a checkpoint to continue from."""
-    from .io import read_json
-    from .train import CHECKPOINTS
-
-    pending = model_dir.parent / f"{model_dir.name}.pending.json"
-    return (pending.is_file() and read_json(pending) == intent
-            and any((model_dir / CHECKPOINTS).glob("checkpoint-*")))
-
-
-def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
-    """Run every stage in order, keeping `manifest.json` up to date; returns what each did."""
-    # [data] max_expansion holds for every file the run reads, and only for this run.
-    return contextvars.copy_context().run(_run_pipeline, config, on_stage)
-
-
-def _run_pipeline(config: RunConfig, on_stage: Callable[[StageReport], None] | None) -> list[StageReport]:
-    from . import judge as jd
-    from . import report
-    from .backends import CachedModel, load_backend
-    from .batch import BatchOptions
-    from .cache import Cache, default_cache_dir
-    from .diagnostics import grade_health, judge_length, served_warning
-    from .generate import generate_answers
-    from .grade import grade_examples, grading_prompt, write_scores
-    from .io import (
-        FieldMap,
-        check_outputs,
-        load_examples,
-        set_max_expansion,
-        write_json,
-        write_jsonl,
-        write_records,
-    )
-    from .manifest import RunManifest, StageRecord, model_record
-    from .report.run import write_report
-    from .selection import PAPER_THRESHOLD, select_random, select_threshold, select_top_k
-    from .testsets import load_testsets
-    from .train import TrainConfig, data_fingerprint, train
-
-    set_max_expansion(config.data.max_expansion)
-    out = config.out_dir
-    inputs, outputs = run_paths(config)
-    check_outputs(outputs, inputs, protected_dir=default_cache_dir())
-    # load_run_config checked the settings and the base model; this only builds them.
-    settings = TrainConfig.from_preset(config.train.preset, **config.train.overrides)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Cache()
-    manifest = RunManifest(out, config.to_dict())
-    manifest.file("inputs", "data", config.data.path)
-    reports: list[StageReport] = []
-
-    def done(name: str, started: float, detail: str, *, warning: str | list[str] | None = None,
-             **summary: Any) -> None:
-        warnings = warning if isinstance(warning, list) else [warning] if warning else []
-        reports.append(StageReport(name, round(time.perf_counter() - started, 3), detail, summary, warnings))
-        if on_stage:
-            on_stage(reports[-1])
-
-    def record(stage: str, items: int, parts: list[StageReport], failures: int = 0) -> None:
-        manifest.stage(stage, StageRecord(items, sum(p.summary.get("model_calls", 0) for p in parts),
-                                          sum(p.summary.get("cache_hits", 0) for p in parts), failures,
-                                          round(sum(p.seconds for p in parts), 3)))
-
-    # grade
-    manifest.begin("grade")
-    t = time.perf_counter()
-    examples = load_examples(config.data.path, fields=FieldMap.for_format(config.data.format),
-                             max_rows=config.data.max_rows)
-    manifest.model("grader", model_record(config.grade.grader, cache))
-    grader = CachedModel(load_backend(config.grade.grader, config.grade.backend_options()), cache)
-    try:
-        grades = grade_examples(examples, grader, prompt=grading_prompt(config.grade.dimension),
-                                dimension=config.grade.dimension, mode=config.grade.mode,
-                                batch=BatchOptions() if config.grade.batch else None)
-    finally:
-        grader.backend.close()
-    write_scores(out / "scores.jsonl", grades)
-    manifest.file("outputs", "scores", out / "scores.jsonl")
-    manifest.data["models"]["grader"]["served"] = grader.stats.served
-    done("grade", t, f"{len(grades)} examples graded ({grader.stats.model_calls} model calls)",
-         warning=[w for w in (report.grade_warning([g.status for g in grades]),
-                              served_warning(grader.stats.served, "grades")) if w],
-         model_calls=grader.stats.model_calls, cache_hits=grader.stats.cache_hits, failures=grader.stats.failures)
-    record("grade", len(grades), reports[-1:], sum(1 for g in grades if g.status != "ok"))
-
-    # select, and the random baseline of the same size
-    manifest.begin("select")
-    t = time.perf_counter()
-    if config.select.top_k is not None:
-        kept = select_top_k(examples, grades, config.select.top_k)
-    else:
-        threshold = PAPER_THRESHOLD if config.select.threshold is None else config.select.threshold
-        kept = select_threshold(examples, grades, threshold)
-    if not kept.kept:
-        raise GasusError(f"the selection kept no example ({kept.rule}); lower the threshold or use top_k")
-    baseline = select_random(examples, len(kept.kept), config.select.seed)
-    write_records(out / "filtered.json", [e.to_dict() for e in kept.kept])
-    write_records(out / "baseline.json", [e.to_dict() for e in baseline.kept])
-    for name in ("filtered", "baseline"):
-        manifest.file("outputs", name, out / f"{name}.json")
-    health = grade_health(examples, grades, {e.id for e in kept.kept})
-    manifest.data["diagnostics"] = health.to_dict()
-    done("select", t, f"kept {len(kept.kept)} of {kept.total} by {kept.rule}; baseline: {baseline.rule}",
-         warning=health.warnings(), kept=len(kept.kept), rule=kept.rule)
-    record("select", len(kept.kept), reports[-1:])
-
-    # check (optional): drop rows that overlap the test sets, and all but the best of near-duplicates
-    if config.check.enabled:
-        manifest.begin("check")
-        t = time.perf_counter()
-        kept, baseline, found = _check_stage(config, examples, grades, out)
-        for name in ("audit", "decisions"):
-            manifest.file("outputs", name, out / f"{name}.json{'l' if name == 'decisions' else ''}")
-        for name in ("filtered", "baseline"):
-            manifest.file("outputs", name, out / f"{name}.json")
-        manifest.data["check"] = {**found, "kept": len(kept.kept)}
-        done("check", t, f"{found['contaminated_rows']} of {found['rows']} rows overlap the test sets "
-                         f"({found['exact_hits']} exact, {found['near_hits']} near hits), "
-                         f"{found['duplicate_rows']} near-duplicates; kept {len(kept.kept)} by {kept.rule}",
-             **{k: found[k] for k in ("contaminated_rows", "duplicate_rows")})
-        record("check", found["rows"], reports[-1:], found["contaminated_rows"])
-
-    # train both; an interrupted training of the same data and settings resumes from its checkpoint
-    manifest.begin("train")
-    manifest.model("base", _base_record(config.train.base, cache))
-    models = {}
-    for name, subset in (("filtered", kept.kept), ("baseline", baseline.kept)):
-        t = time.perf_counter()
-        model_dir = out / "models" / name
-        intent = _training_intent(data_fingerprint(subset)["examples_sha256"], settings.to_dict(), config.train.base)
-        if _train_is_current(model_dir, intent["examples_sha256"], settings.to_dict(), config.train.base):
-            done(f"train {name}", t, f"reused {model_dir} (same data and settings)")
-        else:
-            _check_inside(out, model_dir)
-            resume = _can_resume(model_dir, intent)
-            if not resume:
-                model_dir.parent.mkdir(parents=True, exist_ok=True)
-                write_json(model_dir.parent / f"{name}.pending.json", intent)
-            result = train(subset, settings, model_dir, base=config.train.base, data_source=out / f"{name}.json",
-                           replace=not resume, resume=resume)
-            run = result.manifest["train"]
-            how = "resumed from its last checkpoint, " if resume else ""
-            done(f"train {name}", t, f"{how}{run['steps']} steps, loss {run['train_loss']:.3f} -> {model_dir}",
-                 tokens_per_second=run["tokens_per_second"])
-        models[name] = model_dir
-        manifest.model(f"{name} model", {"spec": f"hf:{model_dir}", **_model_dir_record(model_dir, cache)})
-    record("train", 2, reports[-2:])
-
-    # answer the test sets with both models
-    manifest.begin("generate")
-    questions = load_testsets(list(config.generate.testsets), config.generate.testsets_dir,
-                              limit=config.generate.limit)
-    answer_files = {}
-    for name, model_dir in models.items():
-        t = time.perf_counter()
-        model = CachedModel(load_backend(f"hf:{model_dir}", config.generate.backend_options()), cache)
-        try:
-            result = generate_answers(model, questions, model_name=name, max_new_tokens=config.generate.max_new_tokens)
-        finally:
-            model.backend.close()
-        if result.failed:
-            raise GasusError(f"{len(result.failed)} answers of the {name} model failed: {result.failed[0][1]}")
-        answer_files[name] = out / "answers" / f"{name}.jsonl"
-        answer_files[name].parent.mkdir(exist_ok=True)
-        write_jsonl(answer_files[name], (a.to_dict() for a in result.answers))
-        manifest.file("outputs", f"answers/{name}", answer_files[name])
-        done(f"generate {name}", t, f"{len(result.answers)} answers ({model.stats.model_calls} model calls)",
-             model_calls=model.stats.model_calls, cache_hits=model.stats.cache_hits)
-    record("generate", 2 * len(questions), reports[-2:])
-
-    # judge filtered (A) against baseline (B)
-    manifest.begin("judge")
-    t = time.perf_counter()
-    pairs = jd.pair_answers(jd.load_answers(answer_files["filtered"]), jd.load_answers(answer_files["baseline"]),
-                            answer_files["filtered"], answer_files["baseline"])
-    orders = jd.ORDER_CHOICES[config.judge.order]
-    manifest.model("judge", model_record(config.judge.judge, cache))
-    judge_model = CachedModel(load_backend(config.judge.judge, config.judge.backend_options()), cache)
-    try:
-        judgements = jd.run_judge(judge_model, pairs, orders, mode=config.judge.mode,
-                                  batch=BatchOptions() if config.judge.batch else None)
-    finally:
-        judge_model.backend.close()
-    write_jsonl(out / "judgements.jsonl", (j.to_dict() for j in judgements))
-    result = jd.summarize(judgements, rule=config.judge.rule, orders=orders)
-    write_jsonl(out / "verdicts.jsonl", (v.to_dict() for v in result.verdicts.verdicts))
-    report.plot_verdicts(result.tallies, out / "verdicts.png", title="filtered vs random baseline")
-    for name in ("judgements", "verdicts"):
-        manifest.file("outputs", name, out / f"{name}.jsonl")
-    manifest.data["models"]["judge"]["served"] = judge_model.stats.served
-    done("judge", t, f"{len(judgements)} judgements ({judge_model.stats.model_calls} model calls)",
-         warning=[w for w in (report.judge_warning([j.status for j in judgements]),
-                              served_warning(judge_model.stats.served, "judgements")) if w],
-         model_calls=judge_model.stats.model_calls, cache_hits=judge_model.stats.cache_hits,
-         failures=judge_model.stats.failures, report=result)
-    record("judge", len(judgements), reports[-1:], sum(1 for j in judgements if j.status != "ok"))
-    manifest.data["results"] = {"testsets": [t.to_dict() for t in result.tallies], "bias": result.bias.to_dict(),
-                                "length": judge_length(pairs, judgements).to_dict()}
-
-    # the report: report.md and report.html, read back from the files above and the manifest
-    manifest.begin("report")
-    t = time.perf_counter()
-    _, written, images = write_report(out, manifest.data)
-    record("report", len(written), [StageReport("report", round(time.perf_counter() - t, 3), "")])
-    manifest.finish()
-    # once more, so the pages show the finished run and its report stage (the plots are kept)
-    run_summary, _, _ = write_report(out, manifest.data, images=images)
-    done("report", t, f"{out / 'report.html'} and {out / 'report.md'}", run=run_summary)
-    return reports
-
-
-def _against_file(check: CheckConfig) -> str | None:
-    from .io import file_kind
-
-    against = check.against
-    return against if against and (Path(against).exists() or file_kind(against) is not None) else None
-
-
-def _check_stage(config: RunConfig, examples: list[Any], grades: list[Any], out: Path) -> tuple[Any, Any, dict]:
-    """Audit the dataset (audit.json), select again from the rows it leaves (the same rule, so top_k
-    still keeps k) and draw the baseline of equal size from them too; decisions.jsonl says why for
-    every row. Returns (kept, baseline, the audit's summary)."""
-    from . import audit
-    from .io import load_examples, write_json, write_jsonl, write_records
-    from .selection import (
-        PAPER_THRESHOLD,
-        decisions,
-        excluded_rows,
-        select_random,
-        select_threshold,
-        select_top_k,
-        without_rows,
-    )
-
-    check = config.check
-    against = _against_file(check)
-    if against:
-        references = audit.dataset_references(against, load_examples(against, max_rows=config.data.max_rows))
-    else:
-        references = audit.testset_references(check.against or list(config.generate.testsets),
-                                              config.generate.testsets_dir)
-    found = audit.audit(examples, references, check.audit_config(), self_check=check.duplicates)
-    write_json(out / "audit.json", found.to_dict())
-    contaminated = {h["index"] for h in found.hits if h["testset"] != "self"}
-    excluded = excluded_rows(examples, grades, contaminated, found.groups)
-    left, left_grades = without_rows(examples, grades, excluded)
-    if config.select.top_k is not None:
-        rule, kept = "top_k", select_top_k(left, left_grades, config.select.top_k)
-    else:
-        threshold = PAPER_THRESHOLD if config.select.threshold is None else config.select.threshold
-        rule, kept = "threshold", select_threshold(left, left_grades, threshold)
-    if not kept.kept:
-        raise GasusError(f"after the check the selection kept no example ({kept.rule}); see {out / 'audit.json'}")
-    baseline = select_random(left, len(kept.kept), config.select.seed)
-    write_jsonl(out / "decisions.jsonl", decisions(examples, grades, kept.kept, rule, excluded))
-    write_records(out / "filtered.json", [e.to_dict() for e in kept.kept])
-    write_records(out / "baseline.json", [e.to_dict() for e in baseline.kept])
-    return kept, baseline, found.summary
-
-
-def _model_dir_record(model_dir: Path, cache: Any = None) -> dict[str, Any]:
-    """A model directory's identity: the sha256 of its weights file(s) (memoised in the cache)."""
-    from .backends.base import file_sha256
-
-    weights = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
-    if not weights and (model_dir / "manifest.json").is_file():
-        return {"manifest_sha256": file_sha256(model_dir / "manifest.json")}
-    return {"weights_sha256": {w.name: file_sha256(w, cache) for w in weights}}
-
-
-def _base_record(spec: str | None, cache: Any) -> dict[str, Any]:
-    from .backends.base import file_sha256
-    from .train import resolve_base
-
-    base = resolve_base(spec)
-    record: dict[str, Any] = {"spec": base.spec, "kind": base.kind}
-    if base.kind == "gguf":
-        record["sha256"] = file_sha256(base.location, cache)
-    elif base.kind == "dir":
-        record.update(_model_dir_record(Path(base.location), cache))
-    else:
-        record["remote_name"] = base.location
-    return record

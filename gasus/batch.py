@@ -31,7 +31,6 @@ MAX_REQUESTS = 50_000  # the Batch API's limit of requests per input file
 MAX_BYTES = 200 * 1024 * 1024  # and of an input file's size
 JOURNAL_DIR = "batches"  # inside the cache dir
 COLLECT = "batch:"  # + a journal's id: the claim of the run that collects that batch (BatchJobs.poll)
-_JOURNAL_ID = re.compile(r"[0-9A-Za-z_-]{1,100}")  # what `_record` names a journal
 ENDED = ("completed", "failed", "expired", "cancelled")  # a batch in any other state is live
 
 
@@ -596,11 +595,9 @@ def _on_disk(cache_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
         return {}
     try:
         current = json.loads((journal_dir(cache_dir) / f"{ident}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
-    if not isinstance(current, dict) or current.get("id") != ident or not isinstance(current.get("keys"), list):
-        return {}
-    return current
+    return current if journal_problem(current, ident) is None else {}
 
 
 def _public(backend: Any) -> str:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends.base import CLAIM_POLL_SECONDS, CachedModel, Request, Result, TransientError
-from .errors import BackendError, BadInputError, GasusError, GasusWarning
+from ..backends.base import CLAIM_POLL_SECONDS, CachedModel, Request, Result, TransientError
+from ..errors import BackendError, BadInputError, GasusError, GasusWarning
 
 MAX_REQUESTS = 50_000  # the Batch API's limit of requests per input file
 MAX_BYTES = 200 * 1024 * 1024  # and of an input file's size
@@ -157,7 +157,7 @@ def load_journals(cache_dir: Path) -> list[dict[str, Any]]:
 
 
 def save_journal(cache_dir: Path, record: dict[str, Any]) -> None:
-    from .io import write_json
+    from ..io import write_json
 
     if not isinstance(record.get("id"), str) or not _JOURNAL_ID.fullmatch(record["id"]):
         raise BadInputError(f"batch journal id {record.get('id')!r}: not a journal id")  # never a path
@@ -180,7 +180,7 @@ def is_live(record: dict[str, Any]) -> bool:
 def backend_for(record: dict[str, Any], backend: Any):
     """A client for the journal's model on `backend`'s own server with its own key: a journal
     names neither the host nor the key a request goes to (it may come from anyone's cache dir)."""
-    from .backends.openai import OpenAIBackend
+    from ..backends.openai import OpenAIBackend
 
     if not journal_matches(record, backend):
         raise BackendError(skipped_message(record, backend))
@@ -601,7 +601,7 @@ def _on_disk(cache_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _public(backend: Any) -> str:
-    from .backends.openai import public_url
+    from ..backends.openai import public_url
 
     return public_url(backend.base_url)
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import diskcache
 
-from .errors import BadInputError, CacheError
-from .io import loads_json
-from .records import canonical_json, sha256_text
+from ..errors import BadInputError, CacheError
+from ..io import loads_json
+from ..records import canonical_json, sha256_text
 
 SCHEMA = 1  # of the keys
 STORAGE = 2  # of the directory: 1 pickled values (diskcache's default), 2 JSON text
@@ -500,7 +500,7 @@ class Cache:
     def export(self, path: str | Path) -> int:
         """Write every model call's entry as JSON Lines {"key", "entry"}; returns how many.
         Internal memos (file hashes, chat templates) stay: they describe this machine's files."""
-        from .io import write_jsonl
+        from ..io import write_jsonl
 
         return write_jsonl(path, ({"key": k, "entry": e} for k, e in self.entries()
                                   if not k.startswith(INTERNAL_PREFIXES)))
@@ -509,7 +509,7 @@ class Cache:
         """Merge entries exported by `export`. Every line is checked first (nothing is imported
         from a file with a bad line); an entry whose key holds a different value here is a
         conflict, kept as it was and listed, unless `overwrite`."""
-        from .io import iter_jsonl
+        from ..io import iter_jsonl
 
         rows = []
         for lineno, row in iter_jsonl(path):

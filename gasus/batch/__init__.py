@@ -17,7 +17,7 @@ model's cache dir; `runner` runs a model's requests through them (or beside live
 imports only the ones listed before it.
 """
 
-from .client import BatchClient, backend_for, request_counts
+from .client import NO_BATCH_API, BatchClient, BatchRefused, backend_for, request_counts
 from .jobs import (
     COLLECT,
     ENDED,
@@ -37,6 +37,8 @@ from .journal import (
     journal_problem,
     live_journals,
     load_journals,
+    never_uploaded,
+    remove_journal,
     save_journal,
     skip_foreign,
     skipped_message,
@@ -56,11 +58,13 @@ __all__ = [
     "BatchJobs",
     "BatchOptions",
     "BatchPending",
+    "BatchRefused",
     "COLLECT",
     "ENDED",
     "JOURNAL_DIR",
     "MAX_BYTES",
     "MAX_REQUESTS",
+    "NO_BATCH_API",
     "backend_for",
     "batch_lines",
     "batch_name",
@@ -72,6 +76,8 @@ __all__ = [
     "journal_problem",
     "live_journals",
     "load_journals",
+    "never_uploaded",
+    "remove_journal",
     "request_counts",
     "run_batched",
     "run_beside_batches",

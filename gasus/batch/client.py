@@ -9,6 +9,15 @@ from typing import Any
 from ..errors import BackendError
 from .journal import journal_matches, skipped_message
 
+# What a 404 or 405 on a files or batches route most likely means: OpenAI-compatible servers that
+# serve only the chat endpoints (vLLM's, Ollama's) have neither route.
+NO_BATCH_API = ("the server may not offer the Batch API (/v1/files and /v1/batches; vLLM and Ollama do not): "
+                "run without --batch")
+
+
+class BatchRefused(BackendError):
+    """The server refused to make a file or a batch outright (a 4xx other than 408, 409 or 429): it made nothing."""
+
 
 def backend_for(record: dict[str, Any], backend: Any):
     """A client for the journal's model on `backend`'s own server with its own key: a journal
@@ -39,13 +48,20 @@ class BatchClient:
         # looks for what an ambiguous failure may have made before it sends another.
         self.once = self.client.with_options(max_retries=0)
 
-    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, route: bool = False, **kwargs: Any) -> Any:
+        """fn(*args, **kwargs); `route` when it lists a files or batches route, which a server may lack."""
         import openai
 
         try:
             return fn(*args, **kwargs)
         except openai.APIError as exc:
-            raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {exc}")) from None
+            raise BackendError(self._failure(what, exc, route)) from None
+
+    def _failure(self, what: str, exc: Exception, route: bool) -> str:
+        message = f"{self.backend.label}: {what}: {exc}"
+        if route and getattr(exc, "status_code", None) in (404, 405):
+            message += f"; {NO_BATCH_API}"
+        return self.backend._scrub(message)
 
     def _make(self, what: str, make: Callable[[], Any], find: Callable[[], Any | None]) -> Any:
         """make(), tried up to max_attempts times; after a failure that may have happened on the server
@@ -65,7 +81,7 @@ class BatchClient:
                         time.sleep(self.backend._backoff(attempt, None))
                     continue  # refused before anything was made
                 if exc.status_code not in (408, 409) and exc.status_code < 500:
-                    raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {exc}")) from None
+                    raise BatchRefused(self._failure(what, exc, route=True)) from None
             except openai.APIError as exc:
                 raise BackendError(self.backend._scrub(f"{self.backend.label}: {what}: {exc}")) from None
             found = find()
@@ -106,7 +122,7 @@ class BatchClient:
 
     def find_by_input_file(self, file_id: str, journal: str | None = None) -> Any | None:
         """The batch made from the input file, or tagged with the journal's id."""
-        for batch in self.call("listing batches", self.client.batches.list, limit=100):
+        for batch in self.call("listing batches", self.client.batches.list, limit=100, route=True):
             metadata = getattr(batch, "metadata", None)
             tag = metadata.get("gasus_journal") if isinstance(metadata, dict) else None
             if batch.input_file_id == file_id or (journal is not None and tag == journal):
@@ -115,7 +131,7 @@ class BatchClient:
 
     def find_file(self, name: str, size: int) -> str | None:
         """The id of the whole batch file uploaded under `name`, if the server holds one."""
-        for item in self.call("listing files", self.client.files.list, purpose="batch"):
+        for item in self.call("listing files", self.client.files.list, purpose="batch", route=True):
             if getattr(item, "filename", None) == name and getattr(item, "bytes", None) == size:
                 return item.id
         return None

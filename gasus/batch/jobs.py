@@ -11,8 +11,16 @@ from typing import Any
 
 from ..backends.base import CachedModel, Request, TransientError
 from ..errors import BackendError, BadInputError
-from .client import BatchClient, backend_for, request_counts
-from .journal import _on_disk, _public, is_live, load_journals, save_journal, skip_foreign
+from .client import BatchClient, BatchRefused, backend_for, request_counts
+from .journal import (
+    _on_disk,
+    _public,
+    is_live,
+    load_journals,
+    remove_journal,
+    save_journal,
+    skip_foreign,
+)
 
 MAX_REQUESTS = 50_000  # the Batch API's limit of requests per input file
 MAX_BYTES = 200 * 1024 * 1024  # and of an input file's size
@@ -140,7 +148,11 @@ class BatchJobs:
         self.claimed.add(COLLECT + record["id"])
         save_journal(self.cache_dir, record)  # before the upload: a rerun knows what this file was for
         client = self.client(record)
-        record["input_file_id"] = client.upload(f"gasus-{record['id']}.jsonl", b"".join(line for _, line in chunk))
+        try:
+            record["input_file_id"] = client.upload(f"gasus-{record['id']}.jsonl", b"".join(line for _, line in chunk))
+        except BatchRefused:
+            remove_journal(self.cache_dir, record)  # refused outright: no file exists, so nothing is left to resume
+            raise
         save_journal(self.cache_dir, record)
         self._create(record, client)
         return record
@@ -171,7 +183,8 @@ class BatchJobs:
                 request = self.requests.get(key)
                 if request is None:
                     raise BackendError(f"batch journal {record['id']}: the run that prepared it was stopped before "
-                                       "its upload; rerun the command that started it to submit its requests")
+                                       "its upload; rerun the command that started it to submit its requests, or "
+                                       f"`gasus batch cancel {record['id']}` to drop it")
                 keyed[key] = request
             lines = [line for key, line in next(iter(batch_lines(self.model.backend, keyed).values()))]
             # The stopped run may have uploaded it after all: its name is the journal's.

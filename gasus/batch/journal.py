@@ -110,6 +110,18 @@ def is_live(record: dict[str, Any]) -> bool:
     return record.get("state") != "collected"
 
 
+def never_uploaded(record: dict[str, Any]) -> bool:
+    """Whether the journal's file never reached the server (a run stopped or refused before its upload):
+    no batch holds its requests, and nothing on the server is there to cancel."""
+    return record.get("state") == "preparing" and not record.get("input_file_id") and not record.get("batch_id")
+
+
+def remove_journal(cache_dir: Path, record: dict[str, Any]) -> None:
+    if not isinstance(record.get("id"), str) or not _JOURNAL_ID.fullmatch(record["id"]):
+        raise BadInputError(f"batch journal id {record.get('id')!r}: not a journal id")  # never a path
+    (journal_dir(cache_dir) / f"{record['id']}.json").unlink(missing_ok=True)
+
+
 def journal_matches(record: dict[str, Any], backend: Any) -> bool:
     """Whether the journal's batches live on this backend: the same server and the same key variable."""
     return (getattr(backend, "name", None) == "openai" and record["base_url"] == _public(backend)

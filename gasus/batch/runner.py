@@ -10,7 +10,7 @@ from typing import Any
 from ..backends.base import CLAIM_POLL_SECONDS, CachedModel, Request, Result
 from ..errors import BadInputError, GasusError
 from .jobs import BatchJobs, BatchOptions
-from .journal import batch_name, is_live, load_journals, skip_foreign
+from .journal import batch_name, is_live, load_journals, never_uploaded, skip_foreign
 
 
 class BatchPending(Exception):  # noqa: N818 (not an error: a run with --no-wait ends here)
@@ -30,7 +30,9 @@ class BatchHeld(BatchPending, GasusError):
     def __init__(self, journals: list[dict[str, Any]], held: dict[str, int]):
         super().__init__(journals, 0)
         self.held = held  # journal id -> distinct requests of this run it holds
-        self.lines = [f"{held[r['id']]} request(s) are in live batch {batch_name(r)}: `gasus batch wait`, or rerun "
+        self.lines = [f"{held[r['id']]} request(s) are in batch journal {r['id']}, never uploaded: rerun with "
+                      f"`--batch`, or `gasus batch cancel {r['id']}` to drop it" if never_uploaded(r) else
+                      f"{held[r['id']]} request(s) are in live batch {batch_name(r)}: `gasus batch wait`, or rerun "
                       "with `--batch`" for r in journals]
         self.args = ("; ".join(self.lines),)
 

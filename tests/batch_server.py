@@ -9,12 +9,16 @@ Faults on purpose: `lost_replies["files"|"batches"]` answers that many uploads o
 with a 502 after making the file or batch (a reply lost on its way back), `failed_posts` with a 502
 before making anything; `garble` rewrites an output file's lines (a list of dicts) into the text
 lines the file holds. `pollers` holds the Authorization of every client that read a batch.
+`batch_routes_status` answers every files and batches route with that HTTP status: 404 or 405 as a
+server without the Batch API (vLLM's, Ollama's), 503 as one whose batch service is down; the chat
+endpoint still answers.
 """
 
 from __future__ import annotations
 
 import email.parser
 import email.policy
+import http
 import itertools
 import json
 import re
@@ -42,6 +46,7 @@ class FakeBatchServer(FakeServer):
         self.failed_posts: Counter[str] = Counter()
         self.garble = None
         self.pollers: set[str] = set()
+        self.batch_routes_status: int | None = None
         server = self
         base = self.httpd.RequestHandlerClass
 
@@ -58,6 +63,8 @@ class FakeBatchServer(FakeServer):
 
     def handle(self, handler):
         path = handler.path.split("?")[0]
+        if self.no_route(handler, path):
+            return None
         if path in ("/v1/files", "/v1/batches"):
             what = path.rsplit("/", 1)[1]
             with self.lock:
@@ -74,6 +81,8 @@ class FakeBatchServer(FakeServer):
 
     def handle_get(self, handler):
         path = handler.path.split("?")[0]
+        if self.no_route(handler, path):
+            return None
         if path == "/v1/batches":
             with self.lock:
                 data = [self.advance(b) for b in self.batches.values()]
@@ -97,6 +106,17 @@ class FakeBatchServer(FakeServer):
                 return self.send(handler, 200, entry["data"], {"Content-Type": "application/octet-stream"})
             return self.json(handler, entry["meta"])
         return self.send(handler, 404, b'{"error": {"message": "no such object"}}')
+
+    def no_route(self, handler, path: str) -> bool:
+        """Whether the path is a Batch API route answered with `batch_routes_status` (and now is)."""
+        status = self.batch_routes_status
+        if status is None or not path.startswith(("/v1/files", "/v1/batches")):
+            return False
+        with self.lock:
+            self.auth.add(handler.headers.get("Authorization", ""))
+        handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        self.send(handler, status, json.dumps({"detail": http.HTTPStatus(status).phrase}).encode())
+        return True
 
     def json(self, handler, data, status: int = 200):
         self.send(handler, status, json.dumps(data).encode())

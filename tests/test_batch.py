@@ -568,3 +568,95 @@ def test_crafted_journals_are_skipped_and_the_others_still_work(tmp_path):
         assert graded.exit_code == 0 and "skipped batch journal" not in graded.output
         assert len(server.batches) == 1 and [g["status"] for g in rows(tmp_path / "s.jsonl")] == ["ok", "ok"]
     assert sorted(journal_files(cache)) == sorted([good, *bad.values()])
+
+
+@pytest.mark.parametrize("status", [404, 405])
+def test_batch_on_a_server_without_the_batch_api_says_so_and_a_run_without_batch_then_works(tmp_path, status):
+    from gasus.batch import journal_dir
+    from gasus.cache import Cache
+
+    data = dataset(tmp_path, "ok", "ok")
+    out = tmp_path / "scores.jsonl"
+    with FakeBatchServer(delay=0.1) as server:
+        server.batch_routes_status = status  # as vLLM's and Ollama's servers: chat, but no /v1/files
+        result = run_cli(*grade_args(data, out, server))
+        assert result.exit_code == 2
+        assert result.output.splitlines() == [
+            f"Error: openai:test-model: uploading a batch file: Error code: {status}; the server may not offer the "
+            "Batch API (/v1/files and /v1/batches; vLLM and Ollama do not): run without --batch"]
+        assert list(journal_dir(Cache().directory).glob("*.json")) == []  # refused outright: nothing to resume
+        sync = run_cli("grade", str(data), "-o", str(out), "--grader", "openai:test-model", *on(server))
+        assert sync.exit_code == 0, sync.output
+        assert server.requests_total() == 2 and not server.files and not server.batches
+    assert [(g["score"], g["status"]) for g in rows(out)] == [(4.5, "ok")] * 2
+
+
+def never_uploaded_journal(tmp_path: Path, server: FakeBatchServer, data: Path) -> dict:
+    """The journal a `--batch` run leaves when the server's batch routes are down (503) at its upload."""
+    from gasus.batch import load_journals
+    from gasus.cache import Cache
+
+    server.batch_routes_status = 503
+    failed = run_cli(*grade_args(data, tmp_path / "scores.jsonl", server, "--max-attempts", "1"))
+    assert failed.output.splitlines() == ["Error: openai:test-model: listing files: Error code: 503"]
+    [record] = load_journals(Cache().directory)
+    assert (record["state"], record["input_file_id"], record["batch_id"]) == ("preparing", None, None)
+    return record
+
+
+@pytest.mark.parametrize("how", ["--all", "by journal id"])
+def test_never_uploaded_journal_is_shown_not_submitted_and_cancel_removes_it(tmp_path, monkeypatch, how):
+    from gasus.batch import journal_dir
+    from gasus.cache import Cache
+
+    monkeypatch.setenv("COLUMNS", "200")  # the status table on one line a row
+    data = dataset(tmp_path, "ok", "ok")
+    out = tmp_path / "scores.jsonl"
+    with FakeBatchServer(delay=0.1) as server:
+        sync = ["grade", str(data), "-o", str(out), "--grader", "openai:test-model", *on(server)]
+        record = never_uploaded_journal(tmp_path, server, data)
+        ident = record["id"]
+        status = run_cli("batch", "status", *on(server))
+        assert status.exit_code == 0, status.output
+        assert status.output.splitlines()[0].strip() == "1 batch(es), 0 live, 1 not submitted"
+        assert f"(journal {ident}, not submitted) │ openai:test-model │ not submitted │" in status.output
+        held = run_cli(*sync)
+        assert held.output.splitlines() == [
+            f"2 request(s) are in batch journal {ident}, never uploaded: rerun with `--batch`, or "
+            f"`gasus batch cancel {ident}` to drop it",
+            "2 request(s) pending, not sent again; no output written"]
+        waited = run_cli("batch", "wait", *on(server))
+        assert waited.exit_code == 0, waited.output
+        assert waited.output.splitlines() == [
+            f"journal {ident}: never uploaded; rerun the command that started it with `--batch`, or "
+            f"`gasus batch cancel {ident}` to drop it", "no live batches"]
+
+        cancelled = run_cli("batch", "cancel", *(["--all"] if how == "--all" else [ident]), *on(server))
+        assert cancelled.exit_code == 0, cancelled.output
+        assert cancelled.output.splitlines() == [
+            f"journal {ident}: never uploaded, removed", "0 batch(es) cancelled", "1 unsubmitted journal(s) removed"]
+        assert list(journal_dir(Cache().directory).glob("*.json")) == []
+        assert run_cli("batch", "status").output.splitlines()[0].strip() == "0 batch(es), 0 live"
+        graded = run_cli(*sync)
+        assert graded.exit_code == 0, graded.output
+        assert server.requests_total() == 2 and not server.batches
+    assert [(g["score"], g["status"]) for g in rows(out)] == [(4.5, "ok")] * 2
+
+
+def test_never_uploaded_journal_is_uploaded_by_a_rerun_of_the_same_command(tmp_path):
+    from gasus.batch import load_journals
+    from gasus.cache import Cache
+
+    data = dataset(tmp_path, "ok", "ok")
+    out = tmp_path / "scores.jsonl"
+    with FakeBatchServer(delay=0.1) as server:
+        record = never_uploaded_journal(tmp_path, server, data)
+        server.batch_routes_status = None  # the batch service is back
+        again = run_cli(*grade_args(data, out, server, "--max-attempts", "1"))
+        assert again.exit_code == 0, again.output
+        [batch] = server.batches.values()
+        assert batch["metadata"] == {"gasus_journal": record["id"]}  # the same journal, its file uploaded now
+        assert sorted(server.submitted.values()) == [1, 1] and server.requests_total() == 0
+    [after] = load_journals(Cache().directory)
+    assert (after["id"], after["state"], after["batch_id"]) == (record["id"], "collected", batch["id"])
+    assert [(g["score"], g["status"]) for g in rows(out)] == [(4.5, "ok")] * 2

@@ -217,10 +217,10 @@ def test_cached_rerun_reads_the_cache_in_bulk(tmp_path, mini_alpaca):
 
 def test_cache_get_many_reads_blocks_of_keys(monkeypatch):
     """get_many answers what get answers, key by key, across blocks; keys not cached (or expired) are absent."""
-    import gasus.cache
+    import gasus.cache.store
     from gasus.cache import Cache
 
-    monkeypatch.setattr(gasus.cache, "GET_MANY_BLOCK", 7)
+    monkeypatch.setattr(gasus.cache.store, "GET_MANY_BLOCK", 7)
     cache = Cache()
     keys = [f"{i:064x}" for i in range(30)]
     for i, key in enumerate(keys[:25]):

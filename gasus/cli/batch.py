@@ -181,7 +181,7 @@ def _journals(ids, live_only: bool):
 def _table(records, title: str):
     from rich.table import Table
 
-    from ..batch import batch_name
+    from ..batch import batch_name, never_uploaded
 
     table = Table(title=title)
     for name in ("batch", "model", "state", "requests", "completed", "failed", "failed by kind"):
@@ -191,8 +191,8 @@ def _table(records, title: str):
         kinds: dict[str, int] = {}
         for kind, _ in (r.get("failed") or {}).values():
             kinds[kind] = kinds.get(kind, 0) + 1
-        table.add_row(batch_name(r), str(r.get("label")),
-                      f"{r.get('status')}" + ("" if r.get("state") == "collected" else " (live)"),
+        state = f"{r.get('status')}" + ("" if r.get("state") == "collected" else " (live)")
+        table.add_row(batch_name(r), str(r.get("label")), "not submitted" if never_uploaded(r) else state,
                       str(len(r["keys"])), str(counts.get("completed", 0)), str(counts.get("failed", 0)),
                       ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
     return table
@@ -211,11 +211,13 @@ def status(ids, backend, summary):
       gasus batch status
       gasus batch status batch_abc123 --base-url http://localhost:8000/v1
     """
-    from ..batch import is_live
+    from ..batch import is_live, never_uploaded
 
     records = _journals(ids, live_only=False)
     _tell_server(records, "retrieve", backend)
-    console().print(_table(records, f"{len(records)} batch(es), {sum(map(is_live, records))} live"))
+    unsent = sum(map(never_uploaded, records))
+    title = f"{len(records)} batch(es), {sum(map(is_live, records)) - unsent} live"
+    console().print(_table(records, title + (f", {unsent} not submitted" if unsent else "")))
     summary.items = len(records)
     summary.extra["batches"] = [{k: r.get(k) for k in ("batch_id", "status", "state", "counts")} for r in records]
 
@@ -236,12 +238,17 @@ def wait(ids, poll_interval, backend, summary):
       gasus batch wait
       gasus grade data.json -o scores.jsonl --grader openai:gpt-4o-mini --batch   # reads the cache
     """
-    from ..batch import BatchOptions, skip_foreign
+    from ..batch import BatchOptions, never_uploaded, skip_foreign
 
     if poll_interval <= 0:
         raise BadInputError("--poll-interval must be more than 0 seconds")
     records = skip_foreign(_journals(ids, live_only=True), backend)
     out = console()
+    for record in records:  # no batch to wait for: only the run that prepared it knows its requests
+        if never_uploaded(record):
+            out.print(f"journal {record['id']}: never uploaded; rerun the command that started it with `--batch`, "
+                      f"or `gasus batch cancel {record['id']}` to drop it", soft_wrap=True)
+    records = [r for r in records if not never_uploaded(r)]
     if not records:
         out.print("no live batches")
         return
@@ -270,16 +277,32 @@ def wait(ids, poll_interval, backend, summary):
 def cancel(ids, cancel_all, backend, summary):
     """Cancel live batches; what they answered before is collected by the next wait or rerun.
 
+    A journal whose file never reached the server (the run was stopped, or the server was down, before its
+    upload) holds nothing there: it is removed.
+
     \b
     Example:
       gasus batch cancel batch_abc123
       gasus batch cancel --all
     """
+    from ..batch import never_uploaded, remove_journal, skip_foreign
+    from ..cache import Cache
+
     if not ids and not cancel_all:
         raise BadInputError("name the batches to cancel, or give --all")
-    records = _tell_server(_journals(ids, live_only=True), "cancel", backend)
+    journals = _journals(ids, live_only=True)
+    records = _tell_server([r for r in journals if not never_uploaded(r)], "cancel", backend)
+    # A journal whose file never reached the server holds nothing there: cancelling it is forgetting it.
+    unsent = skip_foreign([r for r in journals if never_uploaded(r)], backend)
+    cache_dir = Cache().directory
     out = console()
     for record in records:
         out.print(f"{record['batch_id']}: {record['status']}", soft_wrap=True)
+    for record in unsent:
+        remove_journal(cache_dir, record)
+        out.print(f"journal {record['id']}: never uploaded, removed", soft_wrap=True)
     out.print(f"{len(records)} batch(es) cancelled")
+    if unsent:
+        out.print(f"{len(unsent)} unsubmitted journal(s) removed")
     summary.items = len(records)
+    summary.extra["removed"] = len(unsent)

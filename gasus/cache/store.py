@@ -1,232 +1,37 @@
-"""The content-addressed cache: every model call gasus makes is stored here, keyed by what was asked.
-
-Key: sha256 of canonical JSON of {"schema", "backend", "model", "messages", "params"} (DESIGN.md).
-Value: the raw completion and what the backend measured; parsing happens on read.
-"""
+"""The cache directory (location, marker, storage format) and `Cache` over it, claims included."""
 
 from __future__ import annotations
 
-import functools
-import io
 import json
 import os
-import pickle
-import re
 import socket
 import sqlite3
 import time
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import diskcache
 
-from .errors import BadInputError, CacheError
-from .io import loads_json
-from .records import canonical_json, sha256_text
+from ..errors import BadInputError, CacheError
+from .disk import BrokenEntry, JsonDisk, PickledKey, PickledValue
+from .entries import (
+    CLAIM,
+    INTERNAL_PREFIXES,
+    ImportReport,
+    MigrateReport,
+    VerifyReport,
+    entry_problem,
+    value_problem,
+)
 
-SCHEMA = 1  # of the keys
 STORAGE = 2  # of the directory: 1 pickled values (diskcache's default), 2 JSON text
 MARKER = "gasus-cache.json"
 MODELS = "models"  # base models `gasus train` dequantized, beside the store (train.converted_gguf_dir)
-CLAIM = "claim:"  # + a request's key: a process is asking the model for it (Cache.claim)
 # A claim whose holder neither answers nor dies lapses after this long. A run claims all it will
 # ask at its start; a holder on another host sharing the directory is trusted for this long.
 CLAIM_SECONDS = 6 * 3600.0
-# Keys gasus writes for itself (memos of file hashes and chat templates, claims): local, never exported or imported.
-INTERNAL_PREFIXES = ("filehash:", "chat-template:", CLAIM)
-_KEY = re.compile(r"[0-9a-f]{64}")
 GET_MANY_BLOCK = 900  # keys per query of Cache.get_many (SQLite allows 999 parameters in older builds)
-
-
-class PickledKey(bytes):
-    """A key diskcache stored as a pickle: never loaded, only counted and deleted."""
-
-
-class BrokenEntry(ValueError):
-    """A stored value gasus does not load: not JSON, or a file outside the cache directory."""
-
-    reason = "is not a JSON value"
-
-
-class PickledValue(BrokenEntry):
-    """A value stored as a pickle (by an older gasus, or a crafted cache): never loaded."""
-
-    reason = "is stored as a pickle"
-
-    def __init__(self, filename: str | None, data: bytes | None):
-        super().__init__(self.reason)
-        self.filename, self.data = filename, data
-
-
-class JsonDisk(diskcache.Disk):
-    """diskcache's serialisation, with values as JSON text and nothing ever unpickled.
-
-    diskcache's own Disk pickles every value that is not a str, bytes or number, and unpickles
-    it on read: a crafted cache directory would run code. Values here are JSON; a pickled
-    key or value is refused, and files are read and removed only inside the cache directory.
-    """
-
-    def put(self, key: Any) -> tuple[Any, bool]:
-        if isinstance(key, PickledKey):
-            return sqlite3.Binary(key), False
-        if type(key) not in (str, bytes, int, float):
-            raise TypeError(f"cache keys are strings, not {type(key).__name__}")
-        return super().put(key)
-
-    def get(self, key: Any, raw: bool) -> Any:
-        return super().get(key, raw) if raw else PickledKey(key)
-
-    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> tuple:
-        if read:
-            raise TypeError("the gasus cache stores JSON values, not files")
-        return super().store(json.dumps(value, ensure_ascii=False, separators=(",", ":")), False, key=key)
-
-    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
-        if mode == diskcache.core.MODE_PICKLE:
-            raise PickledValue(filename, None if value is None else bytes(value))
-        if filename is not None:
-            self._inside(filename)
-        try:
-            return loads_json(super().fetch(mode, filename, value, read))
-        except (TypeError, ValueError):  # a crafted row: bytes, or text that is not JSON
-            raise BrokenEntry(BrokenEntry.reason) from None
-
-    def remove(self, file_path: str) -> None:
-        self._inside(file_path)
-        super().remove(file_path)
-
-    def _inside(self, filename: str) -> Path:
-        root = Path(self._directory).resolve()
-        path = (root / filename).resolve()
-        if root not in path.parents:  # a crafted row pointing out of the cache: never followed
-            raise BrokenEntry(f"names a file outside the cache ({filename})")
-        return path
-
-    def legacy_value(self, entry: PickledValue) -> Any:
-        """What an older gasus pickled, read by an unpickler that cannot call or import anything:
-        dicts, lists, strings and numbers load, anything else raises pickle.UnpicklingError."""
-        data = entry.data
-        if data is None:
-            data = self._inside(entry.filename or "").read_bytes()
-        return _DataOnlyUnpickler(io.BytesIO(data)).load()
-
-
-class _DataOnlyUnpickler(pickle.Unpickler):
-    # The "restricting globals" recipe of the pickle docs, restricted to nothing.
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"{module}.{name} is not data")
-
-
-@dataclass
-class ImportReport:
-    """What `Cache.import_` did with the lines of an export file."""
-
-    read: int = 0
-    added: int = 0
-    unchanged: int = 0
-    replaced: int = 0
-    conflicts: list[str] = field(default_factory=list)  # keys whose cached value differs, kept as they were
-
-
-@dataclass
-class VerifyReport:
-    """What `Cache.verify` found: entries read, and (key, problem) for each broken one."""
-
-    checked: int = 0
-    broken: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class MigrateReport:
-    converted: int = 0
-    memos: int = 0  # internal memos dropped: recomputed on use
-    broken: list[str] = field(default_factory=list)  # entries that are not data or not gasus entries: dropped
-
-
-@functools.cache
-def _entry_schema() -> Any:
-    """The pydantic model of one cache entry (pydantic is imported only to check imports)."""
-    from pydantic import BaseModel, ConfigDict
-
-    class Completion(BaseModel):
-        # A backend may measure more; every field gasus reads back is typed here (and in value_problem).
-        model_config = ConfigDict(extra="allow", strict=True)
-        text: str
-        finish_reason: str | None = None
-        usage: dict[str, int | None] | None = None
-        logprobs: dict[str, float] | None = None
-        completion_tokens: int | None = None
-        reasoning: str | None = None
-        served_model: str | None = None
-        system_fingerprint: str | None = None
-
-    class Entry(BaseModel):
-        model_config = ConfigDict(extra="forbid", strict=True)
-        value: Completion
-        backend: str = ""
-        model: str = ""
-        created: float = 0.0
-
-    return Entry
-
-
-def entry_problem(key: Any, entry: Any) -> str | None:
-    """Why (key, entry) cannot be a cache entry from elsewhere, or None when it can."""
-    from pydantic import ValidationError
-
-    if not isinstance(key, str) or key.startswith(INTERNAL_PREFIXES):
-        return f"'{key}' is an internal key (file hashes, chat templates) and is never imported"
-    if not _KEY.fullmatch(key):
-        return f"'{key}' is not a gasus cache key (64 hex digits)"
-    try:
-        _entry_schema().model_validate(entry)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        return f"not a gasus cache entry: {where}: {error['msg']}"
-    return None
-
-
-_TEXTS = ("finish_reason", "reasoning", "served_model", "system_fingerprint")
-
-
-def value_problem(entry: Any) -> str | None:
-    """Why a stored entry's model-call value cannot be read back, or None: the fields gasus reads
-    (text, its thinking, how it ended, token counts, score logprobs, what served it) checked for
-    type on every read. Cheaper than the import schema (a cached rerun reads a million values; JSON
-    gives exact types), and never stricter: what the schema takes passes here.
-
-    >>> value_problem({"value": {"text": "4", "usage": {"completion_tokens": 1}}}) is None
-    True
-    >>> value_problem({"value": {"text": "4", "reasoning": 5}})
-    'has a reasoning that is not a string'
-    """
-    value = entry.get("value") if type(entry) is dict else None
-    if type(value) is not dict:
-        return "is not a model call's entry"
-    if type(value.get("text")) is not str:
-        return "has a text that is not a string"
-    for name in _TEXTS:
-        text = value.get(name)
-        if text is not None and type(text) is not str:
-            return f"has a {name} that is not a string"
-    usage = value.get("usage")
-    if usage is not None:
-        if type(usage) is not dict:
-            return "has a usage that is not token counts"
-        for count in usage.values():
-            if count is not None and type(count) is not int:  # True is an int too, and no count
-                return "has a usage that is not token counts"
-    tokens = value.get("completion_tokens")
-    if tokens is not None and type(tokens) is not int:
-        return "has a completion_tokens that is not a count"
-    logprobs = value.get("logprobs")
-    if logprobs is not None and (type(logprobs) is not dict or any(
-            type(p) is not float and type(p) is not int for p in logprobs.values())):
-        return "has logprobs that are not numbers"
-    return None
 
 
 def _alive(holder: dict[str, Any]) -> bool:
@@ -250,13 +55,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["GASUS_CACHE_DIR"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "gasus"
-
-
-def request_key(backend: str, model: str, messages: Any, params: dict[str, Any]) -> str:
-    """The cache key of one model call."""
-    return sha256_text(canonical_json(
-        {"schema": SCHEMA, "backend": backend, "model": model, "messages": messages, "params": params}
-    ))
 
 
 def prepare_cache_dir(directory: str | Path | None = None) -> Path:
@@ -500,7 +298,7 @@ class Cache:
     def export(self, path: str | Path) -> int:
         """Write every model call's entry as JSON Lines {"key", "entry"}; returns how many.
         Internal memos (file hashes, chat templates) stay: they describe this machine's files."""
-        from .io import write_jsonl
+        from ..io import write_jsonl
 
         return write_jsonl(path, ({"key": k, "entry": e} for k, e in self.entries()
                                   if not k.startswith(INTERNAL_PREFIXES)))
@@ -509,7 +307,7 @@ class Cache:
         """Merge entries exported by `export`. Every line is checked first (nothing is imported
         from a file with a bad line); an entry whose key holds a different value here is a
         conflict, kept as it was and listed, unless `overwrite`."""
-        from .io import iter_jsonl
+        from ..io import iter_jsonl
 
         rows = []
         for lineno, row in iter_jsonl(path):

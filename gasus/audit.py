@@ -239,6 +239,41 @@ def dataset_references(source: str, examples: Iterable[Example]) -> list[Referen
     return [Reference(source, str(e.index), _row_question(e)) for e in examples]
 
 
+def file_references(source: str, *, fields: Any = None, split: str = "train", max_rows: int = 0) -> list[Reference]:
+    """A dataset file's rows as references, by their instruction and input (each named by its row index).
+    The response is never compared, so rows need none: a file of bare questions serves. `fields` is an
+    io.FieldMap (its output field is not read); chat rows take their user turn and system text."""
+    from .io import FieldMap, chat_triplet, read_rows
+
+    fields = fields or FieldMap()
+    references = []
+    for index, (where, row) in enumerate(read_rows(source, split=split, max_rows=max_rows)):
+        if max_rows and index == max_rows:
+            raise BadInputError(f"{source}: holds {index + 1:,} rows or more, over --max-rows {max_rows:,}; "
+                                "give a larger --max-rows (0: no limit) to read them all")
+        chat = next((k for k in ("messages", "conversations") if k in row), None)
+        if fields.instruction not in row and chat is not None:
+            instruction, input_, _ = chat_triplet(row, chat, f"{source}: {where}")
+        else:
+            instruction = _field_text(row, fields.instruction, f"{source}: {where}", required=True)
+            input_ = _field_text(row, fields.input, f"{source}: {where}", required=False)
+        references.append(Reference(source, str(index), _row_question(Example(index, instruction, input_, ""))))
+    if not references:
+        raise BadInputError(f"{source}: the dataset has no examples")
+    return references
+
+
+def _field_text(row: dict[str, Any], name: str, where: str, *, required: bool) -> str:
+    value = row.get(name)
+    if value is None or (isinstance(value, float) and value != value):  # NaN: a CSV or Parquet empty
+        if required and value is None:
+            raise BadInputError(f"{where}: missing required field '{name}'")
+        return ""
+    if not isinstance(value, str):
+        raise BadInputError(f"{where}: field '{name}' must be a string, got {type(value).__name__}")
+    return value
+
+
 def audit(examples: Sequence[Example], references: Sequence[Reference] | None,
           config: AuditConfig | None = None, *, self_check: bool = False) -> AuditReport:
     """The whole audit: hits on the references (if any), and with `self_check` the dataset's own

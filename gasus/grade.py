@@ -343,6 +343,47 @@ def status_counts(grades: Sequence[Grade]) -> dict[str, int]:
     return {s: counts.get(s, 0) for s in SCORE_STATUSES}
 
 
+# Grades the model answered without a usable score: not call failures (those are `error`), but never kept.
+UNUSABLE = ("unparsed", "out_of_range", "truncated")
+UNUSABLE_WARN_SHARE = 0.1  # above this share of a run, the grades say more about the grader than the data
+
+
+def unusable_counts(statuses: dict[str, int]) -> dict[str, int]:
+    """The `unusable` of a summary: grades that came back without a usable score, by status."""
+    return {s: statuses.get(s, 0) for s in UNUSABLE}
+
+
+def unusable_warning(statuses: dict[str, int], *, mode: str, embedded: bool) -> str | None:
+    """A warning when more than UNUSABLE_WARN_SHARE of the grades have no usable score, saying what helps.
+    `embedded`: the grader is the embedded SmolLM2-135M, which rarely writes a score line the parser reads.
+
+    >>> unusable_warning({"ok": 1, "unparsed": 2}, mode="generate", embedded=True)[:58]
+    '2 of 3 grades have no usable score (2 unparsed) and are ne'
+    >>> unusable_warning({"ok": 9, "truncated": 1}, mode="generate", embedded=False) is None
+    True
+    """
+    counts = unusable_counts(statuses)
+    unusable = sum(counts.values())
+    total = sum(statuses.values())
+    if not total or unusable / total <= UNUSABLE_WARN_SHARE:
+        return None
+    parts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n)
+    advice = []
+    if counts["unparsed"] or counts["out_of_range"]:
+        if embedded and mode != "expected":
+            advice.append("the embedded model rarely writes a score line the parser reads: grade with "
+                          "--mode expected (a score for every row from one forward pass)")
+        elif mode != "expected":
+            advice.append("read their raw text in the scores file; a grader that follows the prompt better, "
+                          "or --mode score, gives more")
+        else:
+            advice.append("the grader put little probability on the scores 0-5; try a grader that follows the prompt")
+    if counts["truncated"]:
+        advice.append("truncated replies ran out of tokens: raise --max-new-tokens-cap (or --max-new-tokens) "
+                      "and rerun with --retry-failed")
+    return f"{unusable} of {total} grades have no usable score ({parts}) and are never kept: " + "; ".join(advice)
+
+
 def write_scores(path: str | Path, grades: Sequence[Grade]) -> int:
     """The scores file (DESIGN.md): one line per input row, in input order, written atomically."""
     from .io import write_jsonl

@@ -22,7 +22,7 @@ from .parsing import parse_score_pair
 from .prompts import load_template
 from .records import Answer, Judgement, Verdict
 from .testsets import NAMES as TESTSET_ORDER
-from .thinking import DEFAULT_TOKEN_CAP, model_thinks, run_growing, split_reply
+from .thinking import DEFAULT_TOKEN_CAP, final_value, model_thinks, run_growing, split_reply
 
 if TYPE_CHECKING:
     from .batch import BatchOptions
@@ -139,13 +139,28 @@ def judge_request(pair: AnswerPair, order: str, *, max_tokens: int = JUDGE_MAX_T
     raise BadInputError(f"unknown judge mode '{mode}': choose {' or '.join(JUDGE_MODES)}")
 
 
+def judgement_from(pair: AnswerPair, order: str, result: Result, thinks: bool = False) -> Judgement:
+    """The judgement of one order's result; parsing happens here, on read."""
+    if result.value is None:
+        # Like a failed grade, the judgement keeps why the call failed.
+        return Judgement(pair.testset, pair.id, order, None, "error", result.error)
+    reply = split_reply(result.value, thinks)  # the thinking is never parsed
+    if reply.cut:
+        return Judgement(pair.testset, pair.id, order, None, "truncated", reply.answer, reply.reasoning)
+    parsed = parse_score_pair(reply.answer)
+    scores = list(parsed.scores) if parsed.scores else None
+    return Judgement(pair.testset, pair.id, order, scores, parsed.status, reply.answer, reply.reasoning)
+
+
 def run_judge(model: CachedModel, pairs: Sequence[AnswerPair], orders: Sequence[str] = ORDERS, *,
               max_tokens: int = JUDGE_MAX_TOKENS, mode: str = "generate",
               on_result: Callable[[int, Result], None] | None = None, thinking: str = "auto",
               max_tokens_cap: int = DEFAULT_TOKEN_CAP, batch: BatchOptions | None = None,
-              on_poll: Callable[[list], None] | None = None) -> list[Judgement]:
+              on_poll: Callable[[list], None] | None = None, retry_failed: bool = False) -> list[Judgement]:
     """One judgement per (pair, order), each order its own cached call; parsing happens here, on read.
     A reply cut off inside its thinking is asked again with twice the budget, up to `max_tokens_cap`.
+    With `retry_failed`, orders whose cached reply was truncated, did not parse or was out of range are
+    asked again, as grade_examples does (failed calls are never cached, so they are always asked again).
     With `batch`, the cache misses are asked through provider batches (gasus.batch)."""
     for order in orders:
         if order not in ORDERS:
@@ -153,23 +168,15 @@ def run_judge(model: CachedModel, pairs: Sequence[AnswerPair], orders: Sequence[
     jobs = [(pair, order) for pair in pairs for order in orders]
     requests = [judge_request(p, o, max_tokens=max_tokens, mode=mode, thinking=thinking) for p, o in jobs]
     thinks = bool(requests) and model_thinks(model, requests[0])  # one model, one thinking setting
-    results = run_growing(model, requests, cap=max_tokens_cap, on_result=on_result,
+    refresh: set[int] = set()
+    if retry_failed:
+        for i, ((pair, order), request) in enumerate(zip(jobs, requests)):
+            value = final_value(model, request, cap=max_tokens_cap, thinks=thinks)
+            if value is not None and judgement_from(pair, order, Result(value, None, True), thinks).status != "ok":
+                refresh.add(i)
+    results = run_growing(model, requests, cap=max_tokens_cap, on_result=on_result, refresh=refresh,
                           run=batch_runner(model, batch, on_poll), thinks=thinks)
-    judgements = []
-    for (pair, order), result in zip(jobs, results):
-        if result.value is None:
-            # Like a failed grade, the judgement keeps why the call failed.
-            judgements.append(Judgement(pair.testset, pair.id, order, None, "error", result.error))
-            continue
-        reply = split_reply(result.value, thinks)  # the thinking is never parsed
-        if reply.cut:
-            judgements.append(Judgement(pair.testset, pair.id, order, None, "truncated", reply.answer, reply.reasoning))
-            continue
-        parsed = parse_score_pair(reply.answer)
-        scores = list(parsed.scores) if parsed.scores else None
-        judgements.append(Judgement(pair.testset, pair.id, order, scores, parsed.status, reply.answer,
-                                    reply.reasoning))
-    return judgements
+    return [judgement_from(pair, order, result, thinks) for (pair, order), result in zip(jobs, results)]
 
 
 def load_judgements(path: str | Path) -> list[Judgement]:

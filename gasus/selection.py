@@ -164,11 +164,13 @@ def _usable(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex) -
     index = grades if isinstance(grades, ScoreIndex) else score_index(grades)
     by_id = index.scores
     pairs, not_ok, missing, matched = [], 0, [], set()
-    for example in examples:
+    last_scored = -1  # the position of the last example with a score: are the missing ones all after it?
+    for position, example in enumerate(examples):
         example_id = example.id
         if example_id not in by_id:
             missing.append(example)
             continue
+        last_scored = position
         matched.add(example_id)
         score = by_id[example_id]
         if score is None:
@@ -176,10 +178,12 @@ def _usable(examples: Sequence[Example], grades: Sequence[Grade] | ScoreIndex) -
         else:
             pairs.append((example, score))
     if missing:
-        raise BadInputError(
-            f"{len(missing)} example(s) have no score (first: row {missing[0].index}, id {missing[0].id[:12]}); "
-            "were the scores made from another dataset?"
-        )
+        first = f"{len(missing)} example(s) have no score (first: row {missing[0].index}, id {missing[0].id[:12]})"
+        graded = len(examples) - len(missing)
+        if graded and last_scored == graded - 1 and len(matched) == len(by_id):  # a prefix: grade --limit
+            raise BadInputError(f"{first}; the scores cover the first {graded} of {len(examples)} rows (graded with "
+                                f"--limit {graded}?): give select --limit {graded} to select among them")
+        raise BadInputError(f"{first}; were the scores made from another dataset?")
     if len(matched) != len(by_id):
         extra = [i for i in by_id if i not in matched]
         raise BadInputError(

@@ -105,6 +105,29 @@ def test_check_against_a_dataset_file(tmp_path, mini_alpaca):
         (7, str(other), "0", "exact" if len(words(rows[7]["instruction"])) >= 5 else "near")]
 
 
+def test_check_against_a_file_of_bare_questions(tmp_path, mini_alpaca):
+    """Issue 29 item 8: `--against FILE` compares only instructions and inputs, yet wanted an `output`
+    field; a file of bare questions (no output) is accepted and finds the same rows."""
+    rows = json.loads(mini_alpaca.read_text())
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"instruction": rows[2]["instruction"], "input": rows[2]["input"]}) + "\n"
+                         + json.dumps({"instruction": rows[7]["instruction"]}) + "\n")
+    full = tmp_path / "full.jsonl"
+    full.write_text(json.dumps(rows[2]) + "\n" + json.dumps(rows[7]) + "\n")
+    found = {}
+    for name, path in (("bare", questions), ("full", full)):
+        result = run_cli("check", str(mini_alpaca), "--against", str(path), "-o", str(tmp_path / f"{name}.json"))
+        assert result.exit_code == 1, result.output
+        found[name] = [(h["index"], h["question_id"], h["kind"])
+                       for h in json.loads((tmp_path / f"{name}.json").read_text())["hits"]]
+    assert found["bare"] == found["full"] == [(2, "0", "exact"), (7, "1", "exact")]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"input": "no instruction"}) + "\n")
+    result = run_cli("check", str(mini_alpaca), "--against", str(bad))
+    assert result.exit_code == 2
+    assert result.output == f"Error: {bad}: line 1: missing required field 'instruction'\n"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--threshold", "1.5"], "Error: --threshold must be in (0, 1], got 1.5\n"),
     (["--ngram", "0"], "Error: --ngram must be at least 1, got 0\n"),

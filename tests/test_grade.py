@@ -350,3 +350,47 @@ def test_embedded_model_grades_identically_in_separate_caches(tmp_path, mini_alp
     assert (data["model_calls"], data["cache_hits"]) == (0, 3)
     assert [json.loads(line) for line in (tmp_path / "again.jsonl").read_text().splitlines()] == \
         outputs["b", "expected"]
+
+
+def test_unparsed_and_truncated_grades_are_counted_in_the_closing_line_and_warned(tmp_path, mini_alpaca):
+    """Issue 29 item 2: grades without a usable score were left out of the closing line, which said
+    `0 failed`; they are counted there and in the summary's `unusable`, and a share above 10% is warned of."""
+    examples = load_examples(mini_alpaca)[:5]
+    replay = _replay_file(tmp_path, examples, ["4.5\nGood.", "no idea", "It is fine.", "9", "<think>\nHm, the"])
+    out, summary = tmp_path / "scores.jsonl", tmp_path / "summary.json"
+    result = run_cli("grade", str(mini_alpaca), "-o", str(out), "--grader", f"replay:{replay}", "--limit", "5",
+                     "--thinking", "on", "--max-new-tokens-cap", "256", "--summary-json", str(summary))
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["status"] for line in out.read_text().splitlines()] == [
+        "ok", "unparsed", "unparsed", "out_of_range", "truncated"]
+    assert (f"score >= 4.5 (the paper's rule): 1 of 5; 5 model call(s), 0 from cache, 0 failed, 2 unparsed, "
+            f"1 out of range, 1 truncated -> {out}\n") in result.stdout
+    assert result.stderr.splitlines()[0] == (
+        "4 of 5 grades have no usable score (2 unparsed, 1 out of range, 1 truncated) and are never kept: "
+        "read their raw text in the scores file; a grader that follows the prompt better, or --mode score, "
+        "gives more; truncated replies ran out of tokens: raise --max-new-tokens-cap (or --max-new-tokens) "
+        "and rerun with --retry-failed")
+    data = json.loads(summary.read_text())
+    assert (data["failures"], data["unusable"]) == (0, {"unparsed": 2, "out_of_range": 1, "truncated": 1})
+
+
+def test_embedded_grader_in_generate_mode_is_told_to_use_expected_mode(tmp_path, mini_alpaca):
+    """Issue 29 item 2: the embedded model's written grades seldom parse; the warning names --mode expected.
+    Its replies are put in the cache under the embedded model's own keys and read --offline (no model runs)."""
+    from gasus.backends import BackendOptions, load_backend
+
+    examples = load_examples(mini_alpaca)[:3]
+    model = CachedModel(load_backend(None, BackendOptions()), Cache(), offline=True)
+    prompt = grading_prompt("accuracy")
+    for e, text in zip(examples, ["4", "The response is accurate.", "I would rate it highly."]):
+        model.cache.put(model.key(grade_request(prompt, e, "generate")), {"text": text},
+                        backend=model.backend.name, model=model.backend.label)
+    out, summary = tmp_path / "scores.jsonl", tmp_path / "summary.json"
+    result = run_cli("grade", str(mini_alpaca), "-o", str(out), "--limit", "3", "--offline",
+                     "--summary-json", str(summary))
+    assert result.exit_code == 0, result.output
+    assert "0 from cache" not in result.stdout and "0 failed, 2 unparsed, 0 out of range, 0 truncated" in result.stdout
+    assert result.stderr.splitlines()[0] == (
+        "2 of 3 grades have no usable score (2 unparsed) and are never kept: the embedded model rarely writes a "
+        "score line the parser reads: grade with --mode expected (a score for every row from one forward pass)")
+    assert json.loads(summary.read_text())["unusable"] == {"unparsed": 2, "out_of_range": 0, "truncated": 0}

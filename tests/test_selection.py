@@ -186,3 +186,41 @@ def test_summaries_never_hold_nan(data, tmp_path, args, message):
     assert (result.exit_code, result.output) == (2, f"Error: {message}\n")
     assert "NaN" not in summary.read_text() and "Infinity" not in summary.read_text()
     assert json.loads(summary.read_text())["error"] == message
+
+
+def test_select_after_grade_limit_takes_the_same_limit(data, tmp_path):
+    """Issue 29 item 6: `grade --limit 5` then `select` was a dead end; the error says what the scores
+    cover, and `select --limit 5` selects among those rows."""
+    dataset, scores, examples = data
+    graded = [line for line in scores.read_text().splitlines() if json.loads(line)["index"] < 5]
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("\n".join(graded) + "\n")
+    out = tmp_path / "k.json"
+    result = run_cli("select", str(dataset), str(partial), "-o", str(out))
+    assert result.exit_code == 2 and not out.exists()
+    assert result.output == (f"Error: 3 example(s) have no score (first: row 5, id {examples[5].id[:12]}); the scores "
+                             "cover the first 5 of 8 rows (graded with --limit 5?): give select --limit 5 to select "
+                             "among them\n")
+    result = run_cli("select", str(dataset), str(partial), "-o", str(out), "--limit", "5")
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()) == f"kept 3 of 5 (60.0%) by score >= 4.5 -> {out}"  # rich wraps at 80
+    assert [r["instruction"] for r in json.loads(out.read_text())] == ["Task 0", "Task 1", "Task 3"]
+    result = run_cli("select", str(dataset), "--random", "3", "--limit", "5", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()) == f"kept 3 of 5 (60.0%) by random 3 (seed 0) -> {out}"
+    assert {r["instruction"] for r in json.loads(out.read_text())} <= {f"Task {i}" for i in range(5)}
+
+
+@pytest.mark.parametrize("k", ["7", "9"])
+def test_top_k_larger_than_the_usable_scores_is_refused_like_random(data, tmp_path, k):
+    """Issue 29 item 7: --top-k K beyond the rows with a usable score silently kept fewer than K, while
+    --random K (the baseline of equal size) was an error or kept K: the two sets differed in size."""
+    dataset, scores, _ = data
+    out = tmp_path / "k.json"
+    result = run_cli("select", str(dataset), str(scores), "-o", str(out), "--top-k", k)
+    assert result.exit_code == 2 and not out.exists()
+    assert result.output == (f"Error: --top-k {k} asks for more examples than have a usable score (6 of 8): give "
+                             "--top-k 6 or less, so the kept set is as large as a --random baseline of the same size\n")
+    result = run_cli("select", str(dataset), str(scores), "-o", str(out), "--top-k", "6")
+    assert result.exit_code == 0
+    assert " ".join(result.output.split()) == f"kept 6 of 8 (75.0%) by top 6 by score, 2 without a usable score -> {out}"

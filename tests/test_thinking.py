@@ -177,6 +177,33 @@ def test_budgets_grow_until_the_thinking_fits_and_truncated_at_the_cap(tmp_path,
         assert server.calls == {"endless": [256, 512, 1024, 2048]}
 
 
+def test_judge_retry_failed_asks_truncated_judgements_again_without_batch(tmp_path, key):
+    """Issue 29 item 5: `judge --retry-failed` was refused without --batch, and a rerun answered the
+    truncated judgement from the cache; now it asks again, as `grade --retry-failed` does."""
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for path, answer in ((a, "ANSWER-A"), (b, "ANSWER-B")):
+        path.write_text("".join(json.dumps({"testset": "vicuna", "id": i, "question": q, "answer": answer,
+                                            "model": "m"}) + "\n"
+                                for i, q in (("1", "Q?"), ("2", "A LONG question?"))))
+    out, summary = tmp_path / "j.jsonl", tmp_path / "s.json"
+    with ThinkingServer() as server:
+        def judge(*extra):
+            result = run_cli("judge", str(a), str(b), "-o", str(out), "--judge", "openai:qwen3", "--base-url",
+                             server.url, "--api-key-env", KEY_ENV, "--order", "ab", "--max-new-tokens-cap", "512",
+                             "--bootstrap", "10", "--summary-json", str(summary), *extra)
+            assert result.exit_code == 0, result.output
+            data = json.loads(summary.read_text())
+            return data["model_calls"], data["cache_hits"], data["statuses"]
+
+        assert judge() == (3, 0, {"ok": 1, "truncated": 1})
+        assert server.calls == {"judge": [256], "judge-long": [256, 512]}
+        assert judge() == (0, 3, {"ok": 1, "truncated": 1})  # a plain rerun asks nothing
+        server.calls.clear()
+        # the truncated one is asked again at every budget; the ok one is not asked
+        assert judge("--retry-failed") == (2, 1, {"ok": 1, "truncated": 1})
+        assert server.calls == {"judge-long": [256, 512]}
+
+
 def test_score_mode_lets_a_thinking_grader_finish_its_thought(tmp_path, key):
     with ThinkingServer() as server:
         _, grades = _grades(server, tmp_path / "c", ("inline",), mode="score")

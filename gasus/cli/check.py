@@ -20,14 +20,17 @@ SHOWN_HITS = 20
 
 
 def _references(against: str, testsets_dir: str | None, fields_args: tuple):
-    """The references `--against` names: none, test-set names (as `generate` finds them), or a file."""
+    """The references `--against` names: none, test-set names (as `generate` finds them), or a file
+    (its instruction and input; it needs no output)."""
     from .. import audit
-    from ..io import file_kind
+    from ..io import FieldMap, file_kind
 
     if against.strip().lower() == "none":
         return [], None
     if Path(against).exists() or file_kind(against) is not None:
-        return audit.dataset_references(against, load_dataset_arg(against, *fields_args)), against
+        fmt, instruction_field, input_field, output_field, split, max_rows = fields_args
+        fields = FieldMap.for_format(fmt, instruction=instruction_field, input=input_field, output=output_field)
+        return audit.file_references(against, fields=fields, split=split, max_rows=max_rows), against
     return audit.testset_references(against, testsets_dir), None
 
 
@@ -35,7 +38,7 @@ def _references(against: str, testsets_dir: str | None, fields_args: tuple):
 @click.argument("dataset")
 @click.option("--against", default="all", show_default=True,
               help="What the data must not contain: all (the four test sets), names such as vicuna,koala, "
-                   "a dataset FILE (its instruction and input), or none (with --self).")
+                   "a dataset FILE (its instruction and input; an output field is not needed), or none (with --self).")
 @click.option("--testsets-dir", type=click.Path(file_okay=False),
               help="Folder holding the test-set files.  [default: $GASUS_DATA_DIR, else downloaded once]")
 @click.option("--self", "self_check", is_flag=True, help="Also find near-duplicate groups inside DATASET.")

@@ -88,7 +88,8 @@ class GradeProgress:
                    "BEGIN/END markers and an instruction to ignore instructions inside it (against prompt injection).")
 @click.option("--mode", type=click.Choice(["generate", "score", "expected"]), default="generate", show_default=True,
               help="generate: score line and explanation, 256 tokens (the paper); score: stop after the score "
-                   "line; expected: one forward pass, probability-weighted mean of the scores 0-5.")
+                   "line; expected: one forward pass, probability-weighted mean of the scores 0-5 (the one that suits "
+                   "the embedded model, whose written replies seldom hold a score line).")
 @click.option("--max-new-tokens", type=int, default=None,
               help="Most tokens per grader reply.  [default: the paper's 256 in generate mode, 8 in score mode]")
 @thinking_options
@@ -118,8 +119,8 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
 
     \b
     Example:
-      gasus grade data.json -o scores.jsonl                      # embedded SmolLM2, offline
-      gasus grade data.json -o scores.jsonl --mode expected --limit 100
+      gasus grade data.json -o scores.jsonl --mode expected      # embedded SmolLM2, offline
+      gasus grade data.json -o scores.jsonl --limit 100          # the paper's generate mode
       gasus grade data.json -o scores.jsonl --grader openai:gpt-4o-mini --concurrency 8
       gasus grade data.json --grader openai:gpt-4o-mini --dry-run
       gasus grade data.json -o scores.jsonl --grader openai:gpt-4o-mini --batch   # half price, resumable
@@ -196,14 +197,25 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
     gr.write_scores(output, grades)
     statuses = gr.status_counts(grades)
     hist = gr.histogram(grades)
-    summary.extra.update({"statuses": statuses, "histogram": hist, "output": output})
+    summary.extra.update({"statuses": statuses, "unusable": gr.unusable_counts(statuses), "histogram": hist,
+                          "output": output})
     render_summary(out, grades, hist, statuses, model.stats, output)
     from ..diagnostics import grade_health, served_warning
     from .diagnostics import warn
 
     report = grade_health(examples, grades, **health)
     summary.extra["diagnostics"] = report.to_dict()
-    warn(report.warnings() + [served_warning(model.stats.served, "grades")])
+    warn([gr.unusable_warning(statuses, mode=mode, embedded=_embedded(model.backend))]
+         + report.warnings() + [served_warning(model.stats.served, "grades")])
+
+
+def _embedded(backend) -> bool:
+    """Whether the grader is the embedded SmolLM2 (named or by default), whose advice differs."""
+    from pathlib import Path
+
+    from ..backends import EMBEDDED_FILE
+
+    return backend.name == "llamacpp" and Path(str(backend.target)).name == EMBEDDED_FILE
 
 
 def _dollars(amount: float) -> str:
@@ -233,7 +245,9 @@ def render_summary(out, grades, hist, statuses, stats, output) -> None:
         top = sum(1 for g in grades if g.ok and g.top_score >= tau)
         out.print(f"most likely score >= {tau:g}: {top} of {len(grades)}", soft_wrap=True)
     out.print(f"score >= {tau:g} (the paper's rule): {kept} of {len(grades)}; "
-              f"{stats.model_calls} model call(s), {stats.cache_hits} from cache, {stats.failures} failed -> {output}",
+              f"{stats.model_calls} model call(s), {stats.cache_hits} from cache, {stats.failures} failed, "
+              f"{statuses['unparsed']} unparsed, {statuses['out_of_range']} out of range, "
+              f"{statuses['truncated']} truncated -> {output}",
               soft_wrap=True)
     if stats.retries or stats.errors:
         out.print(f"retries: {_by_kind(stats.retries)}; errors: {_by_kind(stats.errors)}", soft_wrap=True)

@@ -47,7 +47,8 @@ from .common import (
               help="Bootstrap resamples for the 95% interval of the winning score.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--retry-failed", is_flag=True,
-              help="With --batch: resubmit the requests that failed in a finished batch (a plain rerun reports them).")
+              help="Ask again for judgements whose cached reply was truncated, did not parse or was out of range "
+                   "(with --batch: and resubmit the requests that failed in a finished batch).")
 @model_options
 @batch_options
 @summary_option
@@ -90,8 +91,6 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
     pairs = jd.pair_answers(jd.load_answers(answers_a), jd.load_answers(answers_b), answers_a, answers_b)
     orders = jd.ORDER_CHOICES[order]
     batch = batch_settings(batch_opts, retry_failed)
-    if retry_failed and batch is None:
-        raise BadInputError("--retry-failed needs --batch (without it, a rerun asks again for every failed call)")
     model = open_model(judge_spec, model_opts)
     if batch is None:
         progress, on_result = progress_callback(len(pairs) * len(orders), "judging")
@@ -110,7 +109,7 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
         with progress:
             judgements = jd.run_judge(model, pairs, orders, max_tokens=max_new_tokens, mode=mode,
                                      on_result=record, thinking=thinking, max_tokens_cap=max_tokens_cap,
-                                     batch=batch, on_poll=getattr(progress, "poll", None))
+                                     batch=batch, on_poll=getattr(progress, "poll", None), retry_failed=retry_failed)
     except BatchPending as pending:
         report_pending(pending, summary)
         return

@@ -28,6 +28,8 @@ from .diagnostics import health_options
 @click.option("--random", "random_n", type=int, default=None,
               help="Keep N examples drawn at random (the paper's baseline of equal size); needs no scores.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random.")
+@click.option("--limit", type=int, default=None,
+              help="Select among the first N examples only (the rows `gasus grade --limit N` graded).")
 @click.option("--sweep", default=None, help="Comma-separated thresholds: print kept counts for each, write nothing.")
 @click.option("--exclude", type=click.Path(dir_okay=False),
               help="A `gasus check -o` report: drop its contaminated rows, and all but the best-scored row of "
@@ -38,7 +40,7 @@ from .diagnostics import health_options
 @dataset_options
 @summary_option
 @in_bulk  # a data command from end to end: see in_bulk
-def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exclude, decisions, health, fmt,
+def select(dataset, scores, output, threshold, top_k, random_n, seed, limit, sweep, exclude, decisions, health, fmt,
            instruction_field, input_field, output_field, split, max_rows, summary):
     """Select the training subset from a dataset and its scores.
 
@@ -52,6 +54,7 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
       gasus select data.json scores.jsonl -o alpagasus.json            # score >= 4.5
       gasus select data.json scores.jsonl --sweep 3.5,4,4.5,5
       gasus select data.json --random 9229 --seed 0 -o random_9k.json
+      gasus select data.json scores.jsonl --limit 100 -o kept.json     # after grade --limit 100
       gasus select data.json scores.jsonl --exclude audit.json --decisions why.jsonl -o kept.json
     """
     from .. import selection
@@ -65,6 +68,8 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
         raise BadInputError("SCORES is required unless --random is given")
     if sweep is None and output is None:
         raise BadInputError("-o/--output is required (except with --sweep)")
+    if limit is not None and limit < 1:
+        raise BadInputError("--limit must be at least 1")
     if sweep is not None and decisions is not None:
         raise BadInputError("--decisions does not go with --sweep, which selects nothing")
     check_paths(summary, inputs={"DATASET": dataset, "SCORES": scores, "--exclude": exclude},
@@ -73,9 +78,10 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
     out = console()
 
     def _load_dataset():
-        return load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split, max_rows)
+        examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split, max_rows)
+        return examples if limit is None else examples[:limit]
 
-    if random_n is not None and exclude is None and decisions is None:
+    if random_n is not None and exclude is None and decisions is None and limit is None:
         # holds only the drawn examples, however large the dataset
         from ..io import FieldMap
 
@@ -127,6 +133,11 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, sweep, exc
         rule, result = "random", selection.select_random(candidates, random_n, seed)
     elif top_k is not None:
         rule, result = "top_k", selection.select_top_k(candidates, candidate_grades, top_k)
+        if result.scored is not None and top_k > len(result.scored):
+            # a --random baseline of K rows would then be larger than the kept set, or refused
+            raise BadInputError(f"--top-k {top_k} asks for more examples than have a usable score "
+                                f"({len(result.scored)} of {len(candidates)}): give --top-k {len(result.scored)} "
+                                "or less, so the kept set is as large as a --random baseline of the same size")
     else:
         rule, result = "threshold", selection.select_threshold(candidates, candidate_grades, keep_threshold)
     if excluded:  # counted against the whole dataset, the excluded rows with it

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,11 +232,6 @@ def testset_references(names: str | Sequence[str], testsets_dir: str | None = No
     from .testsets import load_testsets
 
     return [Reference(q.testset, q.id, f"{q.instruction}\n{q.input}") for q in load_testsets(names, testsets_dir)]
-
-
-def dataset_references(source: str, examples: Iterable[Example]) -> list[Reference]:
-    """Another dataset's rows as references: named by the file, each by its row index."""
-    return [Reference(source, str(e.index), _row_question(e)) for e in examples]
 
 
 def file_references(source: str, *, fields: Any = None, split: str = "train", max_rows: int = 0) -> list[Reference]:

@@ -359,7 +359,7 @@ def _check_stage(config: RunConfig, examples: list[Any], grades: list[Any], out:
     still keeps k) and draw the baseline of equal size from them too; decisions.jsonl says why for
     every row. Returns (kept, baseline, the audit's summary)."""
     from .. import audit
-    from ..io import load_examples, write_json, write_jsonl, write_records
+    from ..io import write_json, write_jsonl, write_records
     from ..selection import (
         PAPER_THRESHOLD,
         decisions,
@@ -373,7 +373,7 @@ def _check_stage(config: RunConfig, examples: list[Any], grades: list[Any], out:
     check = config.check
     against = _against_file(check)
     if against:
-        references = audit.dataset_references(against, load_examples(against, max_rows=config.data.max_rows))
+        references = audit.file_references(against, max_rows=config.data.max_rows)  # rows need no output
     else:
         references = audit.testset_references(check.against or list(config.generate.testsets),
                                               config.generate.testsets_dir)

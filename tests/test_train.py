@@ -206,11 +206,15 @@ def test_train_help_says_the_default_preset_is_the_papers_7b():
 def test_fp32_note_is_shown_once(tmp_path, monkeypatch):
     """The note that bf16 falls back to fp32 reaches the screen once, as a Note: line (it was logged
     too, and with no logging set up Python printed the bare line as well)."""
+    import logging
+
     from gasus.train import trainer
 
     def stop(base, **_):
         raise BadInputError("stopped before loading the model")
 
+    # logging as in `gasus train` run from a shell: no handler anywhere (pytest adds its own to the root)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
     monkeypatch.setattr(trainer, "detect_hardware", lambda: NO_GPU)
     monkeypatch.setattr(trainer, "load_base", stop)
     result = run_cli("train", str(MINI), "-o", str(tmp_path / "out"))

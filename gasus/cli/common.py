@@ -359,7 +359,7 @@ class StageBars:
             MofNCompleteColumn(), TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(),
             TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
         self.tasks: dict[str, Any] = {}
-        self.notes: dict[str, str] = {}
+        self.shown: dict[str, tuple[int | None, str]] = {}
 
     def __enter__(self):
         self.progress.__enter__()
@@ -373,20 +373,24 @@ class StageBars:
         if self.progress.disable:  # nothing to draw, per grade of a million
             return
         task = self.tasks.get(event.stage)
-        # a new stage, or one now doing something else, is drawn at once: a tick may come too late
-        changed = self.notes.get(event.stage) != event.note
-        self.notes[event.stage] = event.note
+        # A new stage, or a step before its count starts (loading, converting), is drawn at once: it may
+        # be over before the next tick. Counts wait for the tick: a refresh per grade would cost more.
+        shown = (event.total, event.note)
+        before = self.shown.get(event.stage)
+        self.shown[event.stage] = shown
         if task is None:
             self.tasks[event.stage] = self.progress.add_task(event.stage, total=event.total, completed=event.done,
                                                              note=event.note)
             self.progress.refresh()
         else:
-            self.progress.update(task, total=event.total, completed=event.done, note=event.note, refresh=changed)
+            self.progress.update(task, total=event.total, completed=event.done, note=event.note,
+                                 refresh=shown != before and (event.total is None or event.total != before[0]))
 
     def finish(self, stage: str) -> None:
         task = self.tasks.pop(stage, None)
-        self.notes.pop(stage, None)
+        self.shown.pop(stage, None)
         if task is not None:
+            self.progress.refresh()  # its last count, which the tick may not have drawn yet
             self.progress.remove_task(task)
             self.progress.refresh()  # the stage's line printed next must not come with its old bar
 

@@ -240,6 +240,31 @@ def test_train_prints_the_mean_loss_its_summary_holds(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "s.json").read_text())["train_loss"] == 1.5
 
 
+def test_library_future_warnings_stay_out_of_train_output(tmp_path, monkeypatch):
+    """A FutureWarning that transformers or trl raise about their own API during training is not shown
+    (it broke into the progress display and told the user nothing they could act on)."""
+    import warnings
+
+    from gasus import train as training
+
+    out = tmp_path / "out"
+    manifest = {"train": {"steps": 1, "tokens": 10, "tokens_per_second": 5.0, "train_seconds": 2.0,
+                          "train_loss": 1.5, "loss_history": [{"step": 1, "loss": 1.5}]}}
+
+    def deprecated_inside(*args, **kwargs):
+        warnings.warn("`old_name` is deprecated and will be removed in v6. Use `new_name` instead.", FutureWarning,
+                      stacklevel=2)
+        return training.TrainResult(out, manifest)
+
+    monkeypatch.setattr(training, "train", deprecated_inside)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        result = run_cli("train", str(MINI), "-o", str(out), "--preset", "cpu-smoke")
+    assert result.exit_code == 0, result.output
+    assert [str(w.message) for w in shown if issubclass(w.category, FutureWarning)] == []
+    assert result.stderr == ""
+
+
 @pytest.mark.parametrize("code", [
     "import gasus.train",
     "from gasus.cli import main; main(['train', '--help'])",

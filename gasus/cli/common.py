@@ -337,6 +337,16 @@ def progress_callback(total: int, description: str):
     return progress, on_result
 
 
+@contextlib.contextmanager
+def library_deprecations_hidden():
+    """Hide the FutureWarnings torch, transformers and trl raise about their own APIs: they speak to
+    gasus's developers (the tests see them), not to someone training a model, and would break into
+    the progress display."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
 class StageBars:
     """`gasus run`'s progress on stderr: a bar for each working stage, named as the stage lines name it
     ("grade", "train filtered", "generate baseline"), with its count, what it is doing, and an ETA;

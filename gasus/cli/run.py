@@ -5,7 +5,15 @@ from __future__ import annotations
 import click
 
 from ..errors import BadInputError
-from .common import INTERRUPTED, GasusCommand, StageBars, check_paths, console, summary_option
+from .common import (
+    INTERRUPTED,
+    GasusCommand,
+    StageBars,
+    check_paths,
+    console,
+    library_deprecations_hidden,
+    summary_option,
+)
 from .report import show_report
 
 
@@ -69,7 +77,7 @@ def run(config, demo, run_dir, threshold, summary):
     def on_note(stage, text):
         err.print(Text.assemble("Note: ", (stage, "bold"), f": {text}"), soft_wrap=True)
 
-    with bars:
+    with bars, library_deprecations_hidden():
         stages = run_pipeline(cfg, on_stage=on_stage, on_progress=bars, on_note=on_note)
     result = stages[-2].summary["report"]
     show_report(stages[-1].summary["run"], warnings=False)  # the stages printed their warnings already

@@ -12,6 +12,7 @@ from .common import (
     check_paths,
     console,
     dataset_options,
+    library_deprecations_hidden,
     load_dataset_arg,
     summary_option,
 )
@@ -135,7 +136,7 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
     click.get_current_context().meta[INTERRUPTED] = (
         f"Interrupted: the checkpoints written so far are in {os.path.join(output_dir, training.CHECKPOINTS)}; "
         "rerun with --resume to continue from the last one.")
-    with bar:
+    with bar, library_deprecations_hidden():
         on_status("loading the training libraries")
         quiet_libraries()
         result = training.train(examples, config, output_dir, base=base, data_source=dataset, resume=resume,

@@ -82,7 +82,7 @@ def converted_gguf_dir(gguf: str | Path, cache_dir: str | Path | None = None, *,
     with distributed.main_process_first():  # one GGUF conversion, not one per process
         if not (target / "config.json").is_file():
             if status is not None:
-                status(f"converting {Path(gguf).name} to a trainable model (once; kept in the cache dir)")
+                status(f"converting {Path(gguf).name} to safetensors (once per file)")
             convert_gguf(gguf, target)
     return target
 

@@ -143,10 +143,14 @@ def scripted(monkeypatch, tmp_path):
 
     state = types.SimpleNamespace(scores=None, judge_status="ok", trained=[], interrupt_train=False)
 
-    def fake_grade(examples, grader, *, prompt, dimension, mode, **_):
+    def fake_grade(examples, grader, *, prompt, dimension, mode, on_grade=None, **_):
         scores = state.scores or [4.5 + 0.5 * (i % 2) for i in range(len(examples))]  # all kept, not collapsed
-        return [Grade(e.id, i, s, "ok" if s is not None else "unparsed", "fake", dimension, mode,
-                      None if s is not None else "no score") for i, (e, s) in enumerate(zip(examples, scores))]
+        grades = [Grade(e.id, i, s, "ok" if s is not None else "unparsed", "fake", dimension, mode,
+                        None if s is not None else "no score") for i, (e, s) in enumerate(zip(examples, scores))]
+        for i, g in enumerate(grades):
+            if on_grade is not None:
+                on_grade(i, g, i % 4 == 0)  # every 4th from the cache
+        return grades
 
     def fake_train(subset, settings, model_dir, *, base=None, data_source=None, replace=False, **kwargs):
         model_dir = Path(model_dir)
@@ -155,6 +159,11 @@ def scripted(monkeypatch, tmp_path):
             (model_dir / "checkpoints" / "checkpoint-1").mkdir(parents=True)
             raise KeyboardInterrupt
         state.trained.append((model_dir.name, kwargs.get("resume", False)))
+        if kwargs.get("status"):
+            kwargs["status"]("loading the base model embedded")
+        for step, loss in ((1, 2.0), (2, 1.0)):
+            if kwargs.get("progress"):
+                kwargs["progress"](step, 2, loss)
         manifest = {"data": train.data_fingerprint(subset), "settings": settings.to_dict(),
                     "base": {"spec": train.resolve_base(base).spec},
                     "train": {"steps": 2, "train_loss": 1.5, "tokens_per_second": 10.0,
@@ -162,12 +171,18 @@ def scripted(monkeypatch, tmp_path):
         (model_dir / "manifest.json").write_text(json.dumps(manifest))
         return train.TrainResult(model_dir, manifest)
 
-    def fake_answers(model, questions, *, model_name=None, max_new_tokens=0, **_):
+    def fake_answers(model, questions, *, model_name=None, max_new_tokens=0, on_result=None, **_):
+        for i in range(len(questions)):
+            if on_result is not None:
+                on_result(i, None)
         return generate.GenerationResult(
             [Answer(q.testset, q.id, q.question, f"{model_name} answer", model_name) for q in questions], [])
 
-    def fake_judge(model, pairs, orders, *, mode="generate", **_):
+    def fake_judge(model, pairs, orders, *, mode="generate", on_result=None, **_):
         ok = state.judge_status == "ok"
+        for i in range(len(pairs) * len(orders)):
+            if on_result is not None:
+                on_result(i, None)
         return [Judgement(p.testset, p.id, o, [8, 6] if ok else None, state.judge_status, "8 6" if ok else "?")
                 for p in pairs for o in orders]
 
@@ -417,6 +432,27 @@ def test_run_killed_during_training_resumes(tmp_path, scripted):
     assert result.exit_code == 0, result.output
     assert scripted.trained == [("filtered", True), ("baseline", False)]
     assert "train filtered" in result.output and "resumed from its last checkpoint, 2 steps" in result.output
+
+
+def test_run_shows_each_stage_working_named_in_its_progress_bar(tmp_path, scripted, monkeypatch):
+    """`gasus run` draws each working stage's bar on stderr, named as the stage (it used to say
+    nothing until a stage ended: minutes, at the paper's scale hours)."""
+    import re
+
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # stderr drawn as on a terminal
+    monkeypatch.setenv("COLUMNS", "160")
+    result = run_cli("run", str(_scripted_config(tmp_path)))
+    assert result.exit_code == 0, result.output
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stderr).replace("\r", "\n")  # a redraw a line
+    spinner = "".join(chr(c) for c in range(0x2800, 0x2900))
+    bars = {line.split("\u2501")[0].strip(" " + spinner) for line in screen.splitlines()
+            if "\u2501" in line}  # the bar's own character
+    assert bars == {"grade", "train filtered", "train baseline", "generate filtered", "generate baseline", "judge"}
+    assert re.search(r"grade +\u2501+ 40/40 10 from cache, 0 failed ", screen), screen
+    assert re.search(r"train filtered +\u2501+ 2/2 loss 1\.0000 ", screen), screen
+    assert re.search(r"train baseline +\u2501+ 0/\? loading the base model embedded ", screen), screen
+    assert re.search(r"generate baseline +\u2501+ 4/4 ", screen), screen
+    assert re.search(r"judge +\u2501+ 8/8 ", screen), screen
 
 
 def test_demo_run_dir_and_threshold(tmp_path, scripted, monkeypatch):

@@ -190,6 +190,81 @@ def test_help_has_description_and_example():
         assert option in result.output
 
 
+def test_train_help_says_the_default_preset_is_the_papers_7b():
+    """Without --preset, train takes the 7B settings (bf16, global batch 128, 3 epochs); the help says so."""
+    seven_b = PRESETS["alpagasus-7b"]
+    assert (seven_b["precision"], seven_b["batch_size"], seven_b["epochs"], seven_b["learning_rate"],
+            seven_b["max_length"]) == ("bf16", 128, 3.0, 2e-5, 512)
+    flat = " ".join(run_cli("train", "--help").output.split())
+    assert ("Without --preset it trains with the paper's 7B settings (alpagasus-7b: bf16, global batch 128, "
+            "3 epochs); on a CPU try --preset cpu-smoke.") in flat
+    assert ("alpagasus-7b, the default: bf16 (fp32 where no GPU has bf16), global batch 128, 3 epochs, lr 2e-5, "
+            "max length 512; alpagasus-13b: the same with 5 epochs at lr 1e-5; cpu-smoke: 4 steps of batch 4, "
+            "max length 128, lr 1e-4, for a quick check on a CPU. [default: alpagasus-7b]") in flat
+
+
+def test_fp32_note_is_shown_once(tmp_path, monkeypatch):
+    """The note that bf16 falls back to fp32 reaches the screen once, as a Note: line (it was logged
+    too, and with no logging set up Python printed the bare line as well)."""
+    import logging
+
+    from gasus.train import trainer
+
+    def stop(base, **_):
+        raise BadInputError("stopped before loading the model")
+
+    # logging as in `gasus train` run from a shell: no handler anywhere (pytest adds its own to the root)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    monkeypatch.setattr(trainer, "detect_hardware", lambda: NO_GPU)
+    monkeypatch.setattr(trainer, "load_base", stop)
+    result = run_cli("train", str(MINI), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "Note: the alpagasus-7b preset trains in bf16, which needs a GPU with bf16 (found no GPU): "
+        "training in fp32 instead",
+        "Error: stopped before loading the model"]
+
+
+def test_train_prints_the_mean_loss_its_summary_holds(tmp_path, monkeypatch):
+    """The loss on the screen is the run's mean loss, the train_loss of --summary-json and the manifest,
+    not the last step's (which swings from batch to batch)."""
+    from gasus import train as training
+
+    out = tmp_path / "out"
+    manifest = {"train": {"steps": 2, "tokens": 100, "tokens_per_second": 50.0, "train_seconds": 2.0,
+                          "train_loss": 1.5, "loss_history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]}}
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: training.TrainResult(out, manifest))
+    result = run_cli("train", str(MINI), "-o", str(out), "--summary-json", str(tmp_path / "s.json"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"trained 2 steps on 40 examples in 2.0 s (50.0 tokens/s, mean loss 1.5000) -> {out}\n"
+    assert json.loads((tmp_path / "s.json").read_text())["train_loss"] == 1.5
+
+
+def test_library_future_warnings_stay_out_of_train_output(tmp_path, monkeypatch):
+    """A FutureWarning that transformers or trl raise about their own API during training is not shown
+    (it broke into the progress display and told the user nothing they could act on)."""
+    import warnings
+
+    from gasus import train as training
+
+    out = tmp_path / "out"
+    manifest = {"train": {"steps": 1, "tokens": 10, "tokens_per_second": 5.0, "train_seconds": 2.0,
+                          "train_loss": 1.5, "loss_history": [{"step": 1, "loss": 1.5}]}}
+
+    def deprecated_inside(*args, **kwargs):
+        warnings.warn("`old_name` is deprecated and will be removed in v6. Use `new_name` instead.", FutureWarning,
+                      stacklevel=2)
+        return training.TrainResult(out, manifest)
+
+    monkeypatch.setattr(training, "train", deprecated_inside)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        result = run_cli("train", str(MINI), "-o", str(out), "--preset", "cpu-smoke")
+    assert result.exit_code == 0, result.output
+    assert [str(w.message) for w in shown if issubclass(w.category, FutureWarning)] == []
+    assert result.stderr == ""
+
+
 @pytest.mark.parametrize("code", [
     "import gasus.train",
     "from gasus.cli import main; main(['train', '--help'])",
@@ -461,6 +536,27 @@ def test_train_cli_steps_with_the_embedded_model_reload_and_generate(tmp_path, b
     assert n < generated.shape[1] <= n + 8
     assert torch.equal(generated, again)
     assert tokenizer.decode(generated[0, n:], skip_special_tokens=True).strip() != ""
+
+
+@pytest.mark.slow
+def test_train_says_what_it_does_before_its_first_step(tmp_path, base_dir, monkeypatch, one_thread):
+    """Loading the libraries and the model and tokenizing take a while before step 1: the bar is there
+    from the start and says which (it used to be silent until the first step)."""
+    import re
+
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # stderr drawn as on a terminal
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "out"
+    result = run_cli("train", str(MINI), "-o", str(out), "--base", str(base_dir), "--preset", "cpu-smoke",
+                     "--max-steps", "1")
+    assert result.exit_code == 0, result.output
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stderr).replace("\r", "\n")
+    said = [m.group(1) for m in re.finditer(r"training +[\u2501\u2578\u257a ]+ \d+/\S+ (.+?) \.\.\. ", screen)]
+    assert [s for i, s in enumerate(said) if i == 0 or said[i - 1] != s] == [
+        "loading the training libraries", f"loading the base model {base_dir}", "tokenizing 40 examples",
+        "starting the first step"]
+    assert re.search(r"training +\u2501+ 1/1 loss \d\.\d{4} ", screen), screen
+    assert "Warning" not in screen and "Note" not in screen, screen
 
 
 def _saved_dtypes(out: Path) -> set[str]:

@@ -337,6 +337,74 @@ def progress_callback(total: int, description: str):
     return progress, on_result
 
 
+@contextlib.contextmanager
+def library_deprecations_hidden():
+    """Hide the FutureWarnings torch, transformers and trl raise about their own APIs: they speak to
+    gasus's developers (the tests see them), not to someone training a model, and would break into
+    the progress display."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+class StageBars:
+    """`gasus run`'s progress on stderr: a bar for each working stage, named as the stage lines name it
+    ("grade", "train filtered", "generate baseline"), with its count, what it is doing, and an ETA;
+    a stage's bar goes when the stage ends. Like the single commands' bars, drawn only on a terminal."""
+
+    def __init__(self, err):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        # markup=False: a note may quote a file name
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}", markup=False, style="bold"), BarColumn(),
+            MofNCompleteColumn(), TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
+        self.tasks: dict[str, Any] = {}
+        self.shown: dict[str, tuple[int | None, str]] = {}
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def __call__(self, event) -> None:
+        """Takes a pipeline StageProgress."""
+        if self.progress.disable:  # nothing to draw, per grade of a million
+            return
+        task = self.tasks.get(event.stage)
+        # A new stage, or a step before its count starts (loading, converting), is drawn at once: it may
+        # be over before the next tick. Counts wait for the tick: a refresh per grade would cost more.
+        shown = (event.total, event.note)
+        before = self.shown.get(event.stage)
+        self.shown[event.stage] = shown
+        if task is None:
+            self.tasks[event.stage] = self.progress.add_task(event.stage, total=event.total, completed=event.done,
+                                                             note=event.note)
+            self.progress.refresh()
+        else:
+            self.progress.update(task, total=event.total, completed=event.done, note=event.note,
+                                 refresh=shown != before and (event.total is None or event.total != before[0]))
+
+    def finish(self, stage: str) -> None:
+        task = self.tasks.pop(stage, None)
+        self.shown.pop(stage, None)
+        if task is not None:
+            self.progress.refresh()  # its last count, which the tick may not have drawn yet
+            self.progress.remove_task(task)
+            self.progress.refresh()  # the stage's line printed next must not come with its old bar
+
+
 def thinking_options(func: Callable) -> Callable:
     """--thinking and --max-new-tokens-cap, for commands whose model may be a reasoning model."""
     from ..thinking import DEFAULT_TOKEN_CAP, THINKING_CHOICES

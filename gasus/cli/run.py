@@ -5,7 +5,15 @@ from __future__ import annotations
 import click
 
 from ..errors import BadInputError
-from .common import INTERRUPTED, GasusCommand, check_paths, console, summary_option
+from .common import (
+    INTERRUPTED,
+    GasusCommand,
+    StageBars,
+    check_paths,
+    console,
+    library_deprecations_hidden,
+    summary_option,
+)
 from .report import show_report
 
 
@@ -55,7 +63,10 @@ def run(config, demo, run_dir, threshold, summary):
         f"Interrupted: model calls made so far are in the cache and finished stages' files are in {cfg.out_dir}; "
         "a model interrupted in training resumes from its last checkpoint; rerun the same command to continue.")
 
+    bars = StageBars(err)
+
     def on_stage(stage):
+        bars.finish(stage.name)
         err.print(Text.assemble((stage.name, "bold"), f" ({stage.seconds:.1f} s): {stage.detail}"))
         summary.model_calls += stage.summary.get("model_calls", 0)
         summary.cache_hits += stage.summary.get("cache_hits", 0)
@@ -63,7 +74,11 @@ def run(config, demo, run_dir, threshold, summary):
         for warning in stage.warnings:
             err.print(Text(warning, style="bold red"), soft_wrap=True)
 
-    stages = run_pipeline(cfg, on_stage=on_stage)
+    def on_note(stage, text):
+        err.print(Text.assemble("Note: ", (stage, "bold"), f": {text}"), soft_wrap=True)
+
+    with bars, library_deprecations_hidden():
+        stages = run_pipeline(cfg, on_stage=on_stage, on_progress=bars, on_note=on_note)
     result = stages[-2].summary["report"]
     show_report(stages[-1].summary["run"], warnings=False)  # the stages printed their warnings already
     summary.items = len(result.judgements)

@@ -12,6 +12,7 @@ from .common import (
     check_paths,
     console,
     dataset_options,
+    library_deprecations_hidden,
     load_dataset_arg,
     summary_option,
 )
@@ -36,8 +37,10 @@ def _show_fsdp_config(ctx: click.Context, param: click.Parameter, value: bool) -
               help="Model to fine-tune: a hub id, a local model directory, or a .gguf file (dequantized). "
                    "[default: the embedded SmolLM2-135M-Instruct]")
 @click.option("--preset", type=click.Choice(PRESET_NAMES), default="alpagasus-7b", show_default=True,
-              help="The paper's settings for 7B or 13B (Stanford Alpaca's), or cpu-smoke: 4 steps of batch 4, "
-                   "max length 128, lr 1e-4.")
+              help="The paper's settings (Stanford Alpaca's). alpagasus-7b, the default: bf16 (fp32 where no GPU "
+                   "has bf16), global batch 128, 3 epochs, lr 2e-5, max length 512; alpagasus-13b: the same "
+                   "with 5 epochs at lr 1e-5; cpu-smoke: 4 steps of batch 4, max length 128, lr 1e-4, for a "
+                   "quick check on a CPU.")
 @click.option("--epochs", type=float, default=None, help="Passes over the data (7B: 3, 13B: 5).")
 @click.option("--lr", "learning_rate", type=float, default=None, help="Peak learning rate (7B: 2e-5, 13B: 1e-5).")
 @click.option("--batch-size", type=int, default=None,
@@ -75,8 +78,9 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
     sends, and the loss is taken on the response tokens only. DIR receives the model and
     tokenizer as safetensors (load them with transformers or `gasus generate hf:DIR`) and
     manifest.json: the data's sha256 and row count, every setting, library versions, wall
-    time and tokens per second. On many GPUs, launch it with accelerate and the shipped
-    FSDP config (see --show-fsdp-config).
+    time and tokens per second. Without --preset it trains with the paper's 7B settings
+    (alpagasus-7b: bf16, global batch 128, 3 epochs); on a CPU try --preset cpu-smoke. On
+    many GPUs, launch it with accelerate and the shipped FSDP config (see --show-fsdp-config).
 
     \b
     Example:
@@ -98,18 +102,30 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
                                 max_rows)
     summary.items = len(examples)
     err = console(stderr=True)
-    quiet_libraries()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from ..distributed import is_main_process
 
-    bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-                   TimeElapsedColumn(), console=err, transient=True)
-    task = bar.add_task("train", total=None, loss="")
+    # Shown from the start: loading the libraries, converting and tokenizing take a while before step 1.
+    bar = Progress(SpinnerColumn(), TextColumn("training"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn(), console=err, transient=True,
+                   disable=not (err.is_terminal and is_main_process()))  # no bar in logs and pipes, one per run
+    task = bar.add_task("train", total=None, note="loading the training libraries")
+
+    def on_status(text: str) -> None:
+        bar.update(task, note=f"{text} ...", refresh=True)
 
     def on_progress(step: int, total: int, loss: float | None) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, completed=step, total=total, loss="" if loss is None else f"loss {loss:.4f}")
+        bar.update(task, completed=step, total=total, note="" if loss is None else f"loss {loss:.4f}")
 
     def on_note(text: str) -> None:
         err.print(f"Note: {text}", soft_wrap=True)
@@ -120,20 +136,21 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
     click.get_current_context().meta[INTERRUPTED] = (
         f"Interrupted: the checkpoints written so far are in {os.path.join(output_dir, training.CHECKPOINTS)}; "
         "rerun with --resume to continue from the last one.")
-    try:
+    with bar, library_deprecations_hidden():
+        on_status("loading the training libraries")
+        quiet_libraries()
         result = training.train(examples, config, output_dir, base=base, data_source=dataset, resume=resume,
-                                progress=on_progress, notify=on_note, announce=on_rank)
-    finally:
-        if bar.live.is_started:
-            bar.stop()
+                                progress=on_progress, notify=on_note, announce=on_rank, status=on_status)
     if not result.is_main_process:
         return
     run = result.manifest["train"]
     summary.extra.update({"output": str(result.output_dir), "steps": run["steps"], "tokens": run["tokens"],
                           "tokens_per_second": run["tokens_per_second"], "train_loss": run["train_loss"]})
-    loss = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
+    # The mean over the run's steps, as the manifest and --summary-json have it (train_loss): the
+    # last step's loss alone swings from batch to batch.
     console().print(f"trained {run['steps']} steps on {len(examples)} examples in {run['train_seconds']:.1f} s "
-                    f"({run['tokens_per_second']} tokens/s{loss}) -> {result.output_dir}", soft_wrap=True)
+                    f"({run['tokens_per_second']} tokens/s, mean loss {run['train_loss']:.4f}) -> {result.output_dir}",
+                    soft_wrap=True)
 
 
 def quiet_libraries() -> None:

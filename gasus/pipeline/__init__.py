@@ -24,10 +24,10 @@ from .config import (
     read_toml,
     with_overrides,
 )
-from .stages import OUTPUT_FILES, StageReport, run_paths, run_pipeline
+from .stages import OUTPUT_FILES, StageProgress, StageReport, run_paths, run_pipeline
 
 __all__ = [
     "DEMO_CONFIG", "OUTPUT_FILES", "BackendSettings", "CheckConfig", "DataConfig", "GenerateConfig",
-    "GradeConfig", "JudgeConfig", "RunConfig", "SelectConfig", "StageReport", "TrainStageConfig",
+    "GradeConfig", "JudgeConfig", "RunConfig", "SelectConfig", "StageProgress", "StageReport", "TrainStageConfig",
     "config_from_dict", "load_run_config", "read_toml", "run_paths", "run_pipeline", "with_overrides",
 ]

@@ -23,6 +23,17 @@ class StageReport:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StageProgress:
+    """Where a working stage is: `done` of `total` items (None while the total is not known yet, as
+    while a model loads), and what it is doing now (`note`)."""
+
+    stage: str
+    done: int
+    total: int | None
+    note: str = ""
+
+
 def _train_is_current(model_dir: Path, examples_sha256: str, settings: dict[str, Any], base: str | None) -> bool:
     """A finished run (manifest present) on the same examples, settings and base."""
     from ..io import read_json
@@ -80,13 +91,21 @@ def _can_resume(model_dir: Path, intent: dict[str, Any]) -> bool:
             and any((model_dir / CHECKPOINTS).glob("checkpoint-*")))
 
 
-def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None) -> list[StageReport]:
-    """Run every stage in order, keeping `manifest.json` up to date; returns what each did."""
+def run_pipeline(config: RunConfig, *, on_stage: Callable[[StageReport], None] | None = None,
+                 on_progress: Callable[[StageProgress], None] | None = None,
+                 on_note: Callable[[str, str], None] | None = None) -> list[StageReport]:
+    """Run every stage in order, keeping `manifest.json` up to date; returns what each did.
+
+    `on_stage` hears of each stage as it ends; `on_progress` of each stage's items while it works
+    (a stage may take hours); `on_note(stage, text)` of what a stage wants the user to know (training
+    in fp32 where bf16 was asked for)."""
     # [data] max_expansion holds for every file the run reads, and only for this run.
-    return contextvars.copy_context().run(_run_pipeline, config, on_stage)
+    return contextvars.copy_context().run(_run_pipeline, config, on_stage, on_progress, on_note)
 
 
-def _run_pipeline(config: RunConfig, on_stage: Callable[[StageReport], None] | None) -> list[StageReport]:
+def _run_pipeline(config: RunConfig, on_stage: Callable[[StageReport], None] | None,
+                  on_progress: Callable[[StageProgress], None] | None,
+                  on_note: Callable[[str, str], None] | None) -> list[StageReport]:
     from ..cache import Cache, default_cache_dir
     from ..io import check_outputs, set_max_expansion
     from ..manifest import RunManifest
@@ -101,7 +120,7 @@ def _run_pipeline(config: RunConfig, on_stage: Callable[[StageReport], None] | N
     cache = Cache()
     manifest = RunManifest(config.out_dir, config.to_dict())
     manifest.file("inputs", "data", config.data.path)
-    run = _Run(config, cache, manifest, on_stage)
+    run = _Run(config, cache, manifest, on_stage, on_progress, on_note)
 
     examples, grades = _run_grade(run)
     kept, baseline = _run_select(run, examples, grades)
@@ -122,11 +141,32 @@ class _Run:
     cache: Any
     manifest: Any
     on_stage: Callable[[StageReport], None] | None
+    on_progress: Callable[[StageProgress], None] | None = None
+    on_note: Callable[[str, str], None] | None = None
     reports: list[StageReport] = field(default_factory=list)
 
     @property
     def out(self) -> Path:
         return self.config.out_dir
+
+    def progress(self, stage: str, done: int, total: int | None, note: str = "") -> None:
+        if self.on_progress:
+            self.on_progress(StageProgress(stage, done, total, note))
+
+    def counter(self, stage: str, total: int) -> Callable[..., None]:
+        """An on_result callback (any arguments) that counts each result as `stage`'s progress."""
+        done = 0
+
+        def on_result(*_: Any, note: str = "") -> None:
+            nonlocal done
+            done += 1
+            self.progress(stage, done, total, note)
+
+        self.progress(stage, 0, total)
+        return on_result
+
+    def note(self, stage: str) -> Callable[[str], None]:
+        return lambda text: self.on_note(stage, text) if self.on_note else None
 
     def done(self, name: str, started: float, detail: str, *, warning: str | list[str] | None = None,
              **summary: Any) -> None:
@@ -158,12 +198,14 @@ def _run_grade(run: _Run) -> tuple[list[Any], list[Any]]:
     t = time.perf_counter()
     examples = load_examples(config.data.path, fields=FieldMap.for_format(config.data.format),
                              max_rows=config.data.max_rows)
+    run.progress("grade", 0, len(examples), "loading the grader")
     manifest.model("grader", model_record(config.grade.grader, run.cache))
     grader = CachedModel(load_backend(config.grade.grader, config.grade.backend_options()), run.cache)
     try:
         grades = grade_examples(examples, grader, prompt=grading_prompt(config.grade.dimension),
                                 dimension=config.grade.dimension, mode=config.grade.mode,
-                                batch=BatchOptions() if config.grade.batch else None)
+                                batch=BatchOptions() if config.grade.batch else None,
+                                on_grade=_grade_counter(run, len(examples)))
     finally:
         grader.backend.close()
     write_scores(out / "scores.jsonl", grades)
@@ -176,6 +218,20 @@ def _run_grade(run: _Run) -> tuple[list[Any], list[Any]]:
              failures=grader.stats.failures)
     run.record("grade", len(grades), run.reports[-1:], sum(1 for g in grades if g.status != "ok"))
     return examples, grades
+
+
+def _grade_counter(run: _Run, total: int) -> Callable[[int, Any, bool], None]:
+    """on_grade for grade_examples: the grades so far, as `gasus grade`'s bar counts them."""
+    cached = failed = 0
+
+    def on_grade(i: int, grade: Any, from_cache: bool) -> None:
+        nonlocal cached, failed
+        cached += from_cache
+        failed += grade.status != "ok"
+        on_result(note=f"{cached} from cache, {failed} failed")
+
+    on_result = run.counter("grade", total)
+    return on_grade
 
 
 def _run_select(run: _Run, examples: list[Any], grades: list[Any]) -> tuple[Any, Any]:
@@ -249,11 +305,18 @@ def _run_train(run: _Run, settings: Any, subsets: dict[str, list[Any]]) -> dict[
             if not resume:
                 model_dir.parent.mkdir(parents=True, exist_ok=True)
                 write_json(model_dir.parent / f"{name}.pending.json", intent)
+            stage = f"train {name}"
+            run.progress(stage, 0, None, "starting")
+
+            def on_step(step: int, total: int, loss: float | None, stage: str = stage) -> None:
+                run.progress(stage, step, total, "" if loss is None else f"loss {loss:.4f}")
+
             result = train(subset, settings, model_dir, base=config.train.base, data_source=out / f"{name}.json",
-                           replace=not resume, resume=resume)
+                           replace=not resume, resume=resume, progress=on_step, notify=run.note(stage),
+                           status=lambda text, stage=stage: run.progress(stage, 0, None, text))
             trained = result.manifest["train"]
             how = "resumed from its last checkpoint, " if resume else ""
-            run.done(f"train {name}", t, f"{how}{trained['steps']} steps, loss {trained['train_loss']:.3f} -> {model_dir}",
+            run.done(f"train {name}", t, f"{how}{trained['steps']} steps, mean loss {trained['train_loss']:.3f} -> {model_dir}",
                      tokens_per_second=trained["tokens_per_second"])
         models[name] = model_dir
         manifest.model(f"{name} model", {"spec": f"hf:{model_dir}", **_model_dir_record(model_dir, cache)})
@@ -275,9 +338,12 @@ def _run_generate(run: _Run, models: dict[str, Path]) -> dict[str, Path]:
     answer_files = {}
     for name, model_dir in models.items():
         t = time.perf_counter()
+        stage = f"generate {name}"
+        run.progress(stage, 0, len(questions), "loading the model")
         model = CachedModel(load_backend(f"hf:{model_dir}", config.generate.backend_options()), run.cache)
         try:
-            result = generate_answers(model, questions, model_name=name, max_new_tokens=config.generate.max_new_tokens)
+            result = generate_answers(model, questions, model_name=name, max_new_tokens=config.generate.max_new_tokens,
+                                      on_result=run.counter(stage, len(questions)))
         finally:
             model.backend.close()
         if result.failed:
@@ -308,11 +374,13 @@ def _run_judge(run: _Run, answer_files: dict[str, Path]) -> None:
     pairs = jd.pair_answers(jd.load_answers(answer_files["filtered"]), jd.load_answers(answer_files["baseline"]),
                             answer_files["filtered"], answer_files["baseline"])
     orders = jd.ORDER_CHOICES[config.judge.order]
+    run.progress("judge", 0, len(pairs) * len(orders), "loading the judge")
     manifest.model("judge", model_record(config.judge.judge, run.cache))
     judge_model = CachedModel(load_backend(config.judge.judge, config.judge.backend_options()), run.cache)
     try:
         judgements = jd.run_judge(judge_model, pairs, orders, mode=config.judge.mode,
-                                  batch=BatchOptions() if config.judge.batch else None)
+                                  batch=BatchOptions() if config.judge.batch else None,
+                                  on_result=run.counter("judge", len(pairs) * len(orders)))
     finally:
         judge_model.backend.close()
     write_jsonl(out / "judgements.jsonl", (j.to_dict() for j in judgements))

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,9 +69,11 @@ def _gguf_sha256(path: str | Path) -> str:
     return file_sha256(path)
 
 
-def converted_gguf_dir(gguf: str | Path, cache_dir: str | Path | None = None) -> Path:
+def converted_gguf_dir(gguf: str | Path, cache_dir: str | Path | None = None, *,
+                       status: Callable[[str], None] | None = None) -> Path:
     """A GGUF dequantized to a safetensors model directory (with its tokenizer), memoised in the
-    gasus cache dir under the GGUF's sha256, so the slow conversion happens once per file."""
+    gasus cache dir under the GGUF's sha256, so the slow conversion happens once per file.
+    `status` hears that a conversion starts."""
     from ..cache import MODELS, prepare_cache_dir
 
     target = prepare_cache_dir(cache_dir) / MODELS / f"gguf-{_gguf_sha256(gguf)}"
@@ -79,6 +81,8 @@ def converted_gguf_dir(gguf: str | Path, cache_dir: str | Path | None = None) ->
         return target
     with distributed.main_process_first():  # one GGUF conversion, not one per process
         if not (target / "config.json").is_file():
+            if status is not None:
+                status(f"converting {Path(gguf).name} to safetensors (once per file)")
             convert_gguf(gguf, target)
     return target
 
@@ -140,12 +144,15 @@ def _quiet_gguf_reader() -> Iterator[None]:
         yield
 
 
-def load_base(base: BaseModel) -> tuple[Any, Any, str]:
-    """(model in fp32, tokenizer, the path or id loaded) for a resolved base model."""
+def load_base(base: BaseModel, *, status: Callable[[str], None] | None = None) -> tuple[Any, Any, str]:
+    """(model in fp32, tokenizer, the path or id loaded) for a resolved base model; `status` hears
+    of each slow step (a GGUF's conversion, the loading)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    location = str(converted_gguf_dir(base.location)) if base.kind == "gguf" else base.location
+    location = str(converted_gguf_dir(base.location, status=status)) if base.kind == "gguf" else base.location
+    if status is not None:
+        status(f"loading the base model {base.spec}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
         model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)

@@ -174,7 +174,7 @@ def library_versions() -> dict[str, str | None]:
 def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Path, *,
           base: str | None = None, data_source: str | Path | None = None, resume: bool = False,
           replace: bool = False, progress: Progress | None = None, notify: Callable[[str], None] | None = None,
-          announce: Callable[[str], None] | None = None) -> TrainResult:
+          announce: Callable[[str], None] | None = None, status: Callable[[str], None] | None = None) -> TrainResult:
     """Fine-tune `base` on the examples and write model, tokenizer and manifest.json to output_dir.
 
     The model and tokenizer are saved as safetensors (LoRA adapters merged in), loadable with
@@ -183,8 +183,10 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
     earlier `train` made be deleted, after every check before loading the model has passed.
 
     Under torchrun (or `accelerate launch` on GPUs) every process runs this: rank 0 alone claims
-    the directory, saves the model and writes the manifest, and passes the notes to `notify`;
-    each process passes one line saying which rank it is to `announce`.
+    the directory, saves the model and writes the manifest, and passes the notes to `notify` (without
+    one, they are logged as warnings of the "gasus.train" logger) and what it is doing before the first
+    step (converting, loading, tokenizing) to `status`; each process passes one line saying which rank
+    it is to `announce`.
     """
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -201,14 +203,22 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
     base_model = resolve_base(base)
     check_output_dir(output_dir, resume, replace)  # before the slow loading; claimed below
     is_main = distributed.is_main_process()
+    # One way out for each note: with no handler configured, a logged warning reaches stderr too.
     for note in notes:
-        logger.warning(note)
-        if notify is not None and is_main:
+        if notify is None:
+            logger.warning(note)
+        elif is_main:
             notify(note)
 
+    def say(text: str) -> None:
+        if status is not None and is_main:
+            status(text)
+
     if base_model.kind == "gguf":
+        say(f"reading {Path(base_model.location).name}")
         base_model = dataclasses.replace(base_model, sha256=_gguf_sha256(base_model.location))
-    model, tokenizer, loaded_from = load_base(base_model)
+    model, tokenizer, loaded_from = load_base(base_model, status=say)
+    say(f"tokenizing {len(examples)} examples")
     lengths = check_prompt_lengths(examples, tokenizer, config.max_length)
     resume_from = _claim_output_dir(output_dir, resume, replace)
 
@@ -228,6 +238,7 @@ def train(examples: Sequence[Example], config: TrainConfig, output_dir: str | Pa
                                        if len(ids) >= config.max_length)
     if cut:
         notes.append(f"{cut} of {len(examples)} examples were cut at the max length of {config.max_length} tokens")
+    say("starting the first step" if resume_from is None else f"resuming from {Path(resume_from).name}")
 
     try:
         output = trainer.train(resume_from_checkpoint=resume_from)

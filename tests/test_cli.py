@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from gasus.cli import COMMANDS, main
-from tests.conftest import run_cli
+from gasus.io import load_examples
+from tests.conftest import FIXTURES, run_cli
 
 HEAVY = ["torch", "transformers", "trl", "datasets", "llama_cpp", "peft", "matplotlib", "sklearn", "scipy"]
 
@@ -230,3 +232,178 @@ def test_markup_in_data_is_shown_as_text(tmp_path):
     result = run_cli("agree", str(scores), str(labels))
     assert result.exit_code == 0, result.output
     assert "kept by [/kept]" in result.output
+
+
+# ---------------------------------------------------------------- issue 29 item 3: outputs in new folders
+
+
+def _replays(t):
+    """Recorded replies for one grade (2 rows), one generate (vicuna, 2 questions) and one judge (both orders)."""
+    from gasus.grade import grading_prompt
+    from gasus.judge import judge_messages
+    from gasus.prompts import alpaca_prompt
+    from gasus.testsets import load_testsets
+
+    def write(name, rows):
+        (t / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    prompt = grading_prompt("accuracy")
+    write("grader.jsonl", [{"messages": prompt.messages(e), "text": "5"}
+                           for e in load_examples(FIXTURES / "mini_alpaca.json")[:2]])
+    questions = load_testsets(["vicuna"], FIXTURES / "testsets", limit=2)
+    write("model.jsonl", [{"messages": [{"role": "user", "content": alpaca_prompt(q.instruction, q.input)}],
+                           "text": "An answer."} for q in questions])
+    write("answers.jsonl", [{"testset": "vicuna", "id": q.id, "question": q.question, "answer": "An answer.",
+                             "model": "m"} for q in questions])
+    write("judge.jsonl", [{"messages": judge_messages(q.question, "An answer.", "An answer."), "text": "7 7"}
+                          for q in questions])
+    (t / "data.jsonl").write_text(json.dumps({"instruction": "Say hi.", "input": "", "output": "Hi."}) + "\n")
+
+
+# Every command with its outputs (and --summary-json) in folders that do not exist yet; the ones that train
+# (run, train) are below, marked slow. The test checks the table names every leaf command.
+NEW_FOLDER_ARGS = {
+    "agree": ["agree", "{t}/scores.jsonl", "{t}/scores.jsonl"],
+    "batch cancel": ["batch", "cancel", "--all"],
+    "batch status": ["batch", "status"],
+    "batch wait": ["batch", "wait"],
+    "cache clear": ["cache", "clear", "--yes"],
+    "cache export": ["cache", "export", "{t}/new/export/cache.jsonl"],
+    "cache import": ["cache", "import", "{t}/new/export/cache.jsonl"],
+    "cache migrate": ["cache", "migrate"],
+    "cache stats": ["cache", "stats"],
+    "cache verify": ["cache", "verify"],
+    "check": ["check", "{t}/data.jsonl", "--against", "vicuna", "--testsets-dir", "{fixtures}/testsets",
+              "-o", "{t}/new/audit/audit.json"],
+    "generate": ["generate", "replay:{t}/model.jsonl", "--testset", "vicuna", "--limit", "2",
+                 "--testsets-dir", "{fixtures}/testsets", "-o", "{t}/new/answers/a.jsonl"],
+    "grade": ["grade", "{fixtures}/mini_alpaca.json", "--limit", "2", "--grader", "replay:{t}/grader.jsonl",
+              "-o", "{t}/new/runs/scores.jsonl"],
+    "judge": ["judge", "{t}/answers.jsonl", "{t}/answers.jsonl", "--judge", "replay:{t}/judge.jsonl",
+              "-o", "{t}/new/j/judgements.jsonl", "--verdicts", "{t}/new/v/verdicts.jsonl",
+              "--plot", "{t}/new/out/plot.png"],
+    "report": None,  # writes only inside the run dir it reads (which must exist)
+    "run": None,  # trains: test_run_and_train_write_into_new_folders
+    "select": ["select", "{fixtures}/mini_alpaca.json", "{t}/scores.jsonl", "-o", "{t}/new/kept/kept.json",
+               "--decisions", "{t}/new/why/why.jsonl"],
+    "train": None,  # trains: test_run_and_train_write_into_new_folders
+}
+
+
+def test_every_command_writes_its_outputs_into_new_folders(tmp_path):
+    """Issue 29 item 3: `-o runs/...`, `--plot out/...`, `--summary-json new/...` in a fresh clone:
+    each output's missing folders are made (they used to be refused as 'the directory ... does not exist')."""
+    assert sorted(NEW_FOLDER_ARGS) == sorted(_leaf_commands())  # a new command gets a line here
+    _replays(tmp_path)
+    scores = [{"id": e.id, "index": e.index, "score": 5.0 if e.index % 2 else 3.0, "status": "ok"}
+              for e in load_examples(FIXTURES / "mini_alpaca.json")]
+    (tmp_path / "scores.jsonl").write_text("".join(json.dumps(s) + "\n" for s in scores))
+    for name, args in NEW_FOLDER_ARGS.items():
+        if args is None:
+            continue
+        summary = tmp_path / "new" / "summaries" / name.replace(" ", "-") / "s.json"
+        args = [a.replace("{t}", str(tmp_path)).replace("{fixtures}", str(FIXTURES)) for a in args]
+        result = run_cli(*args, "--summary-json", str(summary))
+        assert (name, result.exit_code) == (name, 0), result.output
+        assert json.loads(summary.read_text())["command"] == name
+        for path in args:
+            if path.startswith(str(tmp_path / "new")) and name != "cache import":
+                assert Path(path).is_file(), (name, path)
+
+
+def test_a_refused_command_leaves_no_new_folder(tmp_path):
+    """The folders are made only once every output passed its checks: an output over an input or inside
+    the cache refuses the whole command, and none of its new folders appear."""
+    _files(tmp_path)
+    cache_dir = tmp_path / "cache"
+    run_cli("cache", "stats")
+    cases = [
+        ["select", "{t}/data.jsonl", "--random", "1", "-o", "{t}/new/a/kept.json", "--decisions", "{t}/data.jsonl"],
+        ["select", "{t}/data.jsonl", "--random", "1", "-o", "{t}/new/a/kept.json",
+         "--summary-json", "{t}/cache/s.json"],
+        ["grade", "{t}/data.jsonl", "-o", "{t}/new/b/scores.jsonl", "--summary-json", "{t}/new/b/scores.jsonl"],
+        ["judge", "{t}/a.jsonl", "{t}/a.jsonl", "-o", "{t}/new/c/j.jsonl", "--verdicts", "{t}/a.jsonl",
+         "--plot", "{t}/new/d/p.png"],
+        ["cache", "export", "{t}/cache/new/e.jsonl", "--summary-json", "{t}/new/e/s.json"],
+    ]
+    for args in cases:
+        result = run_cli(*(a.replace("{t}", str(tmp_path)) for a in args))
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith("Error: ")
+        assert not (tmp_path / "new").exists(), args
+        assert sorted(p.name for p in cache_dir.iterdir() if p.is_dir()) == [], args
+
+
+@pytest.mark.slow
+def test_run_and_train_write_into_new_folders(tmp_path):
+    """Issue 29 item 3, the commands that train: `gasus train -o runs/smoke` and a run's --summary-json."""
+    out, summary = tmp_path / "runs" / "smoke", tmp_path / "new" / "train" / "s.json"
+    result = run_cli("train", str(FIXTURES / "mini_alpaca.json"), "-o", str(out), "--preset", "cpu-smoke",
+                     "--max-steps", "1", "--summary-json", str(summary))
+    assert result.exit_code == 0, result.output
+    assert (out / "manifest.json").is_file() and json.loads(summary.read_text())["command"] == "train"
+    summary = tmp_path / "new" / "run" / "s.json"
+    result = run_cli("run", str(FIXTURES / "smoke_run.toml"), "--run-dir", str(tmp_path / "runs" / "run"),
+                     "--summary-json", str(summary))
+    assert result.exit_code == 0, result.output
+    assert json.loads(summary.read_text())["command"] == "run"
+
+
+# ---------------------------------------------------------------- issue 29 item 9: names
+
+
+def test_llamacpp_default_is_the_embedded_model(tmp_path):
+    """`llamacpp:default` (the README's name for the embedded model) used to be read as a file ./default."""
+    from gasus.backends import parse_spec, spec_file
+    from gasus.manifest import model_record
+    from gasus.train import resolve_base
+
+    assert parse_spec("llamacpp:default") == parse_spec(None)
+    assert spec_file("llamacpp:default") is None
+    assert resolve_base("llamacpp:default") == resolve_base(None)
+    assert model_record("llamacpp:default")["sha256"] == model_record(None)["sha256"]
+    plain = run_cli("grade", str(FIXTURES / "mini_alpaca.json"), "--limit", "2", "--dry-run")
+    named = run_cli("grade", str(FIXTURES / "mini_alpaca.json"), "--limit", "2", "--dry-run",
+                    "--grader", "llamacpp:default")
+    assert (named.exit_code, named.output) == (0, plain.output)
+    assert "2 model call(s) needed with llamacpp:SmolLM2-135M-Instruct.Q4_1.gguf" in named.output
+
+
+def test_grade_help_names_every_backend():
+    help_text = " ".join(run_cli("grade", "--help").output.split())
+    for spec in ("llamacpp:FILE.gguf", "llamacpp:default", "openai:MODEL", "hf:DIR_OR_HUB_ID", "replay:FILE.jsonl"):
+        assert spec in help_text, spec
+
+
+def test_run_help_names_every_table_and_key():
+    """`gasus run --help` lists each table of a run config with all its keys ([check] was missing)."""
+    import dataclasses
+
+    from gasus.pipeline.config import _SECTIONS, BackendSettings
+
+    help_text = run_cli("run", "--help").output
+    lines: dict[str, str] = {}
+    for line in help_text.splitlines():
+        if line.strip().startswith("["):
+            lines.setdefault(line.split("]")[0].strip() + "]", line)
+    shared = {f.name for f in dataclasses.fields(BackendSettings)}
+    for table, config in _SECTIONS.items():
+        keys = [f.name for f in dataclasses.fields(config) if f.name not in shared | {"overrides"}]
+        assert all(f" {key}" in lines[f"[{table}]"].replace(",", " ") for key in keys), (table, keys)
+    also = " ".join(help_text.split()).split("also take ")[1]
+    assert all(key in also for key in shared), also
+
+
+def test_the_demo_writes_where_make_demo_does_and_git_ignores_it(tmp_path, monkeypatch):
+    """`gasus run --demo` wrote ./gasus-demo, `make demo` out/demo-run, and git ignored neither."""
+    from gasus.pipeline import DEMO_RUN_DIR
+
+    root = FIXTURES.parent
+    assert DEMO_RUN_DIR == "out/demo-run"
+    assert "--run-dir $${DEMO_DIR:-out/demo-run}" in (root / "Makefile").read_text()
+    assert "/out/" in (root / ".gitignore").read_text().splitlines()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").write_text("a file where the demo's folder goes")
+    result = run_cli("run", "--demo")
+    assert (result.exit_code, result.output) == (
+        2, f"Error: {tmp_path}/out/demo-run/manifest.json: out_dir/manifest.json: {tmp_path}/out is not a directory\n")

@@ -76,7 +76,8 @@ class GradeProgress:
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Scores file to write (JSON Lines, one line per input row, in order).  Needed unless --dry-run.")
 @click.option("--grader", "grader_spec", default=None,
-              help="Grader model spec: llamacpp:FILE.gguf (or FILE.gguf), openai:MODEL, replay:FILE.jsonl.  "
+              help="Grader model spec: llamacpp:FILE.gguf (or FILE.gguf; llamacpp:default is the embedded model), "
+                   "openai:MODEL, hf:DIR_OR_HUB_ID (transformers, best on a GPU), replay:FILE.jsonl.  "
                    "[default: the embedded SmolLM2-135M-Instruct]")
 @click.option("--dimension", type=click.Choice(["accuracy", "helpfulness"]), default="accuracy", show_default=True,
               help="What the paper's prompt asks the grader to rate.")

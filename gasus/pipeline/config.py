@@ -248,6 +248,9 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
+# Where `gasus run --demo` writes unless --run-dir says otherwise; `make demo` writes there too, and
+# .gitignore holds out/.
+DEMO_RUN_DIR = "out/demo-run"
 
 
 def with_overrides(config: RunConfig, *, out_dir: str | Path | None = None, threshold: float | None = None) -> RunConfig:

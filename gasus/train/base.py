@@ -37,9 +37,9 @@ def resolve_base(spec: str | None) -> BaseModel:
     """The base model a `--base` value names: None for the embedded SmolLM2-135M-Instruct GGUF,
     a `.gguf` path (optionally `llamacpp:`), a directory with config.json, or a hub id
     (optionally `hf:`). Nothing is loaded here."""
-    if spec is None or spec in ("", "default", "embedded"):
-        from ..backends import embedded_model_path
+    from ..backends import embedded_model_path, is_embedded
 
+    if is_embedded(spec):
         path = embedded_model_path()
         return BaseModel("embedded", "gguf", str(path))
     target = spec

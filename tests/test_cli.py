@@ -407,3 +407,25 @@ def test_the_demo_writes_where_make_demo_does_and_git_ignores_it(tmp_path, monke
     result = run_cli("run", "--demo")
     assert (result.exit_code, result.output) == (
         2, f"Error: {tmp_path}/out/demo-run/manifest.json: out_dir/manifest.json: {tmp_path}/out is not a directory\n")
+
+
+# ---------------------------------------------------------------- issue 29 item 9: wording
+
+
+def test_a_count_of_one_reads_in_the_singular(tmp_path):
+    """'1 answers', '1 model calls', 'exported 1 entries' read as '1 answer', '1 model call', '1 entry'."""
+    _replays(tmp_path)
+    answers = tmp_path / "a.jsonl"
+    result = run_cli("generate", f"replay:{tmp_path / 'model.jsonl'}", "--testset", "vicuna", "--limit", "1",
+                     "--testsets-dir", str(FIXTURES / "testsets"), "-o", str(answers))
+    assert (result.exit_code, " ".join(result.output.split())) == (
+        0, f"1 answer -> {answers} (1 model call, 0 from the cache)")
+    result = run_cli("judge", str(answers), str(answers), "--judge", f"replay:{tmp_path / 'judge.jsonl'}",
+                     "--order", "ab", "-o", str(tmp_path / "j.jsonl"))
+    assert result.exit_code == 0, result.output
+    assert " ".join(result.output.split()).endswith(f" 1 judgement -> {tmp_path / 'j.jsonl'}")
+    run_cli("cache", "clear", "--yes")
+    run_cli("generate", f"replay:{tmp_path / 'model.jsonl'}", "--testset", "vicuna", "--limit", "1",
+            "--testsets-dir", str(FIXTURES / "testsets"), "-o", str(answers))
+    result = run_cli("cache", "export", str(tmp_path / "e.jsonl"))
+    assert " ".join(result.output.split()) == f"exported 1 entry -> {tmp_path / 'e.jsonl'}"

@@ -6,6 +6,7 @@ import os
 
 import click
 
+from ..wording import counted
 from .common import (
     INTERRUPTED,
     GasusCommand,
@@ -132,7 +133,7 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
     summary.extra.update({"output": str(result.output_dir), "steps": run["steps"], "tokens": run["tokens"],
                           "tokens_per_second": run["tokens_per_second"], "train_loss": run["train_loss"]})
     loss = f", final loss {result.losses[-1]:.4f}" if result.losses else ""
-    console().print(f"trained {run['steps']} steps on {len(examples)} examples in {run['train_seconds']:.1f} s "
+    console().print(f"trained {counted(run['steps'], 'step')} on {counted(len(examples), 'example')} in {run['train_seconds']:.1f} s "
                     f"({run['tokens_per_second']} tokens/s{loss}) -> {result.output_dir}", soft_wrap=True)
 
 

@@ -325,7 +325,9 @@ def config_from_dict(raw: dict[str, Any], here: Path, where: str) -> RunConfig:
     if problems:
         if len(problems) == 1:
             raise BadInputError(f"{where}: {problems[0]}")
-        raise BadInputError(f"{where}: {len(problems)} problems in the config: {'; '.join(problems)}")
+        # one per line under a header: seven problems on one line read as one
+        raise BadInputError(f"{where}: {len(problems)} problems in the config:"
+                            + "".join(f"\n  {problem}" for problem in problems))
 
     sections["data"] = dataclasses.replace(sections["data"], path=resolve(sections["data"].path))
     from ..io import file_kind

@@ -429,3 +429,20 @@ def test_a_count_of_one_reads_in_the_singular(tmp_path):
             "--testsets-dir", str(FIXTURES / "testsets"), "-o", str(answers))
     result = run_cli("cache", "export", str(tmp_path / "e.jsonl"))
     assert " ".join(result.output.split()) == f"exported 1 entry -> {tmp_path / 'e.jsonl'}"
+
+
+# ---------------------------------------------------------------- issue 29 item 9: bench
+
+
+def test_select_speed_bench_runs_without_the_shared_sample(tmp_path):
+    """bench/select_speed.py swept 5.5 (off the scale) and, without ../shared, printed 'skipped' and exited 0."""
+    bench = FIXTURES.parent / "bench" / "select_speed.py"
+    done = subprocess.run([sys.executable, str(bench), "--repeat", "1", "--data", str(tmp_path / "none.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:3] == [f"{tmp_path / 'none.json'} not found: timing 9229 generated rows instead",
+                         "9229 examples, median of 1 runs each",
+                         f"{'run':34} {'wall s':>8} {'x python start':>15} {'< 1 s':>6}"]
+    assert [line[:34].strip() for line in lines[3:]] == [
+        "python -c pass", "gasus --help", "select --threshold 4.5", "select --sweep 3,3.5,4,4.5,5"]

@@ -446,3 +446,38 @@ def test_select_speed_bench_runs_without_the_shared_sample(tmp_path):
                          f"{'run':34} {'wall s':>8} {'x python start':>15} {'< 1 s':>6}"]
     assert [line[:34].strip() for line in lines[3:]] == [
         "python -c pass", "gasus --help", "select --threshold 4.5", "select --sweep 3,3.5,4,4.5,5"]
+
+
+# ---------------------------------------------------------------- issue 29 item 9: a hub name offline
+
+
+@pytest.mark.parametrize("hub", ["offline", "unreachable"])
+@pytest.mark.parametrize("command", ["grade", "train"])
+def test_a_hub_name_that_cannot_load_fails_at_once_in_one_line(tmp_path, hub, command):
+    """Offline (the flags tests/conftest.py sets) or with the hub out of reach, a hub dataset or base model that
+    is in no local cache is one line, before datasets, transformers or torch load: no 20 s of retry lines."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+                                                            "TRANSFORMERS_OFFLINE")}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    if hub == "offline":
+        env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: refused at once
+        why = "the Hugging Face hub cannot be reached"
+    args = (["grade", "gasus-test/no-such-dataset", "--dry-run"] if command == "grade" else
+            ["train", str(FIXTURES / "mini_alpaca.json"), "-o", str(tmp_path / "m"), "--base", "gasus-test/no-model"])
+    probe = f"""
+import sys
+from gasus.cli import main
+try:
+    main({args!r})
+except SystemExit as exc:
+    print(exc.code, sorted(m for m in ("datasets", "transformers", "torch") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    expected = ("Error: gasus-test/no-such-dataset: cannot load the Hugging Face hub dataset: " if command == "grade"
+                else "Error: base model gasus-test/no-model: cannot be found: not a local file or directory, and ")
+    assert (done.stdout, done.stderr) == ("2 []\n", f"{expected}{why} and it is not in the local Hugging Face cache\n")

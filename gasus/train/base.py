@@ -60,6 +60,11 @@ def resolve_base(spec: str | None) -> BaseModel:
         raise BadInputError(f"base model {spec}: not a .gguf file or a model directory")
     if target.startswith((".", "/", "~")) or target.count("/") > 1 or not target:
         raise BadInputError(f"base model {spec}: no such file or directory")
+    from ..hub import unavailable
+
+    why = unavailable("models", target)
+    if why is not None:  # before torch and transformers are imported, and retry for 20 s
+        raise BadInputError(f"base model {spec}: cannot be found: not a local file or directory, and {why}")
     return BaseModel(spec, "hub", target)
 
 

@@ -68,7 +68,7 @@ def export_(file, summary):
     check_paths(summary, outputs={"FILE": file})
     store = _open()
     summary.items = n = store.export(file)
-    broken = f" ({len(store.broken)} broken entries left out)" if store.broken else ""
+    broken = f" ({counted(len(store.broken), 'broken entry', 'broken entries')} left out)" if store.broken else ""
     console().print(f"exported {counted(n, 'entry', 'entries')} -> {file}{broken}", soft_wrap=True)
 
 

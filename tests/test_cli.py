@@ -452,7 +452,7 @@ def test_select_speed_bench_runs_without_the_shared_sample(tmp_path):
 
 
 @pytest.mark.parametrize("hub", ["offline", "unreachable"])
-@pytest.mark.parametrize("command", ["grade", "train"])
+@pytest.mark.parametrize("command", ["grade", "train", "generate"])
 def test_a_hub_name_that_cannot_load_fails_at_once_in_one_line(tmp_path, hub, command):
     """Offline (the flags tests/conftest.py sets) or with the hub out of reach, a hub dataset or base model that
     is in no local cache is one line, before datasets, transformers or torch load: no 20 s of retry lines."""
@@ -467,8 +467,11 @@ def test_a_hub_name_that_cannot_load_fails_at_once_in_one_line(tmp_path, hub, co
     else:
         env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: refused at once
         why = "the Hugging Face hub cannot be reached"
-    args = (["grade", "gasus-test/no-such-dataset", "--dry-run"] if command == "grade" else
-            ["train", str(FIXTURES / "mini_alpaca.json"), "-o", str(tmp_path / "m"), "--base", "gasus-test/no-model"])
+    args = {"grade": ["grade", "gasus-test/no-such-dataset", "--dry-run"],
+            "train": ["train", str(FIXTURES / "mini_alpaca.json"), "-o", str(tmp_path / "m"),
+                      "--base", "gasus-test/no-model"],
+            "generate": ["generate", "hf:gasus-test/no-model", "--testsets-dir", str(FIXTURES / "testsets"),
+                         "-o", str(tmp_path / "a.jsonl")]}[command]
     probe = f"""
 import sys
 from gasus.cli import main
@@ -478,6 +481,7 @@ except SystemExit as exc:
     print(exc.code, sorted(m for m in ("datasets", "transformers", "torch") if m in sys.modules))
 """
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
-    expected = ("Error: gasus-test/no-such-dataset: cannot load the Hugging Face hub dataset: " if command == "grade"
-                else "Error: base model gasus-test/no-model: cannot be found: not a local file or directory, and ")
+    expected = {"grade": "Error: gasus-test/no-such-dataset: cannot load the Hugging Face hub dataset: ",
+                "train": "Error: base model gasus-test/no-model: cannot be found: not a local file or directory, and ",
+                "generate": "Error: gasus-test/no-model: cannot load the Hugging Face hub model: "}[command]
     assert (done.stdout, done.stderr) == ("2 []\n", f"{expected}{why} and it is not in the local Hugging Face cache\n")

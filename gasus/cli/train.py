@@ -95,7 +95,7 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
         fp32_fallback=False if no_fp32_fallback else None, lora=lora or None, lora_rank=lora_rank,
         packing=packing or None, activation_checkpointing=activation_checkpointing or None,
         save_steps=save_steps, keep_checkpoints=keep_checkpoints or None)
-    training.resolve_base(base)  # a base that cannot be found fails here, before torch and transformers load
+    training.check_base_available(training.resolve_base(base))  # before torch and transformers load
     examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split,
                                 max_rows)
     summary.items = len(examples)

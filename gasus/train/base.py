@@ -60,12 +60,17 @@ def resolve_base(spec: str | None) -> BaseModel:
         raise BadInputError(f"base model {spec}: not a .gguf file or a model directory")
     if target.startswith((".", "/", "~")) or target.count("/") > 1 or not target:
         raise BadInputError(f"base model {spec}: no such file or directory")
+    return BaseModel(spec, "hub", target)
+
+
+def check_base_available(base: BaseModel) -> None:
+    """Refuse a hub base that is in no local cache while offline or with the hub out of reach: at once,
+    before torch and transformers load and retry for 20 s."""
     from ..hub import unavailable
 
-    why = unavailable("models", target)
-    if why is not None:  # before torch and transformers are imported, and retry for 20 s
-        raise BadInputError(f"base model {spec}: cannot be found: not a local file or directory, and {why}")
-    return BaseModel(spec, "hub", target)
+    why = unavailable("models", base.location) if base.kind == "hub" else None
+    if why is not None:
+        raise BadInputError(f"base model {base.spec}: cannot be found: not a local file or directory, and {why}")
 
 
 def _gguf_sha256(path: str | Path) -> str:
@@ -147,6 +152,7 @@ def _quiet_gguf_reader() -> Iterator[None]:
 
 def load_base(base: BaseModel) -> tuple[Any, Any, str]:
     """(model in fp32, tokenizer, the path or id loaded) for a resolved base model."""
+    check_base_available(base)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -260,8 +260,8 @@ def _replays(t):
     (t / "data.jsonl").write_text(json.dumps({"instruction": "Say hi.", "input": "", "output": "Hi."}) + "\n")
 
 
-# Every command with its outputs (and --summary-json) in folders that do not exist yet; the ones that train
-# (run, train) are below, marked slow. The test checks the table names every leaf command.
+# Every command with its outputs (and --summary-json) in folders that do not exist yet; train is below,
+# marked slow. The test checks the table names every leaf command.
 NEW_FOLDER_ARGS = {
     "agree": ["agree", "{t}/scores.jsonl", "{t}/scores.jsonl"],
     "batch cancel": ["batch", "cancel", "--all"],
@@ -283,10 +283,10 @@ NEW_FOLDER_ARGS = {
               "-o", "{t}/new/j/judgements.jsonl", "--verdicts", "{t}/new/v/verdicts.jsonl",
               "--plot", "{t}/new/out/plot.png"],
     "report": None,  # writes only inside the run dir it reads (which must exist)
-    "run": None,  # trains: test_run_and_train_write_into_new_folders
+    "run": None,  # trains (its out_dir was always made; its --summary-json goes through check_paths as here)
     "select": ["select", "{fixtures}/mini_alpaca.json", "{t}/scores.jsonl", "-o", "{t}/new/kept/kept.json",
                "--decisions", "{t}/new/why/why.jsonl"],
-    "train": None,  # trains: test_run_and_train_write_into_new_folders
+    "train": None,  # trains: test_train_writes_into_new_folders (slow)
 }
 
 
@@ -335,18 +335,13 @@ def test_a_refused_command_leaves_no_new_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_and_train_write_into_new_folders(tmp_path):
-    """Issue 29 item 3, the commands that train: `gasus train -o runs/smoke` and a run's --summary-json."""
+def test_train_writes_into_new_folders(tmp_path):
+    """Issue 29 item 3, the command that trains: `gasus train -o runs/smoke` with its summary in a new folder."""
     out, summary = tmp_path / "runs" / "smoke", tmp_path / "new" / "train" / "s.json"
     result = run_cli("train", str(FIXTURES / "mini_alpaca.json"), "-o", str(out), "--preset", "cpu-smoke",
                      "--max-steps", "1", "--summary-json", str(summary))
     assert result.exit_code == 0, result.output
     assert (out / "manifest.json").is_file() and json.loads(summary.read_text())["command"] == "train"
-    summary = tmp_path / "new" / "run" / "s.json"
-    result = run_cli("run", str(FIXTURES / "smoke_run.toml"), "--run-dir", str(tmp_path / "runs" / "run"),
-                     "--summary-json", str(summary))
-    assert result.exit_code == 0, result.output
-    assert json.loads(summary.read_text())["command"] == "run"
 
 
 # ---------------------------------------------------------------- issue 29 item 9: names

@@ -21,6 +21,7 @@ from .errors import BadInputError
 from .io import iter_jsonl_objects, read_jsonl_objects
 from .records import Grade
 from .selection import PAPER_THRESHOLD, check_threshold, load_grades
+from .wording import counted
 
 SCORE_FIELDS = ("score", "top_score")
 
@@ -72,6 +73,19 @@ def _value(grade: Grade, score_field: str) -> float | None:
     return grade.score if score_field == "score" else grade.top_score
 
 
+def _check_top_scores(grades: Sequence[Grade], score_field: str, which: str) -> None:
+    """Refuse top_score on grades that carry none: they are not from expected mode, and every one of them
+    would count as "not ok" without a word on why."""
+    if score_field != "top_score":
+        return
+    missing = [g for g in grades if g.ok and g.top_score is None]
+    if missing:
+        modes = ", ".join(sorted({g.mode or "(none)" for g in missing}))
+        raise BadInputError(f"--score-field top_score: {counted(len(missing), 'ok grade')} of {which} "
+                            f"{'has' if len(missing) == 1 else 'have'} no top_score (mode {modes}); only scores "
+                            "of `gasus grade --mode expected` carry one: use --score-field score")
+
+
 def _finite(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
@@ -84,6 +98,7 @@ def agree_with_labels(grades: Sequence[Grade], labels: Labels, *, threshold: flo
     if score_field not in SCORE_FIELDS:
         raise BadInputError(f"unknown score field '{score_field}': choose one of {', '.join(SCORE_FIELDS)}")
     joined = [(g, labels.kept[g.index]) for g in grades if g.index in labels.kept]
+    _check_top_scores([g for g, _ in joined], score_field, "SCORES")
     if not joined:
         raise BadInputError("no scored example has a label: the scores' 'index' values and the labels' do not overlap")
     truth = [y for _, y in joined]
@@ -117,6 +132,8 @@ def agree_with_scores(grades: Sequence[Grade], other: Sequence[Grade], *, thresh
     ids = [i for i in mine if i in theirs]
     if not ids:
         raise BadInputError("the two scores files share no example id: were they made from different datasets?")
+    _check_top_scores([mine[i] for i in ids], score_field, "SCORES")
+    _check_top_scores([theirs[i] for i in ids], score_field, "LABELS")
     a = [_value(mine[i], score_field) for i in ids]
     b = [_value(theirs[i], score_field) for i in ids]
     keep_a = [v is not None and v >= threshold for v in a]

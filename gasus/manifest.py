@@ -79,11 +79,11 @@ def file_record(path: str | Path) -> dict[str, Any]:
 
 def model_record(spec: str | None, cache: Any = None) -> dict[str, Any]:
     """A model's identity: its spec, and the sha256 of its local file (a remote model is its name)."""
-    from .backends import embedded_model_path, parse_spec, spec_file
+    from .backends import embedded_model_path, is_embedded, parse_spec, spec_file
     from .backends.base import file_sha256
 
     name, target = parse_spec(spec)
-    local = spec_file(spec) if spec not in (None, "", "default", "embedded") else str(embedded_model_path())
+    local = spec_file(spec) if not is_embedded(spec) else str(embedded_model_path())
     record: dict[str, Any] = {"spec": spec or "embedded", "backend": name}
     if local and Path(local).is_file():
         record.update(file=str(local), sha256=file_sha256(local, cache))

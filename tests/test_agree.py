@@ -99,3 +99,39 @@ def test_real_claude_labels_join_on_index(shared_data, tmp_path):
     result = agree(scores, shared_data / "alpagasus" / "claude_t45_labels_dev.jsonl")
     assert result["label_field"] == "kept_by_claude_t45"
     assert result["joined"] == 20 and result["grader_kept"] == 10
+
+
+# ---------------------------------------------------------------- issue 29 item 9: agree
+
+
+def test_top_score_of_scores_not_from_expected_mode_says_why(files):
+    """--score-field top_score on generate-mode scores used to call every grade "not ok" without a word."""
+    scores, labels, other = files
+    for reference in (labels, other):
+        result = run_cli("agree", str(scores), str(reference), "--score-field", "top_score")
+        assert (result.exit_code, result.output) == (
+            2, "Error: --score-field top_score: 4 ok grades of SCORES have no top_score (mode generate); only "
+               "scores of `gasus grade --mode expected` carry one: use --score-field score\n")
+
+
+def test_top_score_of_expected_mode_scores_is_used(tmp_path):
+    rows = [{"id": i, "index": n, "score": s, "status": "ok", "mode": "expected", "top_score": t}
+            for n, (i, s, t) in enumerate([("a", 4.6, 5.0), ("b", 3.2, 3.0), ("c", 4.4, 5.0)])]
+    scores = tmp_path / "s.jsonl"
+    scores.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    labels = write_labels(tmp_path / "l.jsonl", [(0, True), (1, False), (2, True)])
+    assert agree(scores, labels, score_field="top_score")["grader_kept"] == 2
+    assert agree(scores, labels)["grader_kept"] == 1
+
+
+def test_the_team_labels_fixture_is_a_labels_file(tmp_path):
+    """fixtures/mini_alpaca_labels.jsonl (the README's runnable example) joins mini_alpaca's scores on index."""
+    from gasus.io import load_examples
+    from tests.conftest import FIXTURES
+
+    examples = load_examples(FIXTURES / "mini_alpaca.json")
+    scores = write_scores(tmp_path / "s.jsonl", [(e.id, 5.0 if e.index < 30 else 1.0) for e in examples])
+    result = agree(scores, FIXTURES / "mini_alpaca_labels.jsonl")
+    assert {k: result[k] for k in ("label_field", "joined", "label_kept", "grader_kept", "roc_auc", "f1")} == {
+        "label_field": "kept_by_team", "joined": 40, "label_kept": 30, "grader_kept": 30, "roc_auc": 1.0, "f1": 1.0}
+    assert run_cli("agree", str(scores), str(FIXTURES / "mini_alpaca_labels.jsonl")).exit_code == 0

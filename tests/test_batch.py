@@ -238,8 +238,8 @@ def test_run_config_batch_needs_an_openai_model(tmp_path, monkeypatch):
     with pytest.raises(BadInputError) as error:
         load_run_config(config)
     assert str(error.value) == (
-        f"{config}: 2 problems in the config: [grade] batch = true needs an openai: model (the Batch API), "
-        "not the embedded model; [judge] batch must be true or false, got 'yes'")
+        f"{config}: 2 problems in the config:\n  [grade] batch = true needs an openai: model (the Batch API), "
+        "not the embedded model\n  [judge] batch must be true or false, got 'yes'")
 
 
 @pytest.mark.parametrize("killed", ["after the batch was created", "before the file was uploaded"])

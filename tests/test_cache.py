@@ -132,11 +132,11 @@ def test_cache_cli_round_trip(tmp_path):
     k = "f" * 64
     Cache().put(k, {"text": "5"}, backend="llamacpp", model="m")
     out = tmp_path / "e.jsonl"
-    assert "exported 1 entries" in run_cli("cache", "export", str(out)).output
-    assert "cleared 1 entries" in run_cli("cache", "clear", "--yes").output
+    assert "exported 1 entry" in run_cli("cache", "export", str(out)).output
+    assert "cleared 1 entry" in run_cli("cache", "clear", "--yes").output
     assert Cache().get(k) is None
     result = run_cli("cache", "import", str(out), "--summary-json", str(tmp_path / "s.json"))
-    assert f"read 1 entries from {out}: 1 new, 0 already present" in result.output
+    assert f"read 1 entry from {out}: 1 new, 0 already present" in result.output
     assert Cache().get(k) == {"text": "5"}
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["command"] == "cache import" and summary["items"] == 1
@@ -282,7 +282,7 @@ def test_cache_never_runs_code_and_trusts_nothing(tmp_path, monkeypatch):
     result = run_cli("cache", "migrate")
     assert not flag.exists()
     assert result.exit_code == 0, result.output
-    assert result.output == ("converted 1 entries to JSON; dropped 1 memo(s) of file hashes or chat templates "
+    assert result.output == ("converted 1 entry to JSON; dropped 1 memo(s) of file hashes or chat templates "
                              "(recomputed on use); dropped 1 broken entry(ies):\n  " + "b" * 64 + "\n")
     assert Cache().get("a" * 64) == {"text": "4.5\nFine."}
     assert len(Cache()) == 1
@@ -308,14 +308,14 @@ def test_cache_never_runs_code_and_trusts_nothing(tmp_path, monkeypatch):
     with pytest.raises(CacheError, match="entry cccccccccccccccc… is stored as a pickle, which gasus never loads"):
         Cache().get("c" * 64)
     out = tmp_path / "out.jsonl"
-    assert run_cli("cache", "export", str(out)).output == f"exported 1 entries -> {out} (1 broken entries left out)\n"
+    assert run_cli("cache", "export", str(out)).output == f"exported 1 entry -> {out} (1 broken entry left out)\n"
     assert not flag.exists()
 
     # An old cache can be emptied without converting it.
     old = tmp_path / "old"
     _legacy_cache(old, {"e" * 64: good})
     monkeypatch.setenv("GASUS_CACHE_DIR", str(old))
-    assert run_cli("cache", "clear", "--yes").output == "cleared 1 entries\n"
+    assert run_cli("cache", "clear", "--yes").output == "cleared 1 entry\n"
     assert run_cli("cache", "stats").exit_code == 0
 
 
@@ -486,7 +486,8 @@ def test_cache_import_refuses_a_reasoning_of_5_and_a_cached_one_is_a_clear_error
 
     entries = len(Cache())  # with the replay file's hash memo once the file is old enough to be memoised
     result = run_cli("cache", "verify")
-    assert (result.exit_code, result.output) == (1, f"checked {entries} entries: 1 broken\n"
+    checked = "1 entry" if entries == 1 else f"{entries} entries"
+    assert (result.exit_code, result.output) == (1, f"checked {checked}: 1 broken\n"
                                                  f"  {graded}: not a gasus cache entry: value.reasoning: "
                                                  "Input should be a valid string\n")
     for rerun in ([], ["--retry-failed"]):
@@ -499,7 +500,9 @@ def test_cache_import_refuses_a_reasoning_of_5_and_a_cached_one_is_a_clear_error
     assert run_cli("cache", "migrate").exit_code == 0
     assert graded not in Cache()  # dropped; the memos are dropped too, recomputed on use
     assert run_cli("grade", str(data), "-o", str(out), "--grader", f"replay:{replay}").exit_code == 0
-    assert run_cli("cache", "verify").output == f"checked {len(Cache())} entries: all readable\n"
+    entries = len(Cache())
+    assert run_cli("cache", "verify").output == (f"checked {entries} entries: all readable\n" if entries != 1
+                                                 else "checked 1 entry: all readable\n")
     assert [(r["score"], r["reasoning"]) for r in map(json.loads, out.read_text().splitlines())] == [(4.0, None)]
 
 

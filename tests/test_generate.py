@@ -72,12 +72,12 @@ def test_generate_missing_answers_exit_2_and_keep_the_rest(sets_dir, tmp_path, e
     assert result.exit_code == 2
     assert result.output.startswith("0 answers -> ")
     assert result.output.splitlines()[-1] == (
-        "Error: 1 of 1 questions got no answer (first, vicuna/1: the prompt has 44 tokens; with 8 to generate it "
+        "Error: 1 of 1 question got no answer (first, vicuna/1: the prompt has 44 tokens; with 8 to generate it "
         "exceeds the context of 32 (raise --n-ctx)); the others are written; rerun to retry")
     assert (tmp_path / "a.jsonl").read_text() == ""
     summary = json.loads((tmp_path / "s.json").read_text())
     assert (summary["failures"], summary["items"], summary["model_calls"]) == (1, 1, 0)
-    assert summary["error"].startswith("1 of 1 questions got no answer")
+    assert summary["error"].startswith("1 of 1 question got no answer")
 
 
 def test_generate_with_the_embedded_model_then_from_cache(sets_dir, tmp_path):

@@ -232,7 +232,7 @@ def test_interrupted_run_says_what_is_kept(tmp_path, scripted):
         "rerun the same command to continue.")
 
 
-def test_config_with_five_mistakes_lists_all_five_before_any_model_loads(tmp_path, scripted):
+def test_config_with_five_mistakes_lists_all_five_one_per_line_before_any_model_loads(tmp_path, scripted):
     scripted.scores = None
     config = _write(tmp_path, f'[data]\npath = "{FIXTURES / "mini_alpaca.json"}"\n'
                               '[grade]\nconcurrency = 0\n'
@@ -244,12 +244,12 @@ def test_config_with_five_mistakes_lists_all_five_before_any_model_loads(tmp_pat
     from gasus.backends import BACKENDS
 
     assert result.output == (
-        f"Error: {config}: 5 problems in the config: "
-        "[grade] concurrency must be at least 1; "
-        "[train] unknown training setting(s): warmup_typo; "
-        "[train] unknown preset 'alpagasus-70b': choose one of alpagasus-7b, alpagasus-13b, cpu-smoke; "
-        "[generate] unknown test set 'mt-bench': choose from vicuna, koala, wizardlm, sinstruct or all; "
-        "[judge] cannot read model spec 'gpt4': expected BACKEND:MODEL with BACKEND one of "
+        f"Error: {config}: 5 problems in the config:\n"
+        "  [grade] concurrency must be at least 1\n"
+        "  [train] unknown training setting(s): warmup_typo\n"
+        "  [train] unknown preset 'alpagasus-70b': choose one of alpagasus-7b, alpagasus-13b, cpu-smoke\n"
+        "  [generate] unknown test set 'mt-bench': choose from vicuna, koala, wizardlm, sinstruct or all\n"
+        "  [judge] cannot read model spec 'gpt4': expected BACKEND:MODEL with BACKEND one of "
         f"{', '.join(sorted(BACKENDS))}, or a .gguf path\n")
     assert not (tmp_path / "gasus-run").exists()
 

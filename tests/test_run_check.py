@@ -39,7 +39,7 @@ def test_run_check_stage_drops_contaminated_and_duplicate_rows(tmp_path, scripte
     filtered = json.loads((out / "filtered.json").read_text())
     assert rows[40] not in filtered and filtered.count(rows[3]) == 1
     md = (out / "report.md").read_text()
-    assert ("- check: 1 of 42 rows overlap the test sets (1 exact, 0 near hits), 1 near-duplicates; "
+    assert ("- check: 1 of 42 rows overlap the test sets (1 exact, 0 near hits), 1 near-duplicate; "
             "all left out of training (audit.json)\n") in md
     assert "selection: top" not in md and "kept 40 of 42 graded" in md
     assert "| check | 42 | 0 | 0 | 1 |" in md

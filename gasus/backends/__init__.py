@@ -13,7 +13,7 @@ from ..errors import BackendError, BadInputError
 from .base import Backend, BackendOptions, CachedModel, Request, Result, TransientError
 
 __all__ = ["Backend", "BackendOptions", "CachedModel", "Request", "Result", "TransientError",
-           "BACKENDS", "embedded_model_path", "parse_spec", "spec_file", "load_backend"]
+           "BACKENDS", "EMBEDDED_SPECS", "embedded_model_path", "is_embedded", "parse_spec", "spec_file", "load_backend"]
 
 BACKENDS: dict[str, str] = {
     "llamacpp": "gasus.backends.llamacpp:LlamaCppBackend",
@@ -47,6 +47,15 @@ def _registry() -> dict[str, str]:
     return names
 
 
+# Specs that name the embedded SmolLM2-135M GGUF, as no spec at all does.
+EMBEDDED_SPECS = ("", "default", "embedded", "llamacpp:default", "llamacpp:embedded")
+
+
+def is_embedded(spec: str | None) -> bool:
+    """Whether a spec names the embedded default model (`llamacpp:default` too, as the README writes it)."""
+    return spec is None or spec in EMBEDDED_SPECS
+
+
 def parse_spec(spec: str | None) -> tuple[str, str]:
     """(backend name, target) of a model spec.
 
@@ -55,7 +64,7 @@ def parse_spec(spec: str | None) -> tuple[str, str]:
     >>> parse_spec("models/judge.gguf")
     ('llamacpp', 'models/judge.gguf')
     """
-    if spec is None or spec in ("", "default", "embedded"):
+    if is_embedded(spec):
         return "llamacpp", str(embedded_model_path())
     name, sep, target = spec.partition(":")
     if sep and name in _registry():
@@ -70,7 +79,7 @@ def parse_spec(spec: str | None) -> tuple[str, str]:
 
 def spec_file(spec: str | None) -> str | None:
     """The local file a model spec reads (llamacpp:, replay:, hf: or a bare path), else None."""
-    if not spec or spec in ("default", "embedded"):
+    if is_embedded(spec):
         return None
     name, sep, target = spec.partition(":")
     if sep and name in ("llamacpp", "replay", "hf"):

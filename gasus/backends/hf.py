@@ -50,6 +50,12 @@ class HFBackend(Backend):
             raise BackendError(f"{target}: not a model directory (hf: takes a directory or a hub id)")
         self.model_id, _, revision = target.partition("@") if self.local_dir is None else (target, "", "")
         self.revision = revision or None
+        if self.local_dir is None:
+            from ..hub import unavailable
+
+            why = unavailable("models", self.model_id)
+            if why is not None:  # before torch and transformers are imported, and retry for 20 s
+                raise BackendError(f"{target}: cannot load the Hugging Face hub model: {why}")
         self._tokenizer = None
         self._model = None
         self._device = None

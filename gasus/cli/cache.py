@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..wording import counted
 from .common import GasusGroup, check_paths, console, max_expansion_option, summary_option
 
 
@@ -67,8 +68,8 @@ def export_(file, summary):
     check_paths(summary, outputs={"FILE": file})
     store = _open()
     summary.items = n = store.export(file)
-    broken = f" ({len(store.broken)} broken entries left out)" if store.broken else ""
-    console().print(f"exported {n} entries -> {file}{broken}", soft_wrap=True)
+    broken = f" ({counted(len(store.broken), 'broken entry', 'broken entries')} left out)" if store.broken else ""
+    console().print(f"exported {counted(n, 'entry', 'entries')} -> {file}{broken}", soft_wrap=True)
 
 
 @cache.command()
@@ -90,9 +91,9 @@ def verify(summary):
     summary.extra["broken"] = [{"key": key, "problem": problem} for key, problem in report.broken]
     out = console()
     if not report.broken:
-        out.print(f"checked {report.checked} entries: all readable")
+        out.print(f"checked {counted(report.checked, 'entry', 'entries')}: all readable")
         return
-    out.print(f"checked {report.checked} entries: {len(report.broken)} broken")
+    out.print(f"checked {counted(report.checked, 'entry', 'entries')}: {len(report.broken)} broken")
     _list(out, [f"{key}: {problem}" for key, problem in report.broken])
     if summary.path:
         summary.write(summary.path)  # the exit below skips the usual write
@@ -122,7 +123,7 @@ def import_(file, overwrite, summary):
     summary.extra.update(added=report.added, unchanged=report.unchanged, replaced=report.replaced,
                          conflicts=report.conflicts)
     out = console()
-    line = f"read {report.read} entries from {file}: {report.added} new, {report.unchanged} already present"
+    line = f"read {counted(report.read, 'entry', 'entries')} from {file}: {report.added} new, {report.unchanged} already present"
     if report.replaced:
         line += f", {report.replaced} replaced"
     if report.conflicts:
@@ -150,7 +151,7 @@ def migrate(summary):
     summary.items = report.converted
     summary.extra.update(memos=report.memos, broken=report.broken)
     out = console()
-    line = f"converted {report.converted} entries to JSON"
+    line = f"converted {counted(report.converted, 'entry', 'entries')} to JSON"
     if report.memos:
         line += f"; dropped {report.memos} memo(s) of file hashes or chat templates (recomputed on use)"
     if report.broken:
@@ -173,6 +174,6 @@ def clear(yes, summary):
     check_paths(summary)
     store = _open(migrating=True)  # an old cache may be emptied without converting it first
     if not yes:
-        click.confirm(f"Delete all {len(store)} entries of {store.directory}?", abort=True)
+        click.confirm(f"Delete all {counted(len(store), 'entry', 'entries')} of {store.directory}?", abort=True)
     summary.items = n = store.clear()
-    console().print(f"cleared {n} entries")
+    console().print(f"cleared {counted(n, 'entry', 'entries')}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import BadInputError
+from ..wording import counted
 from .common import (
     GasusCommand,
     check_paths,
@@ -102,7 +103,7 @@ def _render(report, output) -> None:
     out = console()
     s = report.summary
     if s["testsets"]:
-        table = Table(title=f"Overlap of {s['rows']} rows with the references")
+        table = Table(title=f"Overlap of {counted(s['rows'], 'row')} with the references")
         for column in ("reference", "questions", "exact", "near", "rows hit"):
             table.add_column(column, justify="left" if column == "reference" else "right")
         for name, counts in s["testsets"].items():
@@ -120,10 +121,10 @@ def _render(report, output) -> None:
         out.print(hits)
     lines = []
     if s["testsets"]:
-        lines.append(f"{s['contaminated_rows']} of {s['rows']} rows overlap the references "
+        lines.append(f"{s['contaminated_rows']} of {counted(s['rows'], 'row')} overlap the references "
                      f"({s['exact_hits']} exact, {s['near_hits']} near hits)")
     if s["self_checked"]:
-        lines.append(f"{s['duplicate_groups']} near-duplicate groups, {s['duplicate_rows']} rows beyond the "
+        lines.append(f"{counted(s['duplicate_groups'], 'near-duplicate group')}, {counted(s['duplicate_rows'], 'row')} beyond the "
                      "first of each")
     for line in lines:
         out.print(line)

@@ -210,17 +210,21 @@ class Summary:
 
 
 def check_paths(summary: Summary, *, inputs: dict[str, Any] | None = None,
-                outputs: dict[str, Any] | None = None, makes_dirs: bool = False) -> None:
+                outputs: dict[str, Any] | None = None, makes_dirs: bool = True) -> None:
     """Refuse outputs (with --summary-json among them) that are an input, each other, or inside the cache,
-    or that cannot be written: `makes_dirs` when the command creates its outputs' missing directories."""
+    or that cannot be written. Once all of them pass, their missing parent directories are made when
+    the output is written (`makes_dirs`), so a refused command, or one that stops before writing,
+    leaves no new directory behind."""
     from ..cache import default_cache_dir
-    from ..io import check_outputs
+    from ..io import check_outputs, make_dirs_for
 
     outputs = {**(outputs or {}), "--summary-json": summary.path}
     check_outputs(outputs, inputs, protected_dir=default_cache_dir())
     for label, path in outputs.items():
         if path is not None:
-            check_output_dir(path, label, makes_dirs=makes_dirs and label != "--summary-json")
+            check_output_dir(path, label, makes_dirs=makes_dirs)
+    if makes_dirs:
+        make_dirs_for(path for path in outputs.values() if path is not None)
 
 
 def check_output_dir(path: str, label: str, makes_dirs: bool = False) -> None:

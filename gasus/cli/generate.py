@@ -6,6 +6,7 @@ import click
 
 from ..backends import spec_file
 from ..errors import BackendError
+from ..wording import counted
 from .common import (
     GasusCommand,
     check_paths,
@@ -67,10 +68,10 @@ def generate(model_spec, testsets, output, max_new_tokens, limit, prompt_style, 
     summary.items = len(questions)
     summary.add_stats(model.stats)
     out = console()
-    out.print(f"{len(result.answers)} answers -> {output} "
-              f"({model.stats.model_calls} model calls, {model.stats.cache_hits} from the cache)")
+    out.print(f"{counted(len(result.answers), 'answer')} -> {output} "
+              f"({counted(model.stats.model_calls, 'model call')}, {model.stats.cache_hits} from the cache)")
     if result.failed:
         q, error = result.failed[0]
-        raise BackendError(f"{len(result.failed)} of {len(questions)} questions got no answer "
+        raise BackendError(f"{len(result.failed)} of {counted(len(questions), 'question')} got no answer "
                            f"(first, {q.testset}/{q.id}: {error}); the others are written; rerun to retry")
 

@@ -6,6 +6,7 @@ import click
 
 from ..backends import spec_file
 from ..errors import BadInputError
+from ..wording import counted
 from .batch import BatchProgress, batch_options, batch_settings, report_pending
 from .common import (
     GasusCommand,
@@ -76,7 +77,8 @@ class GradeProgress:
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Scores file to write (JSON Lines, one line per input row, in order).  Needed unless --dry-run.")
 @click.option("--grader", "grader_spec", default=None,
-              help="Grader model spec: llamacpp:FILE.gguf (or FILE.gguf), openai:MODEL, replay:FILE.jsonl.  "
+              help="Grader model spec: llamacpp:FILE.gguf (or FILE.gguf; llamacpp:default is the embedded model), "
+                   "openai:MODEL, hf:DIR_OR_HUB_ID (transformers, best on a GPU), replay:FILE.jsonl.  "
                    "[default: the embedded SmolLM2-135M-Instruct]")
 @click.option("--dimension", type=click.Choice(["accuracy", "helpfulness"]), default="accuracy", show_default=True,
               help="What the paper's prompt asks the grader to rate.")
@@ -160,7 +162,7 @@ def grade(dataset, output, grader_spec, dimension, prompt_file, prompt_variant, 
         plan = gr.plan_grading(examples, model, prompt=prompt, mode=mode, prices=prices, max_tokens=max_new_tokens,
                                thinking=thinking)
         summary.extra["dry_run"] = plan.to_dict()
-        out.print(f"{plan.examples} examples ({plan.unique} distinct): {plan.unique - plan.misses} in the cache, "
+        out.print(f"{counted(plan.examples, 'example')} ({plan.unique} distinct): {plan.unique - plan.misses} in the cache, "
                   f"{plan.misses} model call(s) needed with {model.backend.label}", soft_wrap=True)
         if model.backend.name == "openai" and plan.misses:
             if plan.cost_usd is None:
@@ -228,7 +230,7 @@ def render_summary(out, grades, hist, statuses, stats, output) -> None:
     from ..selection import PAPER_THRESHOLD as tau
 
     ok = statuses["ok"]
-    table = Table(title=f"Scores of {len(grades)} examples (paper's buckets)")
+    table = Table(title=f"Scores of {counted(len(grades), 'example')} (paper's buckets)")
     table.add_column("score", justify="right")
     table.add_column("examples", justify="right")
     table.add_column("share of scored", justify="right")

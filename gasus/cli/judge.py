@@ -6,6 +6,7 @@ import click
 
 from ..backends import spec_file
 from ..errors import BadInputError
+from ..wording import counted
 from .batch import BatchProgress, batch_options, batch_settings, report_pending
 from .common import (
     GasusCommand,
@@ -141,7 +142,7 @@ def judge(answers_a, answers_b, output, judge_spec, order, rule, mode, max_new_t
     if plot_path:
         report.plot_verdicts(result.tallies, plot_path, title=title)
         out.print(f"plot -> {plot_path}")
-    out.print(f"{len(judgements)} judgements -> {output}")
+    out.print(f"{counted(len(judgements), 'judgement')} -> {output}")
 
     summary.items = len(judgements)
     summary.add_stats(model.stats)

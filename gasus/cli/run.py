@@ -21,7 +21,7 @@ from .report import show_report
 @click.argument("config", type=click.Path(dir_okay=False), required=False)
 @click.option("--demo", is_flag=True, help="Run the built-in demo config on the fixtures (embedded model, minutes on a CPU).")
 @click.option("--run-dir", type=click.Path(file_okay=False),
-              help="Write the run here instead of the config's out_dir (--demo: ./gasus-demo).")
+              help="Write the run here instead of the config's out_dir (--demo: out/demo-run).")
 @click.option("--threshold", type=float,
               help="Keep score >= T instead of the config's [select] rule; every grade is reused from the cache.")
 @summary_option
@@ -34,11 +34,17 @@ def run(config, demo, run_dir, threshold, summary):
     no model call, and a trained model with the same data and settings is reused.
 
     \b
-    Tables: [data] path, format; [grade] grader, mode, dimension; [select] threshold or
-    top_k, seed; [train] base, preset and any training setting (max_steps, epochs, ...);
-    [generate] testsets, limit, max_new_tokens, testsets_dir; [judge] judge, mode,
-    order, rule. [grade], [generate] and [judge] also take base_url, api_key_env,
-    concurrency, max_attempts and threads.
+    Tables and their keys (out_dir at the top):
+      [data] path, format, max_rows, max_expansion
+      [grade] grader, mode, dimension, batch
+      [select] threshold or top_k, seed
+      [check] enabled, against, duplicates, ngram, threshold, shingle
+              (gasus check between select and train; off unless enabled = true)
+      [train] base, preset and any training setting (max_steps, epochs, ...)
+      [generate] testsets, limit, max_new_tokens, testsets_dir
+      [judge] judge, mode, order, rule, batch
+      [grade], [generate] and [judge] also take base_url, api_key_env, concurrency,
+      max_attempts, threads and require_snapshot.
 
     \b
     Example:
@@ -47,7 +53,14 @@ def run(config, demo, run_dir, threshold, summary):
     """
     from rich.text import Text
 
-    from ..pipeline import DEMO_CONFIG, load_run_config, run_paths, run_pipeline, with_overrides
+    from ..pipeline import (
+        DEMO_CONFIG,
+        DEMO_RUN_DIR,
+        load_run_config,
+        run_paths,
+        run_pipeline,
+        with_overrides,
+    )
     from ..selection import check_threshold
 
     if demo == bool(config):
@@ -55,7 +68,7 @@ def run(config, demo, run_dir, threshold, summary):
     if threshold is not None:
         check_threshold(threshold)
     cfg = with_overrides(load_run_config(DEMO_CONFIG if demo else config),
-                         out_dir=run_dir or ("gasus-demo" if demo else None), threshold=threshold)
+                         out_dir=run_dir or (DEMO_RUN_DIR if demo else None), threshold=threshold)
     inputs, outputs = run_paths(cfg)
     check_paths(summary, inputs={"CONFIG": config or str(DEMO_CONFIG), **inputs}, outputs=outputs, makes_dirs=True)
     err = console(stderr=True)

@@ -6,6 +6,7 @@ import click
 
 from ..errors import BadInputError
 from ..io import in_bulk
+from ..wording import counted
 from .common import (
     GasusCommand,
     check_paths,
@@ -117,7 +118,7 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, limit, swe
         rows = selection.sweep(candidates, candidate_grades, thresholds)
         not_ok = selection.not_ok_count(candidate_grades)
         note = f", {len(excluded)} excluded" if exclude is not None else ""
-        table = Table(title=f"Kept examples per threshold ({len(candidates)} examples, {not_ok} not gradable{note})")
+        table = Table(title=f"Kept examples per threshold ({counted(len(candidates), 'example')}, {not_ok} not gradable{note})")
         table.add_column("threshold", justify="right")
         table.add_column("kept", justify="right")
         table.add_column("fraction", justify="right")
@@ -152,7 +153,7 @@ def select(dataset, scores, output, threshold, top_k, random_n, seed, limit, swe
         out.print(f"excluded {counts['contaminated']} contaminated and {counts['near_duplicate']} near-duplicate "
                   f"rows (from {exclude})")
     if decisions is not None:
-        out.print(f"a decision for each of {len(examples)} rows -> {decisions}")
+        out.print(f"a decision for each of {counted(len(examples), 'row')} -> {decisions}")
     if grades is not None:  # a --random draw has no scores to diagnose
         if excluded:  # the health of all rows, the excluded ones with them
             _report_health(examples, grades, {e.id for e in result.kept}, keep_threshold, None, health, summary)

@@ -6,6 +6,7 @@ import os
 
 import click
 
+from ..wording import counted
 from .common import (
     INTERRUPTED,
     GasusCommand,
@@ -98,6 +99,7 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
         fp32_fallback=False if no_fp32_fallback else None, lora=lora or None, lora_rank=lora_rank,
         packing=packing or None, activation_checkpointing=activation_checkpointing or None,
         save_steps=save_steps, keep_checkpoints=keep_checkpoints or None)
+    training.check_base_available(training.resolve_base(base))  # before torch and transformers load
     examples = load_dataset_arg(dataset, fmt, instruction_field, input_field, output_field, split,
                                 max_rows)
     summary.items = len(examples)
@@ -148,9 +150,9 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
                           "tokens_per_second": run["tokens_per_second"], "train_loss": run["train_loss"]})
     # The mean over the run's steps, as the manifest and --summary-json have it (train_loss): the
     # last step's loss alone swings from batch to batch.
-    console().print(f"trained {run['steps']} steps on {len(examples)} examples in {run['train_seconds']:.1f} s "
-                    f"({run['tokens_per_second']} tokens/s, mean loss {run['train_loss']:.4f}) -> {result.output_dir}",
-                    soft_wrap=True)
+    console().print(f"trained {counted(run['steps'], 'step')} on {counted(len(examples), 'example')} in "
+                    f"{run['train_seconds']:.1f} s ({run['tokens_per_second']} tokens/s, mean loss "
+                    f"{run['train_loss']:.4f}) -> {result.output_dir}", soft_wrap=True)
 
 
 def quiet_libraries() -> None:

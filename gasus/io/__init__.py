@@ -35,12 +35,19 @@ from .read import (
     looks_like_hub_name,
     read_rows,
 )
-from .write import atomic_write, write_json, write_json_array, write_jsonl, write_records
+from .write import (
+    atomic_write,
+    make_dirs_for,
+    write_json,
+    write_json_array,
+    write_jsonl,
+    write_records,
+)
 
 __all__ = [
     "COMPRESSIONS", "DEFAULT_MAX_EXPANSION", "DEFAULT_MAX_ROWS", "FORMATS", "FieldMap", "atomic_write",
     "chat_triplet", "check_outputs", "compression", "count_lines", "count_rows", "current_umask", "file_kind",
     "in_bulk", "iter_jsonl", "iter_jsonl_objects", "load_examples", "loads_json", "looks_like_hub_name",
-    "max_expansion", "read_json", "read_jsonl_objects", "read_rows", "set_max_expansion", "sha256_file",
+    "make_dirs_for", "max_expansion", "read_json", "read_jsonl_objects", "read_rows", "set_max_expansion", "sha256_file",
     "write_json", "write_json_array", "write_jsonl", "write_records",
 ]

@@ -142,6 +142,11 @@ def _parquet_batches(path: Path, parquet: Any) -> Iterator[tuple[str, dict]]:
 
 
 def _rows_from_hub(name: str, split: str, max_rows: int = 0) -> Iterator[tuple[str, dict]]:
+    from ..hub import unavailable
+
+    why = unavailable("datasets", name)
+    if why is not None:  # before datasets is imported, and retries for 20 s, logging each try
+        raise BadInputError(f"{name}: cannot load the Hugging Face hub dataset: {why}")
     try:
         import datasets
     except ImportError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import json
 import os
@@ -20,6 +21,18 @@ from .guard import current_umask
 _LINE_BREAKS_IN_STRINGS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
 
 
+# Outputs whose missing parent directories atomic_write creates: a command names them once every check
+# of its paths has passed (cli.common.check_paths), so a refused command leaves no new directory behind.
+_makes_dirs_for: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("makes_dirs_for",
+                                                                                  default=frozenset())
+
+
+def make_dirs_for(paths: Iterable[str | Path]) -> None:
+    """Let atomic_write create the missing parent directories of these outputs, for the current context
+    (a command's run): each was checked (not an input, not in the cache, under a writable directory)."""
+    _makes_dirs_for.set(_makes_dirs_for.get() | {os.path.abspath(p) for p in paths})
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """A file handle whose content appears at `path` only if the block finishes.
@@ -29,6 +42,11 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists() and os.path.abspath(path) in _makes_dirs_for.get():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInputError(f"{path}: cannot create the directory {parent}: {exc.strerror}") from None
     if not parent.is_dir():
         raise BadInputError(f"{path}: the directory {parent} does not exist")
     if path.is_dir():

@@ -10,6 +10,7 @@ the other way).
 
 from .config import (
     DEMO_CONFIG,
+    DEMO_RUN_DIR,
     BackendSettings,
     CheckConfig,
     DataConfig,
@@ -27,7 +28,7 @@ from .config import (
 from .stages import OUTPUT_FILES, StageProgress, StageReport, run_paths, run_pipeline
 
 __all__ = [
-    "DEMO_CONFIG", "OUTPUT_FILES", "BackendSettings", "CheckConfig", "DataConfig", "GenerateConfig",
+    "DEMO_CONFIG", "DEMO_RUN_DIR", "OUTPUT_FILES", "BackendSettings", "CheckConfig", "DataConfig", "GenerateConfig",
     "GradeConfig", "JudgeConfig", "RunConfig", "SelectConfig", "StageProgress", "StageReport", "TrainStageConfig",
     "config_from_dict", "load_run_config", "read_toml", "run_paths", "run_pipeline", "with_overrides",
 ]

@@ -248,6 +248,9 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
+# Where `gasus run --demo` writes unless --run-dir says otherwise; `make demo` writes there too, and
+# .gitignore holds out/.
+DEMO_RUN_DIR = "out/demo-run"
 
 
 def with_overrides(config: RunConfig, *, out_dir: str | Path | None = None, threshold: float | None = None) -> RunConfig:
@@ -322,7 +325,9 @@ def config_from_dict(raw: dict[str, Any], here: Path, where: str) -> RunConfig:
     if problems:
         if len(problems) == 1:
             raise BadInputError(f"{where}: {problems[0]}")
-        raise BadInputError(f"{where}: {len(problems)} problems in the config: {'; '.join(problems)}")
+        # one per line under a header: seven problems on one line read as one
+        raise BadInputError(f"{where}: {len(problems)} problems in the config:"
+                            + "".join(f"\n  {problem}" for problem in problems))
 
     sections["data"] = dataclasses.replace(sections["data"], path=resolve(sections["data"].path))
     from ..io import file_kind

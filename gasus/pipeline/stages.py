@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInputError, GasusError
+from ..wording import counted
 from .config import CheckConfig, RunConfig
 
 
@@ -211,7 +212,7 @@ def _run_grade(run: _Run) -> tuple[list[Any], list[Any]]:
     write_scores(out / "scores.jsonl", grades)
     manifest.file("outputs", "scores", out / "scores.jsonl")
     manifest.data["models"]["grader"]["served"] = grader.stats.served
-    run.done("grade", t, f"{len(grades)} examples graded ({grader.stats.model_calls} model calls)",
+    run.done("grade", t, f"{counted(len(grades), 'example')} graded ({counted(grader.stats.model_calls, 'model call')})",
              warning=[w for w in (report.grade_warning([g.status for g in grades]),
                                   served_warning(grader.stats.served, "grades")) if w],
              model_calls=grader.stats.model_calls, cache_hits=grader.stats.cache_hits,
@@ -275,9 +276,9 @@ def _run_check(run: _Run, examples: list[Any], grades: list[Any]) -> tuple[Any, 
     for name in ("filtered", "baseline"):
         manifest.file("outputs", name, out / f"{name}.json")
     manifest.data["check"] = {**found, "kept": len(kept.kept)}
-    run.done("check", t, f"{found['contaminated_rows']} of {found['rows']} rows overlap the test sets "
+    run.done("check", t, f"{found['contaminated_rows']} of {counted(found['rows'], 'row')} overlap the test sets "
                          f"({found['exact_hits']} exact, {found['near_hits']} near hits), "
-                         f"{found['duplicate_rows']} near-duplicates; kept {len(kept.kept)} by {kept.rule}",
+                         f"{counted(found['duplicate_rows'], 'near-duplicate')}; kept {len(kept.kept)} by {kept.rule}",
              **{k: found[k] for k in ("contaminated_rows", "duplicate_rows")})
     run.record("check", found["rows"], run.reports[-1:], found["contaminated_rows"])
     return kept, baseline
@@ -316,7 +317,8 @@ def _run_train(run: _Run, settings: Any, subsets: dict[str, list[Any]]) -> dict[
                            status=lambda text, stage=stage: run.progress(stage, 0, None, text))
             trained = result.manifest["train"]
             how = "resumed from its last checkpoint, " if resume else ""
-            run.done(f"train {name}", t, f"{how}{trained['steps']} steps, mean loss {trained['train_loss']:.3f} -> {model_dir}",
+            run.done(f"train {name}", t,
+                     f"{how}{counted(trained['steps'], 'step')}, mean loss {trained['train_loss']:.3f} -> {model_dir}",
                      tokens_per_second=trained["tokens_per_second"])
         models[name] = model_dir
         manifest.model(f"{name} model", {"spec": f"hf:{model_dir}", **_model_dir_record(model_dir, cache)})
@@ -347,12 +349,12 @@ def _run_generate(run: _Run, models: dict[str, Path]) -> dict[str, Path]:
         finally:
             model.backend.close()
         if result.failed:
-            raise GasusError(f"{len(result.failed)} answers of the {name} model failed: {result.failed[0][1]}")
+            raise GasusError(f"{counted(len(result.failed), 'answer')} of the {name} model failed: {result.failed[0][1]}")
         answer_files[name] = out / "answers" / f"{name}.jsonl"
         answer_files[name].parent.mkdir(exist_ok=True)
         write_jsonl(answer_files[name], (a.to_dict() for a in result.answers))
         manifest.file("outputs", f"answers/{name}", answer_files[name])
-        run.done(f"generate {name}", t, f"{len(result.answers)} answers ({model.stats.model_calls} model calls)",
+        run.done(f"generate {name}", t, f"{counted(len(result.answers), 'answer')} ({counted(model.stats.model_calls, 'model call')})",
                  model_calls=model.stats.model_calls, cache_hits=model.stats.cache_hits)
     run.record("generate", 2 * len(questions), run.reports[-2:])
     return answer_files
@@ -390,7 +392,7 @@ def _run_judge(run: _Run, answer_files: dict[str, Path]) -> None:
     for name in ("judgements", "verdicts"):
         manifest.file("outputs", name, out / f"{name}.jsonl")
     manifest.data["models"]["judge"]["served"] = judge_model.stats.served
-    run.done("judge", t, f"{len(judgements)} judgements ({judge_model.stats.model_calls} model calls)",
+    run.done("judge", t, f"{counted(len(judgements), 'judgement')} ({counted(judge_model.stats.model_calls, 'model call')})",
              warning=[w for w in (report.judge_warning([j.status for j in judgements]),
                                   served_warning(judge_model.stats.served, "judgements")) if w],
              model_calls=judge_model.stats.model_calls, cache_hits=judge_model.stats.cache_hits,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..judge import PositionBias, Tally
+from ..wording import counted
 
 COLOURS = {"win": "#4c72b0", "tie": "#a6a6a6", "lose": "#dd8452", "unjudged": "#ffffff", "mark": "#c44e52"}
 
@@ -63,7 +64,7 @@ def threshold_sweep(points: Sequence[tuple[float, int]], threshold: float | None
     ax.set_xlabel("threshold (keep score >= threshold)")
     ax.set_ylabel("examples kept")
     ax.set_ylim(0, max(total, 1) * 1.05)
-    ax.set_title(f"Kept count against threshold ({total} examples)")
+    ax.set_title(f"Kept count against threshold ({counted(total, 'example')})")
     fig.tight_layout()
     return _png(fig)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import BadInputError
 from ..judge import JudgeReport
+from ..wording import counted
 from . import grade_warning, judge_warning
 
 PLOTS = ("scores", "sweep", "verdicts", "bias", "loss")
@@ -215,9 +216,9 @@ def _headline(summary: RunSummary) -> list[str]:
     check = m.get("check")
     if check:
         lines[-1] = f"selection: {summary.rule}; kept {check.get('kept', '?')} of {summary.graded} graded"
-        lines.append(f"check: {check['contaminated_rows']} of {check['rows']} rows overlap the test sets "
+        lines.append(f"check: {check['contaminated_rows']} of {counted(check['rows'], 'row')} overlap the test sets "
                      f"({check['exact_hits']} exact, {check['near_hits']} near hits), "
-                     f"{check['duplicate_rows']} near-duplicates; all left out of training (audit.json)")
+                     f"{counted(check['duplicate_rows'], 'near-duplicate')}; all left out of training (audit.json)")
     for role, model in m.get("models", {}).items():
         ident = (model.get("sha256") or model.get("remote_name") or model.get("weights_sha256")
                  or model.get("manifest_sha256") or "")

@@ -15,7 +15,14 @@ features), `outputs` (the output directory and the saved weights; uses `config`)
 torch, transformers, trl, datasets and peft are imported inside the functions that use them.
 """
 
-from .base import BaseModel, convert_gguf, converted_gguf_dir, load_base, resolve_base
+from .base import (
+    BaseModel,
+    check_base_available,
+    convert_gguf,
+    converted_gguf_dir,
+    load_base,
+    resolve_base,
+)
 from .config import (
     CONFIGS_DIR,
     LR_SCHEDULERS,
@@ -44,7 +51,7 @@ from .trainer import Progress, TrainResult, build_trainer, library_versions, tra
 __all__ = [
     "CHECKPOINTS", "CONFIGS_DIR", "LR_SCHEDULERS", "MANIFEST", "OWNER_MARKER", "PRECISIONS", "PRESETS",
     "SAVE_DTYPES", "BaseModel", "BatchPlan", "Progress", "TrainConfig", "TrainResult", "build_trainer",
-    "cast_saved_weights", "check_output_dir", "check_prompt_lengths", "convert_gguf", "converted_gguf_dir",
+    "cast_saved_weights", "check_base_available", "check_output_dir", "check_prompt_lengths", "convert_gguf", "converted_gguf_dir",
     "data_fingerprint", "detect_hardware", "fsdp_config_path", "library_versions", "load_base",
     "plan_batches", "prepare_output_dir", "resolve_base", "resolve_precision", "resolve_save_dtype", "train",
     "training_features", "training_rows",

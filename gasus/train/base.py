@@ -37,9 +37,9 @@ def resolve_base(spec: str | None) -> BaseModel:
     """The base model a `--base` value names: None for the embedded SmolLM2-135M-Instruct GGUF,
     a `.gguf` path (optionally `llamacpp:`), a directory with config.json, or a hub id
     (optionally `hf:`). Nothing is loaded here."""
-    if spec is None or spec in ("", "default", "embedded"):
-        from ..backends import embedded_model_path
+    from ..backends import embedded_model_path, is_embedded
 
+    if is_embedded(spec):
         path = embedded_model_path()
         return BaseModel("embedded", "gguf", str(path))
     target = spec
@@ -61,6 +61,16 @@ def resolve_base(spec: str | None) -> BaseModel:
     if target.startswith((".", "/", "~")) or target.count("/") > 1 or not target:
         raise BadInputError(f"base model {spec}: no such file or directory")
     return BaseModel(spec, "hub", target)
+
+
+def check_base_available(base: BaseModel) -> None:
+    """Refuse a hub base that is in no local cache while offline or with the hub out of reach: at once,
+    before torch and transformers load and retry for 20 s."""
+    from ..hub import unavailable
+
+    why = unavailable("models", base.location) if base.kind == "hub" else None
+    if why is not None:
+        raise BadInputError(f"base model {base.spec}: cannot be found: not a local file or directory, and {why}")
 
 
 def _gguf_sha256(path: str | Path) -> str:
@@ -147,6 +157,7 @@ def _quiet_gguf_reader() -> Iterator[None]:
 def load_base(base: BaseModel, *, status: Callable[[str], None] | None = None) -> tuple[Any, Any, str]:
     """(model in fp32, tokenizer, the path or id loaded) for a resolved base model; `status` hears
     of each slow step (a GGUF's conversion, the loading)."""
+    check_base_available(base)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gasus"
 
 # Lowest first. A module belongs to the floor of the longest name that prefixes it (gasus.io.read: io).
 FLOORS = [
-    ("records", "errors", "parsing", "thinking", "distributed"),
+    ("records", "errors", "parsing", "thinking", "distributed", "wording", "hub"),
     ("io",),
     ("prompts", "ahead"),
     ("cache",),

@@ -204,7 +204,7 @@ def stop_before_loading(monkeypatch):
     from gasus.errors import BadInputError
     from gasus.train import trainer
 
-    def stop(base):
+    def stop(base, **_):
         raise BadInputError("stopped before loading")
 
     monkeypatch.setattr(trainer, "load_base", stop)

@@ -80,11 +80,7 @@ def load_journals(cache_dir: Path) -> list[dict[str, Any]]:
     if not d.is_dir():
         return []
     for path in d.glob("*.json"):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError):
-            record = None  # never written whole (the rename is atomic): a crafted or foreign file
-        problem = journal_problem(record, path.stem) if record is not None else "not JSON"
+        record, problem = _read_journal(path)
         if problem is not None:
             warnings.warn(f"skipped batch journal {ascii(str(path))[1:-1]}: {problem}", GasusWarning, stacklevel=2)
             continue
@@ -153,11 +149,17 @@ def _on_disk(cache_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     ident = record.get("id")
     if not isinstance(ident, str) or not _JOURNAL_ID.fullmatch(ident):
         return {}
+    current, problem = _read_journal(journal_dir(cache_dir) / f"{ident}.json")
+    return current if problem is None else {}
+
+
+def _read_journal(path: Path) -> tuple[Any, str | None]:
+    """A journal file's record and what makes it unusable (None when nothing does)."""
     try:
-        current = json.loads((journal_dir(cache_dir) / f"{ident}.json").read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
-        return {}
-    return current if journal_problem(current, ident) is None else {}
+        return None, "not JSON"  # never written whole (the rename is atomic): a crafted or foreign file
+    return record, journal_problem(record, path.stem)
 
 
 def _public(backend: Any) -> str:

@@ -351,27 +351,34 @@ def library_deprecations_hidden():
         yield
 
 
+def working_bar(err, *, label_style: str = "", disable: bool = False):
+    """A transient bar for long work whose count may be unknown at first: a spinner, the task's
+    description, the bar, N/M, the task's `note` field (what it is doing), elapsed time and an ETA.
+    Shared by `gasus train` and `gasus run`'s stages."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    # markup=False: a description or a note may quote a file name
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}", markup=False, style=label_style), BarColumn(),
+        MofNCompleteColumn(), TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(),
+        TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True, disable=disable)
+
+
 class StageBars:
     """`gasus run`'s progress on stderr: a bar for each working stage, named as the stage lines name it
     ("grade", "train filtered", "generate baseline"), with its count, what it is doing, and an ETA;
     a stage's bar goes when the stage ends. Like the single commands' bars, drawn only on a terminal."""
 
     def __init__(self, err):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        # markup=False: a note may quote a file name
-        self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}", markup=False, style="bold"), BarColumn(),
-            MofNCompleteColumn(), TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True, disable=not err.is_terminal)
+        self.progress = working_bar(err, label_style="bold", disable=not err.is_terminal)
         self.tasks: dict[str, Any] = {}
         self.shown: dict[str, tuple[int | None, str]] = {}
 

@@ -16,6 +16,7 @@ from .common import (
     library_deprecations_hidden,
     load_dataset_arg,
     summary_option,
+    working_bar,
 )
 
 PRESET_NAMES = ("alpagasus-7b", "alpagasus-13b", "cpu-smoke")  # gasus.train.PRESETS, without importing it
@@ -104,24 +105,11 @@ def train(dataset, output_dir, base, preset, epochs, learning_rate, batch_size, 
                                 max_rows)
     summary.items = len(examples)
     err = console(stderr=True)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from ..distributed import is_main_process
 
     # Shown from the start: loading the libraries, converting and tokenizing take a while before step 1.
-    bar = Progress(SpinnerColumn(), TextColumn("training"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn(), console=err, transient=True,
-                   disable=not (err.is_terminal and is_main_process()))  # no bar in logs and pipes, one per run
-    task = bar.add_task("train", total=None, note="loading the training libraries")
+    bar = working_bar(err, disable=not (err.is_terminal and is_main_process()))  # not in logs and pipes; one per run
+    task = bar.add_task("training", total=None, note="loading the training libraries")
 
     def on_status(text: str) -> None:
         bar.update(task, note=f"{text} ...", refresh=True)

@@ -63,13 +63,10 @@ def file_record(path: str | Path) -> dict[str, Any]:
         return {"sha256": h.hexdigest()}
     record: dict[str, Any] = {"sha256": sha256_file(path)}
     kind = file_kind(path)
-    if compression(path) and kind == "jsonl":  # the lines of the decompressed data, counted as they come
+    if kind == "jsonl":  # counted as the lines come (a compressed file decompressed as it is read)
         record["rows"] = count_lines(path)
     elif compression(path) and kind == "json":
         record["rows"] = count_rows(path, max_rows=0)
-    elif kind == "jsonl":
-        with open(path, "rb") as handle:
-            record["rows"] = sum(1 for line in handle if line.strip())
     elif kind == "json":
         value = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(value, list):
